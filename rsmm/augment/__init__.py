@@ -5,7 +5,7 @@ into ``{modality: [view_1, ..., view_V]}`` normalised per band, on the batch's d
 Geometry is drawn in normalised coordinates (shared across modalities of different
 resolutions if asked), radiometric operations depend on the sensor kind (no colour op
 on SAR, units-aware speckle and dB offsets for SAR), and presets are YAML files in
-``configs/augment/`` (``eval``, ``mm_pretrain``, ``simclr_ms``, ``torchgeo_simclr``).
+``rsmm/augment/recipes/`` (``eval``, ``mm_pretrain``, ``simclr_ms``, ``torchgeo_simclr``).
 """
 
 from __future__ import annotations

@@ -5,9 +5,8 @@ kornia's colour augmentations assume 3-channel images in ``[0, 1]``: ``RandomBri
 adds ``factor - 1`` and clamps to ``[0, 1]``, ``RandomContrast`` multiplies by the
 factor around 0 and clamps, ``RandomGrayscale`` needs RGB. On stored multispectral
 values (digital numbers, reflectance x 1e4) those are wrong, so brightness, contrast and
-grayscale are written here, per band. The Gaussian blur is kornia's
-(:func:`kornia.filters.gaussian_blur2d`, which works on any number of channels and takes
-one sigma per sample).
+grayscale are written here, per band. The Gaussian blur uses kornia's taps but runs as
+batched matrix products (:mod:`rsmm.augment.filters` says why).
 """
 
 from __future__ import annotations
@@ -15,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import kornia
 import torch
 from torch import Tensor
 
+from rsmm.augment.filters import gaussian_blur
 from rsmm.augment.ops import (
     ModalityInfo,
     Op,
@@ -206,7 +205,8 @@ def blur_kernel_size(requested: int | str, height: int, width: int) -> int:
 
 @register
 class GaussianBlur(Op):
-    """Gaussian blur with a per-sample sigma (pixels), via kornia.
+    """Gaussian blur with a per-sample sigma (pixels): kornia's Gaussian taps, applied
+    as two batched matrix products (:func:`rsmm.augment.filters.gaussian_blur`).
 
     A spatial filter, not a colour op, so it is allowed on SAR too.
     """
@@ -245,8 +245,7 @@ class GaussianBlur(Op):
 
         def blur(sub: Tensor, idx: Tensor | None) -> Tensor:
             s = sigma if idx is None else sigma[idx.cpu()]
-            s = s.to(sub.device, torch.float32)[:, None].expand(-1, 2)
-            return kornia.filters.gaussian_blur2d(sub, (ks, ks), s, border_type="reflect")
+            return gaussian_blur(sub, s, ks)
 
         return apply_to_subset(x, params["applied"], blur)
 

@@ -28,12 +28,20 @@ import torch
 from torch import Tensor
 
 from rsmm.augment.geometry import apply_geometry, draw_geometry
-from rsmm.augment.ops import ModalityInfo
+from rsmm.augment.ops import ModalityInfo, Op
 from rsmm.augment.presets import Preset, load_preset
 from rsmm.sensors import Sensor, check_units, get_sensor
 
 StatsLike = tuple[Any, Any] | Mapping[str, Sequence[float]]
 Params = dict[str, dict[str, Tensor]]
+
+#: Samples augmented together on the CPU (see :meth:`BandAugment._chunk`).
+CPU_CHUNK = 64
+
+
+def _rows(params: dict[str, Tensor], rows: slice) -> dict[str, Tensor]:
+    """The per-sample parameters of the samples ``rows``."""
+    return {k: v[rows] for k, v in params.items()}
 
 
 def _resolve_stats(info: ModalityInfo, stats: StatsLike) -> tuple[Tensor, Tensor]:
@@ -93,6 +101,7 @@ class BandAugment:
         bands: Mapping[str, Sequence[str]] | None = None,
         units: Mapping[str, str] | None = None,
         seed: int | None = None,
+        chunk_size: int | None = None,
     ) -> None:
         """Configure the pipeline.
 
@@ -102,7 +111,7 @@ class BandAugment:
                 with those bands.
             stats: ``{modality: (mean, std)}`` per band in channel order, or
                 ``{modality: {band: (mean, std)}}`` (picked by band name).
-            preset: preset name (``configs/augment/<name>.yaml``), YAML path, mapping
+            preset: preset name (``rsmm/augment/recipes/<name>.yaml``), YAML path, mapping
                 or :class:`~rsmm.augment.presets.Preset`.
             views: number of augmented views per modality.
             shared_geometry: one crop/flip/rotation per sample for all its modalities
@@ -114,6 +123,10 @@ class BandAugment:
                 ``dn``, ``reflectance_x1e4``); required by SAR operations.
             seed: seed of the pipeline's generator; ``None`` draws each call's seed
                 from torch's global generator (so ``torch.manual_seed`` governs it).
+            chunk_size: samples transformed together; ``None`` = the whole batch on an
+                accelerator and slices of :data:`CPU_CHUNK` on the CPU. The parameters
+                are drawn for the whole batch first, so the views do not depend on it
+                (except for ops that draw noise while applying, e.g. speckle).
 
         Raises:
             ValueError: for a bad views count, unknown bands or units, stats of the
@@ -122,6 +135,9 @@ class BandAugment:
         """
         if int(views) < 1:
             raise ValueError(f"views must be >= 1, got {views}")
+        if chunk_size is not None and int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+        self.chunk_size = chunk_size
         self.preset = load_preset(preset)
         self.views = int(views)
         self.shared_geometry = bool(shared_geometry)
@@ -213,22 +229,58 @@ class BandAugment:
         drawn parameters.
         """
         info = self.infos[m]
+        n = x.shape[0]
         out_dtype = x.dtype if x.is_floating_point() else torch.float32
-        work = x.to(torch.float32) if x.dtype not in (torch.float32, torch.float64) else x
         params: Params = {}
         if geometry is not None:
-            work = apply_geometry(work, geometry["theta"], self.preset.geometry.mode)
             params["geometry"] = geometry
-        # the ops work in place on a tensor the pipeline owns, never on the input
-        owned = work is not x
         ops = self.preset.ops.get(info.kind, [])
         names = [op.name for op in ops]
-        drawn = []
+        drawn: list[tuple[Op, dict[str, Tensor]]] = []
         for i, op in enumerate(ops):
             key = op.name if names.count(op.name) == 1 else f"{op.name}#{i}"
-            p = op.draw(x.shape[0], info, generator)
+            p = op.draw(n, info, generator)
             params[key] = p
             drawn.append((op, p))
+        step = self._chunk(x)
+        if step >= n:
+            return self._apply(m, x, geometry, drawn, device_generator).to(out_dtype), params
+        out = torch.empty(x.shape, dtype=out_dtype, device=x.device)
+        for lo in range(0, n, step):
+            part = slice(lo, lo + step)
+            out[part] = self._apply(
+                m,
+                x[part],
+                None if geometry is None else _rows(geometry, part),
+                [(op, _rows(p, part)) for op, p in drawn],
+                device_generator,
+            )
+        return out, params
+
+    def _chunk(self, x: Tensor) -> int:
+        """Samples processed together: the whole batch on an accelerator; on the CPU,
+        slices of :data:`CPU_CHUNK` so that the chain of element-wise passes stays in
+        cache (1.6x faster than one 256-sample pass on one core, benchmarks/augment.py)."""
+        if self.chunk_size is not None:
+            return int(self.chunk_size)
+        return CPU_CHUNK if x.device.type == "cpu" else x.shape[0] or 1
+
+    def _apply(
+        self,
+        m: str,
+        x: Tensor,
+        geometry: dict[str, Tensor] | None,
+        drawn: list[tuple[Op, dict[str, Tensor]]],
+        device_generator: torch.Generator,
+    ) -> Tensor:
+        """Geometry, stored-units ops, normalisation and normalised-stage ops on ``x``
+        with already drawn parameters."""
+        info = self.infos[m]
+        work = x.to(torch.float32) if x.dtype not in (torch.float32, torch.float64) else x
+        if geometry is not None:
+            work = apply_geometry(work, geometry["theta"], self.preset.geometry.mode)
+        # the ops work in place on a tensor the pipeline owns, never on the input
+        owned = work is not x
         for op, p in drawn:
             if op.stage == "stored":
                 if not owned:
@@ -240,7 +292,7 @@ class BandAugment:
         for op, p in drawn:
             if op.stage == "normalised":
                 work = op.apply(work, p, info, device_generator)
-        return work.to(out_dtype), params
+        return work
 
     def __call__(
         self, batch: Mapping[str, Tensor], return_params: bool = False

@@ -1,4 +1,4 @@
-"""Augmentation presets: named YAML files in ``configs/augment/``, a YAML path, or a dict.
+"""Augmentation presets: named YAML files in ``rsmm/augment/recipes/``, a YAML path, or a dict.
 
 A preset has a geometric part, shared by all modalities (or drawn per modality), and
 one ordered list of radiometric operations per sensor kind::
@@ -35,8 +35,8 @@ from rsmm.augment import sar as _sar  # noqa: F401
 from rsmm.augment.geometry import GeometryConfig
 from rsmm.augment.ops import Op, as_range, build_op
 
-#: Directory of the named presets (``configs/augment`` at the repository root).
-PRESET_DIR = Path(__file__).resolve().parents[2] / "configs" / "augment"
+#: Directory of the named presets (``rsmm/augment/recipes``, shipped inside the package).
+PRESET_DIR = Path(__file__).resolve().parent / "recipes"
 
 _KINDS = ("optical", "sar")
 _TOP_KEYS = {"description", "geometry", *_KINDS}
