@@ -20,6 +20,7 @@ from lightning import Trainer, seed_everything
 
 from rsmm.datamodules import SyntheticDataModule
 from rsmm.export import export_encoders
+from rsmm.report import embed_test_split, pca_2d, read_confusion, read_logged, write_report
 from rsmm.tasks import FinetuneTask, PretrainTask
 
 
@@ -36,7 +37,7 @@ def _trainer(out: Path, epochs: int) -> Trainer:
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        log_every_n_steps=5,
+        log_every_n_steps=1,
     )
 
 
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.save_checkpoint(ckpt, weights_only=False)
     knn = tr.callback_metrics.get("val/knn_acc")
 
-    results = {}
+    results, confusions, embeddings = {}, {}, {}
     for name, init in (("random init", None), ("rsmm pre-trained", str(ckpt))):
         print(f"[{2 if init is None else 3}/4] linear probe on 10% of the labels from {name} ...")
         seed_everything(a.seed + 1, verbose=False)
@@ -86,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         trf.fit(ft, dmf)
         res = trf.test(ft, dmf, verbose=False)[0]
         results[name] = res
+        confusions[name] = read_confusion(Path(trf.log_dir) / "confusion.csv")
+        feats, labels = embed_test_split(ft, dmf)
+        embeddings[name] = (pca_2d(feats), labels)
     print("[4/4] exporting the encoders ...")
     export = export_encoders(ckpt, out / "encoders", overwrite=True, format="torchgeo")
 
@@ -98,12 +102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"\nk-NN accuracy of the pre-trained features on the validation split: {float(knn):.3f}"
         )
-    print(f"\ncheckpoint: {ckpt}\nencoders:   {export}")
-    for name in results:
-        d = out / name.replace(" ", "_")
-        pngs = sorted(d.rglob("confusion.png"))
-        if pngs:
-            print(f"confusion matrix ({name}): {pngs[-1]}")
+    report = write_report(
+        out / "report.png",
+        loss=read_logged(Path(tr.log_dir) / "metrics.csv", "train/loss"),
+        confusions=confusions,
+        embeddings=embeddings,
+        classes=dmf.classes,
+        title="rsmm quickstart: linear probe on 10% of the labels",
+    )
+    print(f"\ncheckpoint: {ckpt}\nencoders:   {export}\nreport:     {report}")
     gain = results["rsmm pre-trained"]["test/OA"] - results["random init"]["test/OA"]
     print(f"\npre-training gain in overall accuracy: {gain:+.3f}")
     torch.save({k: dict(v) for k, v in results.items()}, out / "results.pt")

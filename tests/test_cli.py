@@ -181,6 +181,8 @@ def test_quickstart_fast(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = capsys.readouterr().out
     assert "| rsmm pre-trained |" in out and "| random init |" in out
     assert (tmp_path / "qs" / "encoders" / "rsmm-encoders.json").is_file()
+    report = tmp_path / "qs" / "report.png"
+    assert f"report:     {report}" in out and report.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_manifest_stats(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
