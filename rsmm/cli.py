@@ -39,6 +39,7 @@ commands:
 
 TRAIN_COMMANDS = ("pretrain", "finetune", "linear-probe", "test")
 USER_ERRORS: tuple[type[BaseException], ...] = (
+    argparse.ArgumentError,  # jsonargparse's unknown / invalid option (exit_on_error=False)
     FileNotFoundError,
     NotADirectoryError,
     ValueError,
@@ -80,10 +81,14 @@ def _check_configs(args: Sequence[str]) -> None:
 
 def build_cli(command: str, args: list[str], run_dir: str | None = None) -> Any:
     """The LightningCLI of a training command, instantiated but not run."""
+    import warnings
+
     from lightning.pytorch.cli import LightningCLI
 
     from rsmm.datamodules.base import MultiModalDataModule
 
+    # rsmm parses its own argv and hands the rest over, which is what args= is for
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     task = _task_class(command)
     root = run_dir or f"runs/{command}"
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -104,7 +109,12 @@ def build_cli(command: str, args: list[str], run_dir: str | None = None) -> Any:
         seed_everything_default=0,
         trainer_defaults=trainer_defaults,
         save_config_kwargs={"overwrite": True},
-        parser_kwargs={"prog": f"rsmm {command}", "description": _help(command)},
+        parser_kwargs={
+            "prog": f"rsmm {command}",
+            "description": _help(command),
+            # raise instead of printing the whole usage block: main() prints one line
+            "exit_on_error": False,
+        },
     )
 
 
@@ -281,7 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except USER_ERRORS as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"rsmm: error: {msg}", file=sys.stderr)
+        hint = f" (see `rsmm {command} --help`)" if isinstance(err, argparse.ArgumentError) else ""
+        line = " ".join(str(msg).split())  # jsonargparse's messages span lines
+        print(f"rsmm: error: {line}{hint}", file=sys.stderr)
         return 2
 
 
