@@ -31,8 +31,9 @@ commands:
   linear-probe  train only a linear head on frozen encoders
   test          evaluate a checkpoint on the test split (metrics, confusion matrix)
   export        encoders of a checkpoint -> <modality>.safetensors + rsmm-encoders.json
-  manifest      dataset manifests: `rsmm manifest stats` recomputes band statistics
-  quickstart    the whole workflow on a generated co-registered S1/S2 scene
+  manifest      `rsmm manifest build` indexes chips of your own S1/S2/NAIP GeoTIFF folders;
+                `rsmm manifest stats` recomputes band statistics
+  quickstart    the whole workflow on a generated co-registered S1/S2/NAIP GeoTIFF scene
   benchmark     side-by-side performance tables against peers
 
 `rsmm <command> --help` explains each command's options."""
@@ -46,6 +47,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     KeyError,
     IsADirectoryError,
     PermissionError,
+    FileExistsError,
 )
 
 
@@ -151,7 +153,7 @@ def run_training(command: str, args: list[str]) -> dict[str, float]:
         trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
     else:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
-        if command != "pretrain" and dm.test_split is not None:
+        if command != "pretrain" and dm.has_test_split():
             trainer.test(
                 model,
                 datamodule=dm,
@@ -199,11 +201,119 @@ DATASETS = {
 }
 
 
+def _add_build_parser(sub: Any) -> None:
+    b = sub.add_parser(
+        "build",
+        help="chip index (GeoParquet) of your own co-registered S1/S2/NAIP GeoTIFF folders",
+        description="Index chips over the overlap of your modality folders (any CRS, "
+        "resolution and tiling), with labels, spatial splits and train band statistics. "
+        "Example: rsmm manifest build --s1 s1/ --s2 s2/ --naip naip/ --chip-size 640m "
+        "--labels fields.gpkg --label-column crop --out chips.parquet --map chips.png",
+    )
+    b.add_argument("--spec", help="stack YAML (see rsmm.stacks.spec); flags override it")
+    for m, what in (("s1", "Sentinel-1"), ("s2", "Sentinel-2"), ("naip", "NAIP")):
+        b.add_argument(f"--{m}", metavar="DIR", help=f"folder of {what} GeoTIFFs")
+        b.add_argument(f"--{m}-bands", metavar="B1,B2", help=f"{what} band names in file order")
+    b.add_argument("--s1-units", choices=("db", "linear"), help="Sentinel-1 values (default db)")
+    b.add_argument("--naip-gsd", type=float, help="NAIP target GSD in m (default: the files')")
+    b.add_argument("--chip-size", help="chip side: 640m, or 64px of Sentinel-2 (default 640m)")
+    b.add_argument("--stride", help="distance between chips (default: the chip size)")
+    b.add_argument("--crs", help="common CRS, e.g. EPSG:32631 (default: the S2 files' CRS)")
+    b.add_argument("--max-days", type=float, help="S1/S2 acquisitions at most N days apart")
+    b.add_argument(
+        "--labels", metavar="FILE", help="points/polygons (GeoPackage, GeoJSON, Shapefile)"
+    )
+    b.add_argument("--label-column", help="class column of --labels")
+    b.add_argument("--label-layer", help="layer of a multi-layer --labels file")
+    b.add_argument("--label-raster", metavar="FILE", help="GeoTIFF of class ids")
+    b.add_argument("--classes", help="class names in id order, comma separated")
+    b.add_argument("--split", help="train,val,test fractions (default 0.7,0.15,0.15)")
+    b.add_argument("--block-size", help="side of the spatial split blocks (default 4 chips)")
+    b.add_argument("--seed", type=int, help="seed of the block split (default 0)")
+    b.add_argument("--max-nodata", type=float, help="drop chips missing more (default 0.1)")
+    b.add_argument("--cloud-layer", metavar="DIR", help="folder of S2 SCL / QA60 / mask GeoTIFFs")
+    b.add_argument("--cloud-kind", choices=("scl", "qa60", "mask"), help="default scl")
+    b.add_argument("--max-cloud", type=float, help="drop chips more cloudy than this")
+    b.add_argument("--out", required=True, help="output chip index (.parquet)")
+    b.add_argument("--map", help="also write a PNG map of the chips coloured by split")
+    b.add_argument("--overwrite", action="store_true", help="replace existing --out / --map")
+
+
+def _spec_from_args(a: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from rsmm.stacks.spec import (
+        CloudSpec,
+        LabelSpec,
+        ModalitySpec,
+        StackSpec,
+        load_spec,
+        parse_fractions,
+        parse_length,
+    )
+
+    spec = load_spec(a.spec) if a.spec else None
+    mods = dict(spec.modalities) if spec else {}
+    for m in ("s1", "s2", "naip"):
+        bands = getattr(a, f"{m}_bands")
+        kw: dict[str, Any] = {}
+        if bands:
+            kw["bands"] = tuple(x.strip() for x in bands.split(","))
+        if m == "s1" and a.s1_units:
+            kw["units"] = a.s1_units
+        if m == "naip" and a.naip_gsd:
+            kw["gsd"] = a.naip_gsd
+        if getattr(a, m):
+            mods[m] = ModalitySpec(key=m, root=getattr(a, m), **kw)
+        elif m in mods and kw:
+            mods[m] = replace(mods[m], **kw)
+    if not mods:
+        raise ValueError("give the modality folders (--s1/--s2/--naip) or --spec stack.yaml")
+    fields: dict[str, Any] = {"modalities": mods}
+    if a.chip_size:
+        fields["chip_size"] = parse_length(a.chip_size, "--chip-size")
+    if a.stride:
+        fields["stride"] = parse_length(a.stride, "--stride")
+    if a.block_size:
+        fields["block_size"] = parse_length(a.block_size, "--block-size")
+    if a.split:
+        fields["split"] = parse_fractions(a.split)
+    for name in ("crs", "max_days", "seed", "max_nodata", "max_cloud"):
+        if getattr(a, name) is not None:
+            fields[name] = getattr(a, name)
+    classes = tuple(c.strip() for c in a.classes.split(",")) if a.classes else None
+    if a.labels and a.label_raster:
+        raise ValueError("give either --labels or --label-raster, not both")
+    if a.labels:
+        fields["labels"] = LabelSpec(a.labels, a.label_column, a.label_layer, classes)
+    elif a.label_raster:
+        fields["labels"] = LabelSpec(a.label_raster, classes=classes)
+    if a.cloud_layer:
+        fields["cloud"] = CloudSpec(a.cloud_layer, a.cloud_kind or "scl")
+    return replace(spec, **fields) if spec is not None else StackSpec(**fields)
+
+
+def _cmd_manifest_build(a: argparse.Namespace) -> int:
+    from rsmm.stacks import build_manifest, save_figure, write_manifest
+
+    out = Path(a.out)
+    for path in (out, Path(a.map) if a.map else None):
+        if path is not None and path.exists() and not a.overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    spec = _spec_from_args(a)
+    manifest = build_manifest(spec)
+    figure = manifest.plot_map(manifest.extra.get("footprints")) if a.map else None
+    write_manifest(manifest, out)
+    print(manifest.summary())
+    print(f"wrote {out}")
+    if figure is not None:
+        save_figure(figure, a.map)
+        print(f"wrote {a.map}")
+    return 0
+
+
 def _cmd_manifest(argv: Sequence[str]) -> int:
     import json
-
-    import rsmm.datasets as ds
-    from rsmm.manifests import compute_band_stats, load_manifest
 
     p = argparse.ArgumentParser(prog="rsmm manifest", description="Dataset manifests.")
     sub = p.add_subparsers(dest="action", required=True)
@@ -213,7 +323,14 @@ def _cmd_manifest(argv: Sequence[str]) -> int:
     s.add_argument("--split", default="train")
     s.add_argument("--max-samples", type=int, default=None, help="use at most this many samples")
     s.add_argument("--out", help="write an updated manifest JSON here (default: print the stats)")
+    _add_build_parser(sub)
     a = p.parse_args(argv)
+    if a.action == "build":
+        return _cmd_manifest_build(a)
+
+    import rsmm.datasets as ds
+    from rsmm.manifests import compute_band_stats, load_manifest
+
     cls = getattr(ds, DATASETS[a.dataset])
     dataset = cls(a.root, split=a.split)
     n = len(dataset) if a.max_samples is None else min(a.max_samples, len(dataset))
@@ -248,7 +365,7 @@ def _cmd_benchmark(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(
         prog="rsmm benchmark", description="Side-by-side benchmarks (ratios against peers)."
     )
-    p.add_argument("name", choices=("augment", "step", "loss", "sinkhorn", "loaders"))
+    p.add_argument("name", choices=("augment", "step", "loss", "sinkhorn", "loaders", "stacks"))
     p.add_argument("rest", nargs=argparse.REMAINDER)
     a = p.parse_args(argv)
     script = Path(__file__).resolve().parents[1] / "benchmarks" / f"{a.name}.py"

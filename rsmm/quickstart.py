@@ -1,16 +1,20 @@
-"""``rsmm quickstart``: the whole workflow on generated data, for a new user.
+"""``rsmm quickstart``: the whole workflow on a generated scene, for a new user.
 
-Generates co-registered Sentinel-1 / Sentinel-2 chips whose land-cover class shows in
-both modalities (:class:`rsmm.datasets.SyntheticMultiModal`), pre-trains one encoder
-per modality with multimodal NT-Xent, fine-tunes a linear probe on 10 % of the labels
-from the pre-trained encoders and from random ones, exports the encoders and prints
-a comparison table with the paths of the outputs.
+Writes a small co-registered scene the way real downloads arrive
+(:func:`rsmm.stacks.scene.generate_scene`: Sentinel-1 VV/VH in dB in Web Mercator,
+Sentinel-2 reflectance tiles in UTM, NAIP in a state plane, land-cover labels), builds
+its chip manifest exactly as ``rsmm manifest build`` does, pre-trains one encoder per
+modality with multimodal NT-Xent, fine-tunes a linear probe on 10 % of the labelled
+training chips from the pre-trained encoders and from random ones, exports the
+encoders, and prints a comparison table with the paths of the outputs (a PNG report
+among them).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,10 +22,19 @@ from pathlib import Path
 import torch
 from lightning import Trainer, seed_everything
 
-from rsmm.datamodules import SyntheticDataModule
+from rsmm.datamodules import CoRegisteredStackDataModule
 from rsmm.export import export_encoders
 from rsmm.report import embed_test_split, pca_2d, read_confusion, read_logged, write_report
+from rsmm.stacks.build import build_manifest
+from rsmm.stacks.manifest import save_figure, write_manifest
+from rsmm.stacks.scene import generate_scene
+from rsmm.stacks.spec import LabelSpec, spec_from_dirs
 from rsmm.tasks import FinetuneTask, PretrainTask
+
+MODALITIES = ("s1", "s2", "naip")
+
+#: (scene side m, chip stride m, pre-training epochs, probe epochs) per mode
+SETTINGS = {"fast": (1600.0, 80.0, 1, 2), "full": (2560.0, 40.0, 6, 30)}
 
 
 def _trainer(out: Path, epochs: int) -> Trainer:
@@ -41,11 +54,35 @@ def _trainer(out: Path, epochs: int) -> Trainer:
     )
 
 
+def build_scene_manifest(out: Path, side: float, stride: float, seed: int) -> Path:
+    """Generate the scene under ``out/scene`` and write ``out/chips.parquet`` + map."""
+    scene_dir = out / "scene"
+    shutil.rmtree(scene_dir, ignore_errors=True)
+    scene = generate_scene(
+        scene_dir, extent_m=(side, side), seed=seed, naip_gsd=2.0, field_size=(200.0, 480.0)
+    )
+    spec = spec_from_dirs(
+        {m: scene_dir / m for m in MODALITIES},
+        chip_size="160m",
+        stride=f"{stride:g}m",
+        block_size="320m",
+        seed=seed,
+        labels=LabelSpec(path=str(scene_dir / "labels.tif"), classes=scene.classes),
+    )
+    manifest = build_manifest(spec)
+    print("    " + manifest.summary().replace("\n", "\n    "))
+    path = write_manifest(manifest, out / "chips.parquet")
+    save_figure(manifest.plot_map(manifest.extra.get("footprints")), out / "chips.png")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="rsmm quickstart",
-        description="Pre-train S1+S2 encoders on generated co-registered chips, fine-tune on "
-        "10%% of the labels, compare with random initialisation, export the encoders.",
+        description="Generate a co-registered S1/S2/NAIP GeoTIFF scene, build its chip "
+        "manifest, pre-train one encoder per modality, fine-tune a linear probe on 10%% of "
+        "the labels, compare with random initialisation, export the encoders and write a "
+        "PNG report. The output folder's scene/, chips.* and run folders are replaced.",
     )
     p.add_argument("--out", default="rsmm-quickstart", help="output directory")
     p.add_argument("--fast", action="store_true", help="tiny settings (seconds; for tests)")
@@ -53,21 +90,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    for run in ("pretrain", "random_init", "rsmm_pre-trained"):
+        shutil.rmtree(out / run, ignore_errors=True)
     warnings.filterwarnings("ignore", message=".*estimated them.*")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    n, pre_ep, ft_ep = (96, 2, 3) if a.fast else (1024, 8, 30)
-    sizes = {"train": n, "val": n // 4, "test": n // 2}
-    common = {
-        "modalities": ("s1", "s2"),
-        "num_samples": sizes,
-        "size": 16,
-        "seed": a.seed,
-        "batch_size": 64,
-    }
+    side, stride, pre_ep, ft_ep = SETTINGS["fast" if a.fast else "full"]
+
+    print(f"[1/5] generating a {side / 1000:g} km S1/S2/NAIP scene and its chip manifest ...")
+    manifest = build_scene_manifest(out, side, stride, a.seed)
+    common = {"root": str(manifest), "modalities": MODALITIES, "batch_size": 64}
 
     seed_everything(a.seed, verbose=False)
-    print(f"[1/4] pre-training S1 + S2 encoders on {n} generated co-registered chips ...")
-    dm = SyntheticDataModule(**common, views=2, augment="mm_pretrain")
+    print("[2/5] pre-training S1, S2 and NAIP encoders (multimodal NT-Xent) ...")
+    dm = CoRegisteredStackDataModule(**common, views=2, augment="mm_pretrain", seed=a.seed)
     pre = PretrainTask(
         backbone="tiny_cnn", projection_dim=32, hidden_dim=64, temperature=0.2, lr=3e-3
     )
@@ -79,9 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     results, confusions, embeddings = {}, {}, {}
     for name, init in (("random init", None), ("rsmm pre-trained", str(ckpt))):
-        print(f"[{2 if init is None else 3}/4] linear probe on 10% of the labels from {name} ...")
+        step = 3 if init is None else 4
+        print(f"[{step}/5] linear probe on 10% of the labelled chips from {name} ...")
         seed_everything(a.seed + 1, verbose=False)
-        dmf = SyntheticDataModule(**common, label_fraction=0.1)
+        dmf = CoRegisteredStackDataModule(**common, label_fraction=0.1, seed=a.seed)
         ft = FinetuneTask(backbone="tiny_cnn", pretrained=init, freeze_backbone=True, lr=1e-2)
         trf = _trainer(out / name.replace(" ", "_"), ft_ep)
         trf.fit(ft, dmf)
@@ -90,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         confusions[name] = read_confusion(Path(trf.log_dir) / "confusion.csv")
         feats, labels = embed_test_split(ft, dmf)
         embeddings[name] = (pca_2d(feats), labels)
-    print("[4/4] exporting the encoders ...")
+    print("[5/5] exporting the encoders and writing the report ...")
     export = export_encoders(ckpt, out / "encoders", overwrite=True, format="torchgeo")
 
     print()
@@ -108,9 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         confusions=confusions,
         embeddings=embeddings,
         classes=dmf.classes,
-        title="rsmm quickstart: linear probe on 10% of the labels",
+        title="rsmm quickstart: S1 + S2 + NAIP, linear probe on 10% of the labelled chips",
     )
-    print(f"\ncheckpoint: {ckpt}\nencoders:   {export}\nreport:     {report}")
+    print(f"\nmanifest:   {manifest}\nchip map:   {out / 'chips.png'}")
+    print(f"checkpoint: {ckpt}\nencoders:   {export}\nreport:     {report}")
     gain = results["rsmm pre-trained"]["test/OA"] - results["random init"]["test/OA"]
     print(f"\npre-training gain in overall accuracy: {gain:+.3f}")
     torch.save({k: dict(v) for k, v in results.items()}, out / "results.pt")

@@ -53,10 +53,16 @@ def read_confusion(confusion_csv: str | Path) -> tuple[np.ndarray, list[str]]:
     return counts, classes
 
 
-def pca_2d(features: Tensor | np.ndarray) -> np.ndarray:
-    """Project ``n x d`` features on their first two principal components (``n x 2``)."""
+def pca_2d(features: Tensor | np.ndarray, standardise: bool = True) -> np.ndarray:
+    """Project ``n x d`` features on their first two principal components (``n x 2``).
+
+    With ``standardise`` each feature is scaled to unit variance first, so that a few
+    high-variance channels (one modality's) do not hide the others.
+    """
     x = torch.as_tensor(np.asarray(features), dtype=torch.float64)
     x = x - x.mean(0, keepdim=True)
+    if standardise:
+        x = x / x.std(0, keepdim=True).clamp_min(1e-12)
     _, _, vh = torch.linalg.svd(x, full_matrices=False)
     comps = vh[:2]
     # fixed sign: the largest-magnitude loading of each component is positive

@@ -39,7 +39,7 @@ def test_read_confusion_round_trips_save_confusion(tmp_path: Path) -> None:
 def test_pca_2d_matches_numpy_svd() -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, 6)) @ np.diag([5.0, 3.0, 1.0, 0.5, 0.2, 0.1])
-    xy = pca_2d(x)
+    xy = pca_2d(x, standardise=False)
     centred = x - x.mean(0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     expected = centred @ vt[:2].T
@@ -48,6 +48,9 @@ def test_pca_2d_matches_numpy_svd() -> None:
         sign = np.sign(xy[:, k] @ expected[:, k])
         np.testing.assert_allclose(xy[:, k], sign * expected[:, k], atol=1e-9)
     assert xy[:, 0].var() > xy[:, 1].var()
+    # standardised: the same as PCA of the z-scored features
+    z = centred / x.std(0, ddof=1)
+    np.testing.assert_allclose(np.abs(pca_2d(x)), np.abs(pca_2d(z, standardise=False)), atol=1e-9)
     assert pca_2d(rng.normal(size=(5, 1))).shape == (5, 2)
 
 

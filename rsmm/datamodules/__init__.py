@@ -11,9 +11,11 @@ from rsmm.datamodules.meterml import MeterMLDataModule
 from rsmm.datamodules.resisc45 import RESISC45DataModule
 from rsmm.datamodules.sen12ms import SEN12MSDataModule
 from rsmm.datamodules.splits import stratified_split, stratified_subset
+from rsmm.datamodules.stacks import CoRegisteredStackDataModule
 from rsmm.datamodules.synthetic import SyntheticDataModule
 
 __all__ = [
+    "CoRegisteredStackDataModule",
     "DFC2020DataModule",
     "EuroSAT100DataModule",
     "EuroSATDataModule",

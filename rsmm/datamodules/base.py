@@ -252,6 +252,10 @@ class MultiModalDataModule(LightningDataModule):
             self._stats = stats
         return self._stats
 
+    def has_test_split(self) -> bool:
+        """Whether there is a test split to evaluate on after fine-tuning."""
+        return self.test_split is not None
+
     # -- loaders -------------------------------------------------------------------------
 
     def _loader(self, key: str, shuffle: bool) -> DataLoader:

@@ -7,12 +7,14 @@ from rsmm.datasets.io import DatasetFileError, DatasetNotFoundError
 from rsmm.datasets.meterml import MeterML
 from rsmm.datasets.resisc45 import RESISC45
 from rsmm.datasets.sen12ms import SEN12MS
+from rsmm.datasets.stacks import CoRegisteredStack
 from rsmm.datasets.synthetic import SyntheticMultiModal
 
 __all__ = [
     "DFC2020",
     "RESISC45",
     "SEN12MS",
+    "CoRegisteredStack",
     "DatasetFileError",
     "DatasetNotFoundError",
     "EuroSAT",

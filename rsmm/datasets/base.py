@@ -60,7 +60,7 @@ class MultiModalDataset(NonGeoDataset):
         Raises:
             ValueError: for an unknown modality, an empty selection or an unknown band.
         """
-        self.manifest: DatasetManifest = load_manifest(self.manifest_name)
+        self.manifest: DatasetManifest = self._load_manifest()
         self.classes: list[str] = list(self.manifest.classes)
         if isinstance(modalities, str):
             modalities = (modalities,)
@@ -97,6 +97,14 @@ class MultiModalDataset(NonGeoDataset):
         self.skipped: list[tuple[str, str]] = []
 
     # -- subclass interface -------------------------------------------------------
+
+    def _load_manifest(self) -> DatasetManifest:
+        """The dataset's manifest: the packaged :attr:`manifest_name` JSON by default.
+
+        Datasets whose manifest is not packaged (user stacks, whose classes, bands,
+        units and statistics live in a GeoParquet chip index) override this.
+        """
+        return load_manifest(self.manifest_name)
 
     def targets(self) -> np.ndarray:
         """Label of every sample, without reading images (for stratified subsets).

@@ -1,0 +1,59 @@
+"""Datamodule of :class:`rsmm.datasets.CoRegisteredStack` (a user stack's chip manifest)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from torch.utils.data import DataLoader, Dataset
+
+from rsmm.datamodules.base import MultiModalDataModule
+from rsmm.datasets.stacks import CoRegisteredStack
+
+
+class CoRegisteredStackDataModule(MultiModalDataModule):
+    """Train / val / test chips of a stack, from the manifest's spatial ``split`` column.
+
+    Band statistics for normalisation are the manifest's (computed on its train chips
+    by ``rsmm manifest build``); ``label_fraction`` draws a stratified, seeded subset
+    of the labelled train chips; augmentation runs on the device like every rsmm
+    datamodule. A split with no chip in the manifest is left out (pre-training can run
+    on train alone).
+
+    Args:
+        root: the chip manifest (``chips.parquet``).
+        modalities: modalities to load (default: all of the manifest).
+        bands: optional ``{modality: band names}`` subsets.
+        **kwargs: see :class:`~rsmm.datamodules.base.MultiModalDataModule`.
+    """
+
+    dataset_class = CoRegisteredStack
+
+    def __init__(
+        self,
+        root: str,
+        modalities: Sequence[str] | None = None,
+        bands: Mapping[str, Sequence[str]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(root=root, modalities=modalities, bands=bands, **kwargs)
+
+    def has_test_split(self) -> bool:
+        """Whether the manifest has test chips (a pre-training manifest may have none)."""
+        if "test" not in self.datasets:
+            self.setup("test")
+        return "test" in self.datasets
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The val chips; an empty list (Lightning then skips validation) when the
+        manifest has none, e.g. built with ``--split 1,0,0`` for pre-training only."""
+        if self.datasets and "val" not in self.datasets:
+            return []
+        return super().val_dataloader()
+
+    def _build_splits(self, stage: str | None) -> dict[str, Dataset]:
+        out = {}
+        for key, ds in super()._build_splits(stage).items():
+            if len(ds) > 0 or key == "train":
+                out[key] = ds
+        return out

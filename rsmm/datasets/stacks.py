@@ -1,0 +1,140 @@
+"""Chips of a user's co-registered S1 / S2 / NAIP GeoTIFF stack, read through a manifest.
+
+``rsmm manifest build`` writes a GeoParquet chip index (see
+:mod:`rsmm.stacks.manifest`); :class:`CoRegisteredStack` reads it and, for each chip,
+reads the chip's bounds from every modality's files at the modality's own GSD (a
+640 m chip is 64 x 64 Sentinel pixels and 640 x 640 one-metre NAIP pixels), in the
+manifest's CRS, with windowed reads through cached file handles.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rsmm.datasets.base import MultiModalDataset, Sample
+from rsmm.manifests import DatasetManifest
+from rsmm.stacks.manifest import ChipManifest, read_manifest
+from rsmm.stacks.sources import read_window, window_transform
+from rsmm.stacks.spec import spec_from_dirs
+from rsmm.stacks.splits import SPLITS
+
+
+class CoRegisteredStack(MultiModalDataset):
+    """A user stack's chips as rsmm samples.
+
+    Samples are ``{modality: float32 C x H x W, "label": int64, "meta": {"id", "nodata"}}``
+    with values as stored (dB or linear S1, reflectance x 1e4 S2, NAIP digital
+    numbers); pixels missing in the files are filled (band mean) and counted in
+    ``meta["nodata"]``. The label is ``-1`` for unlabelled chips.
+
+    Args:
+        manifest_or_dirs: a chip manifest (``.parquet`` path or
+            :class:`~rsmm.stacks.manifest.ChipManifest`), or ``{modality: folder}`` to
+            build one in memory (with ``chip_size`` and ``**build_kwargs``).
+        split: ``"train"``, ``"val"``, ``"test"`` or ``None`` for every chip.
+        modalities: modality keys to return (default: all of the manifest).
+        bands: optional ``{modality: band names}`` subsets.
+        chip_size: with folders, the chip size (``"640m"``, ``"64px"``); with a
+            manifest, an optional check that it has this size in metres.
+        **build_kwargs: with folders, more :class:`~rsmm.stacks.spec.StackSpec` fields.
+
+    Raises:
+        FileNotFoundError: for a missing manifest.
+        ValueError: for an unknown split or modality, or a chip size that differs.
+    """
+
+    def __init__(
+        self,
+        manifest_or_dirs: str | Path | ChipManifest | Mapping[str, str | Path],
+        split: str | None = None,
+        modalities: Sequence[str] | None = None,
+        bands: Mapping[str, Sequence[str]] | None = None,
+        chip_size: str | float | None = None,
+        **build_kwargs: Any,
+    ) -> None:
+        if isinstance(manifest_or_dirs, ChipManifest):
+            chips = manifest_or_dirs
+        elif isinstance(manifest_or_dirs, Mapping):
+            from rsmm.stacks.build import build_manifest  # the builder imports rsmm.datasets
+
+            spec = spec_from_dirs(manifest_or_dirs, chip_size=chip_size or "640m", **build_kwargs)
+            chips = build_manifest(spec)
+        else:
+            chips = read_manifest(manifest_or_dirs)
+            if (
+                chip_size is not None
+                and float(str(chip_size).rstrip("m")) != chips.meta["chip_size_m"]
+            ):
+                raise ValueError(
+                    f"chip_size: {chip_size} differs from the manifest's "
+                    f"{chips.meta['chip_size_m']:g} m ({manifest_or_dirs}); rebuild it"
+                )
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)} or None, got {split!r}")
+        self.chip_manifest = chips
+        self.split = split
+        super().__init__(modalities or chips.modalities, bands)
+        rows = chips.chips
+        if split is not None:
+            rows = rows[rows["split"] == split]
+        self.chips = rows.reset_index(drop=True)
+        self.crs: str = chips.meta["crs"]
+        self.chip_size_m: float = float(chips.meta["chip_size_m"])
+        info = chips.meta["modalities"]
+        self._bounds = [g.bounds for g in self.chips.geometry.values]
+        self._ids = self.chips["chip_id"].astype(str).tolist()
+        self._labels = self.chips["label"].to_numpy(dtype=np.int64)
+        self._read: dict[str, dict[str, Any]] = {}
+        for m in self.modalities:
+            bands_m = info[m]["bands"]
+            files = [json.loads(v) for v in self.chips[f"files_{m}"]]
+            if info[m]["separate_files"]:
+                files = [[[p.replace("{band}", b) for b in bands_m] for p in f] for f in files]
+            self._read[m] = {
+                "files": files,
+                "size": int(info[m]["chip_pixels"]),
+                "nodata": info[m].get("nodata"),
+                "resampling": info[m].get("resampling", "nearest"),
+            }
+
+    def _load_manifest(self) -> DatasetManifest:
+        return self.chip_manifest.dataset_manifest()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def targets(self) -> np.ndarray:
+        return self._labels.copy()
+
+    def read_raw(self, index: int) -> dict[str, tuple[np.ndarray, Any]]:
+        """``{modality: (C x H x W float32 array with NaN for nodata, affine transform)}``.
+
+        All stored bands, in the manifest CRS; ``transform * (col, row)`` gives the
+        ground coordinates of a pixel corner.
+        """
+        if not 0 <= index < len(self):
+            raise IndexError(f"chip index {index} out of range for {len(self)} chips")
+        bounds = self._bounds[index]
+        out = {}
+        for m in self.modalities:
+            r = self._read[m]
+            arr = read_window(
+                r["files"][index], bounds, r["size"], self.crs, r["nodata"], r["resampling"]
+            )
+            out[m] = (arr, window_transform(bounds, r["size"]))
+        return out
+
+    def __getitem__(self, index: int) -> Sample:
+        sample: Sample = {}
+        nodata = {}
+        for m, (arr, _) in self.read_raw(index).items():
+            sample[m], nodata[m] = self._select(m, arr)
+        sample["label"] = torch.tensor(self._labels[index], dtype=torch.int64)
+        sample["meta"] = {"id": self._ids[index], "nodata": nodata}
+        return sample

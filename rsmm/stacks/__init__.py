@@ -1,0 +1,42 @@
+"""User co-registered GeoTIFF stacks: spec, sources, labels, splits, chip manifests.
+
+``rsmm manifest build`` (:func:`build_manifest` + :func:`write_manifest`) turns folders
+of Sentinel-1 / Sentinel-2 / NAIP GeoTIFFs into a GeoParquet chip index that
+:class:`rsmm.datasets.CoRegisteredStack` reads; :func:`generate_scene` writes a
+synthetic scene to try it on.
+"""
+
+from rsmm.stacks.build import build_manifest, common_crs
+from rsmm.stacks.manifest import ChipManifest, read_manifest, save_figure, write_manifest
+from rsmm.stacks.scene import Scene, generate_scene
+from rsmm.stacks.sources import ModalitySource, make_raster_dataset, read_window
+from rsmm.stacks.spec import (
+    CloudSpec,
+    LabelSpec,
+    ModalitySpec,
+    StackSpec,
+    load_spec,
+    parse_length,
+    spec_from_dirs,
+)
+
+__all__ = [
+    "ChipManifest",
+    "CloudSpec",
+    "LabelSpec",
+    "ModalitySource",
+    "ModalitySpec",
+    "Scene",
+    "StackSpec",
+    "build_manifest",
+    "common_crs",
+    "generate_scene",
+    "load_spec",
+    "make_raster_dataset",
+    "parse_length",
+    "read_manifest",
+    "read_window",
+    "save_figure",
+    "spec_from_dirs",
+    "write_manifest",
+]

@@ -1,0 +1,438 @@
+"""Build the chip index of a stack (what ``rsmm manifest build`` runs).
+
+1. Every modality's files are listed and checked (:class:`~rsmm.stacks.sources.ModalitySource`)
+   and indexed by torchgeo in one common projected CRS: the spec's, else the CRS of
+   the Sentinel-2 files, else of the first modality.
+2. The common footprint is the intersection of the modalities' footprints; chips of
+   ``chip_size`` metres are laid on a grid with ``stride`` metres, anchored on the
+   Sentinel-2 (reference) pixel grid, and kept where the footprint covers them. The
+   chip size must be a whole number of pixels at every modality's target GSD.
+3. For every chip, one acquisition per modality is chosen (the best covering one; with
+   ``max_days``, Sentinel-1/-2 acquisitions at most that many days apart), the chip
+   is read at each modality's GSD, and the chip is dropped if a modality misses more
+   than ``max_nodata`` of its pixels or the cloud fraction exceeds ``max_cloud``.
+4. Labels, spatial block splits with a guard band, and per-band statistics of the
+   train chips complete the :class:`~rsmm.stacks.manifest.ChipManifest`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsmm.datasets.io import DatasetFileError, DatasetNotFoundError
+from rsmm.stacks.labels import class_names, load_vector_labels, raster_majority, vector_chip_labels
+from rsmm.stacks.manifest import FORMAT_VERSION, ChipManifest
+from rsmm.stacks.sources import (
+    ModalitySource,
+    check_geotiff,
+    make_raster_dataset,
+    parse_date,
+    read_window,
+)
+from rsmm.stacks.spec import SCL_CLOUD_VALUES, StackSpec
+from rsmm.stacks.splits import SPLITS, assign_blocks, block_ids, guard_band
+
+
+def common_crs(spec: StackSpec, sources: dict[str, ModalitySource]):
+    """The stack's CRS: given, else the S2 files' CRS, else the first modality's.
+
+    Raises:
+        ValueError: for an unknown CRS, or one that is not projected in metres.
+    """
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    if spec.crs is not None:
+        try:
+            crs = CRS.from_user_input(spec.crs)
+        except CRSError as err:
+            raise ValueError(f"crs: {spec.crs!r} is not a known CRS ({err})") from err
+        source = "--crs"
+    else:
+        key = next((k for k, s in sources.items() if s.spec.sensor == "s2"), next(iter(sources)))
+        crs, source = sources[key].crs, f"the {key} files"
+    if not crs.is_projected or (crs.linear_units or "").lower() not in ("metre", "meter", "m"):
+        raise ValueError(
+            f"crs: {crs} (from {source}) is not a projected CRS in metres; give one with "
+            "--crs EPSG:XXXX (e.g. the UTM zone of the area)"
+        )
+    return crs
+
+
+def _footprints(source: ModalitySource, crs) -> Any:
+    """GeoDataFrame of the source's items (path, date, geometry) in ``crs`` (via torchgeo)."""
+    import geopandas as gpd
+
+    ds = make_raster_dataset(source, crs)
+    first = source.bands[0] if source.separate_files else ""
+    by_path = {item.band_path(first): item for item in source.items}
+    items = [by_path[p] for p in ds.index["filepath"]]
+    return gpd.GeoDataFrame(
+        {"path": [i.path for i in items], "date": [i.date for i in items]},
+        geometry=ds.index.geometry.values,
+        crs=ds.index.crs,
+    )
+
+
+def _length_m(value: tuple[float, str], gsd: float) -> float:
+    v, unit = value
+    return v * gsd if unit == "px" else v
+
+
+def _acquisitions(index, chip) -> list[tuple[datetime | None, list[str], float]]:
+    """``[(date, paths, covered fraction)]`` of the items of ``index`` over ``chip``."""
+    import shapely
+
+    hits = index.sindex.query(chip, predicate="intersects")
+    groups: dict[Any, list[int]] = {}
+    for h in hits:
+        groups.setdefault(index["date"].iat[h], []).append(int(h))
+    out = []
+    for date, rows in groups.items():
+        cover = shapely.union_all(index.geometry.values[rows]).intersection(chip).area / chip.area
+        out.append((date, [index["path"].iat[r] for r in rows], float(cover)))
+    out.sort(key=lambda a: (-round(a[2], 6), -(a[0].timestamp() if a[0] else 0)))
+    return out
+
+
+def _choose(
+    options: dict[str, list], timed: list[str], max_days: float | None
+) -> dict[str, tuple] | None:
+    """One acquisition per modality; ``None`` when no time-compatible choice exists."""
+    chosen = {k: opts[0] for k, opts in options.items() if opts}
+    if len(chosen) < len(options):
+        return None
+    if max_days is None or len(timed) < 2:
+        return chosen
+    ref, others = timed[0], timed[1:]
+    for acq in options[ref]:
+        picks = {ref: acq}
+        for k in others:
+            near = [a for a in options[k] if abs((a[0] - acq[0]).days) <= max_days]
+            if not near:
+                break
+            picks[k] = min(near, key=lambda a: (-round(a[2], 6), abs((a[0] - acq[0]).days)))
+        else:
+            chosen.update(picks)
+            return chosen
+    return None
+
+
+def _read_paths(source: ModalitySource, paths: list[str]) -> list[list[str]] | list[str]:
+    if source.separate_files:
+        return [[p.replace("{band}", b) for b in source.bands] for p in paths]
+    return paths
+
+
+class _CloudLayer:
+    """The cloud layer's files: footprints in the stack CRS, dates, native GSD."""
+
+    def __init__(self, spec, crs) -> None:
+        import geopandas as gpd
+        import rasterio
+        import shapely
+        from rasterio.warp import transform_bounds
+
+        root = Path(spec.root)
+        if not root.is_dir():
+            raise DatasetNotFoundError(f"cloud layer folder not found: {root} is not a directory")
+        files = sorted(os.path.abspath(p) for p in root.rglob(spec.glob) if p.is_file())
+        if not files:
+            raise DatasetNotFoundError(f"cloud layer: no files matching {spec.glob!r} under {root}")
+        geoms, self.res = [], None
+        for f in files:
+            fcrs, res, _ = check_geotiff(f)
+            with rasterio.open(f) as src:
+                geoms.append(shapely.box(*transform_bounds(fcrs, crs, *src.bounds)))
+            self.res = self.res or min(abs(res[0]), abs(res[1]))
+        self.kind = spec.kind
+        self.index = gpd.GeoDataFrame(
+            {"path": files, "date": [parse_date(Path(f).name) for f in files]},
+            geometry=geoms,
+            crs=crs,
+        )
+
+    def fraction(self, chip, chip_m: float, crs, date: datetime | None) -> float:
+        acqs = _acquisitions(self.index, chip)
+        if date is not None:
+            acqs.sort(key=lambda a: abs((a[0] - date).days) if a[0] else 1e9)
+        if not acqs:
+            return float("nan")
+        n = max(1, round(chip_m / self.res))
+        v = read_window(acqs[0][1], chip.bounds, n, crs, resampling="nearest")[0]
+        valid = np.isfinite(v)
+        if self.kind == "scl":
+            valid &= v != 0
+            cloudy = np.isin(v, SCL_CLOUD_VALUES)
+        elif self.kind == "qa60":
+            cloudy = (np.nan_to_num(v).astype(np.int64) & (1 << 10 | 1 << 11)) != 0
+        else:
+            cloudy = np.nan_to_num(v) != 0
+        return float((cloudy & valid).sum() / valid.sum()) if valid.any() else float("nan")
+
+
+def build_manifest(
+    spec: StackSpec, progress: Callable[[int, int], None] | None = None
+) -> ChipManifest:
+    """Build the chip index described by ``spec`` (see the module docstring).
+
+    Args:
+        spec: the stack description.
+        progress: optional ``callback(done, total)`` over candidate chips.
+
+    Returns:
+        The :class:`~rsmm.stacks.manifest.ChipManifest` (not yet written); its
+        ``extra["footprints"]`` holds ``{modality: polygon, "common": polygon}``.
+
+    Raises:
+        DatasetNotFoundError: a missing folder or a modality with no files.
+        DatasetFileError: a corrupt GeoTIFF or bad labels file (named).
+        ValueError: folders that do not overlap, a chip larger than the overlap, a chip
+            size that is no whole number of pixels, no chip left.
+    """
+    import geopandas as gpd
+    import shapely
+
+    import rsmm
+
+    sources = {k: ModalitySource(m) for k, m in spec.modalities.items()}
+    crs = common_crs(spec, sources)
+    crs_name = crs.to_string()
+    index = {k: _footprints(s, crs) for k, s in sources.items()}
+    foot = {k: shapely.union_all(ix.geometry.values) for k, ix in index.items()}
+    keys = list(sources)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            if not foot[a].intersects(foot[b]) or foot[a].intersection(foot[b]).area == 0:
+                raise ValueError(
+                    f"the {a} files ({spec.modalities[a].root}) and the {b} files "
+                    f"({spec.modalities[b].root}) do not overlap (footprints in {crs_name}: "
+                    f"{_fmt(foot[a].bounds)} and {_fmt(foot[b].bounds)})"
+                )
+    common = shapely.intersection_all(list(foot.values()))
+    ref = next((k for k in keys if sources[k].spec.sensor == "s2"), keys[0])
+    chip_m = _length_m(spec.chip_size, sources[ref].gsd)
+    stride_m = _length_m(spec.stride, sources[ref].gsd) if spec.stride else chip_m
+    block_m = _length_m(spec.block_size, sources[ref].gsd) if spec.block_size else 4 * chip_m
+    pixels = {}
+    for k, s in sources.items():
+        n = chip_m / s.gsd
+        if abs(n - round(n)) > 1e-6:
+            raise ValueError(
+                f"chip size {chip_m:g} m is not a whole number of {k} pixels ({s.gsd:g} m); "
+                "choose a multiple of every modality's GSD"
+            )
+        pixels[k] = round(n)
+
+    # -- chip grid on the reference pixel grid ----------------------------------------------
+    xmin, ymin, xmax, ymax = common.bounds
+    if chip_m > xmax - xmin or chip_m > ymax - ymin:
+        raise ValueError(
+            f"chip size {chip_m:g} m is larger than the overlap of the modalities "
+            f"({xmax - xmin:.0f} m x {ymax - ymin:.0f} m in {crs_name})"
+        )
+    g = sources[ref].gsd
+    ax, ay = (0.0, 0.0)
+    if sources[ref].crs == crs:
+        import rasterio
+
+        first = sources[ref].items[0].band_path(sources[ref].bands[0])
+        with rasterio.open(first) as src:
+            ax, ay = src.transform.c, src.transform.f
+    x0 = ax + np.ceil((xmin - ax) / g - 1e-9) * g
+    y0 = ay - np.ceil((ay - ymax) / g - 1e-9) * g
+    ncol = int(np.floor((xmax - x0 - chip_m) / stride_m + 1e-9)) + 1
+    nrow = int(np.floor((y0 - ymin - chip_m) / stride_m + 1e-9)) + 1
+    cols, rows = np.meshgrid(np.arange(max(ncol, 0)), np.arange(max(nrow, 0)))
+    cols, rows = cols.ravel(), rows.ravel()
+    left, top = x0 + cols * stride_m, y0 - rows * stride_m
+    boxes = shapely.box(left, top - chip_m, left + chip_m, top)
+    inside = shapely.covers(common.buffer(1e-6 * chip_m), boxes)
+    if not inside.any():
+        raise ValueError(
+            f"no chip of {chip_m:g} m fits inside the overlap of the modalities "
+            f"({_fmt(common.bounds)} in {crs_name}); use a smaller --chip-size"
+        )
+    cols, rows, boxes = cols[inside], rows[inside], boxes[inside]
+
+    # -- per chip: acquisitions, reads, nodata, clouds -------------------------------------
+    timed = [k for k in keys if spec.modalities[k].use_time]
+    if spec.max_days is not None:
+        timed.sort(key=lambda k: k != ref)
+        for k in timed:
+            if not sources[k].dated:
+                raise ValueError(
+                    f"max_days: the {k} file names under {spec.modalities[k].root} carry no "
+                    "YYYYMMDD date; drop --max-days or rename the files"
+                )
+    cloud = _CloudLayer(spec.cloud, crs) if spec.cloud is not None else None
+    label_raster = None
+    if spec.labels is not None and spec.labels.is_raster:
+        if not Path(spec.labels.path).is_file():
+            raise FileNotFoundError(f"label raster not found: {spec.labels.path}")
+        _, lres, _ = check_geotiff(spec.labels.path)
+        label_raster = (spec.labels.path, max(1, round(chip_m / min(abs(lres[0]), abs(lres[1])))))
+    dropped: Counter[str] = Counter()
+    rows_out: list[dict[str, Any]] = []
+    sums: list[dict[str, np.ndarray]] = []
+    for n_done, (c, r, chip) in enumerate(zip(cols, rows, boxes)):
+        if progress is not None:
+            progress(n_done, len(boxes))
+        options = {k: _acquisitions(index[k], chip) for k in keys}
+        chosen = _choose(options, timed, spec.max_days)
+        if chosen is None:
+            dropped[f"no {'/'.join(timed)} acquisitions within {spec.max_days:g} days"] += 1
+            continue
+        row: dict[str, Any] = {"chip_id": f"x{c:04d}_y{r:04d}", "geometry": chip}
+        chip_sums, reason = {}, None
+        for k in keys:
+            date, paths, _ = chosen[k]
+            s = sources[k]
+            arr = read_window(
+                _read_paths(s, paths), chip.bounds, pixels[k], crs, s.spec.nodata, s.spec.resampling
+            )
+            bad = np.isnan(arr)
+            frac = float(bad.any(0).mean())
+            row[f"nodata_{k}"] = frac
+            row[f"files_{k}"] = json.dumps(paths)
+            if s.dated:
+                row[f"date_{k}"] = date.date().isoformat()
+            if frac > spec.max_nodata and reason is None:
+                reason = f"more than {spec.max_nodata:.0%} nodata in {k}"
+            flat = np.where(bad, 0.0, arr).reshape(len(arr), -1).astype(np.float64)
+            chip_sums[k] = np.stack(
+                [(~bad).reshape(len(arr), -1).sum(1), flat.sum(1), (flat**2).sum(1)]
+            )
+        if reason is not None:
+            dropped[reason] += 1
+            continue
+        if cloud is not None:
+            ref_date = chosen[ref][0]
+            row["cloud_fraction"] = cloud.fraction(chip, chip_m, crs, ref_date)
+            if spec.max_cloud is not None and not row["cloud_fraction"] <= spec.max_cloud:
+                dropped[f"more than {spec.max_cloud:.0%} cloud"] += 1
+                continue
+        if label_raster is not None:
+            v = read_window([label_raster[0]], chip.bounds, label_raster[1], crs)[0]
+            row["label"] = raster_majority(v, spec.labels.min_cover, label_raster[0])
+        rows_out.append(row)
+        sums.append(chip_sums)
+    if not rows_out:
+        raise ValueError(
+            "no chip left after filtering: " + "; ".join(f"{n} {r}" for r, n in dropped.items())
+        )
+    chips = gpd.GeoDataFrame(rows_out, geometry="geometry", crs=crs_name)
+
+    # -- labels -------------------------------------------------------------------------------
+    classes: list[str] = []
+    label_source = None
+    if spec.labels is not None and label_raster is None:
+        labels = load_vector_labels(spec.labels, crs_name)
+        classes = class_names(labels["class"].tolist(), spec.labels.classes, spec.labels.path)
+        chips["label"] = vector_chip_labels(chips.geometry, labels, classes, spec.labels.min_cover)
+        label_source = {
+            "path": spec.labels.path,
+            "column": spec.labels.column,
+            "layer": spec.labels.layer,
+        }
+    elif label_raster is not None:
+        found = chips["label"].to_numpy()
+        top = int(found.max()) if (found >= 0).any() else -1
+        classes = (
+            list(spec.labels.classes)
+            if spec.labels.classes
+            else [f"class_{v}" for v in range(top + 1)]
+        )
+        if top >= len(classes):
+            raise DatasetFileError(
+                f"label raster {spec.labels.path} holds class {top} but only {len(classes)} "
+                "class names were given"
+            )
+        label_source = {"path": spec.labels.path, "raster": True}
+    else:
+        chips["label"] = -1
+    chips["label"] = chips["label"].astype(np.int64)
+    chips["class_name"] = [classes[v] if v >= 0 else None for v in chips["label"]]
+
+    # -- spatial splits with a guard band ------------------------------------------------------
+    centres = np.column_stack([chips.geometry.centroid.x, chips.geometry.centroid.y])
+    chips["block"] = block_ids(centres, (x0, y0), block_m)
+    chips["split"] = assign_blocks(chips["block"].to_numpy(), spec.split, spec.seed)
+    drop = guard_band(chips.geometry.values, chips["split"].to_numpy(), spec.split)
+    if drop.any():
+        dropped["in the guard band between splits"] += int(drop.sum())
+        chips = chips[~drop].reset_index(drop=True)
+        sums = [s for s, d in zip(sums, drop) if not d]
+
+    # -- statistics of the train chips --------------------------------------------------------
+    train = np.flatnonzero(chips["split"].to_numpy() == "train")
+    stats: dict[str, dict[str, list[float]]] | None = None
+    if len(train):
+        stats = {}
+        for k in keys:
+            n, s1, s2 = np.sum([sums[i][k] for i in train], axis=0)
+            mean = s1 / np.maximum(n, 1)
+            std = np.sqrt(np.maximum(s2 / np.maximum(n, 1) - mean**2, 0))
+            stats[k] = {
+                b: [float(m), float(max(sd, 1e-6))] for b, m, sd in zip(sources[k].bands, mean, std)
+            }
+    columns = ["chip_id", "split", "block", "label", "class_name"]
+    columns += [c for c in chips.columns if c.startswith(("nodata_", "date_"))]
+    columns += [c for c in ("cloud_fraction",) if c in chips.columns]
+    columns += [f"files_{k}" for k in keys] + ["geometry"]
+    chips = chips[columns]
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "rsmm_version": rsmm.__version__,
+        "created": datetime.now().isoformat(timespec="seconds"),
+        "crs": crs_name,
+        "chip_size_m": chip_m,
+        "stride_m": stride_m,
+        "block_size_m": block_m,
+        "grid_origin": [float(x0), float(y0)],
+        "split_fractions": list(spec.split),
+        "seed": spec.seed,
+        "max_days": spec.max_days,
+        "max_nodata": spec.max_nodata,
+        "max_cloud": spec.max_cloud,
+        "cloud_layer": None
+        if spec.cloud is None
+        else {"root": spec.cloud.root, "kind": spec.cloud.kind},
+        "modalities": {
+            k: {
+                "root": str(Path(s.spec.root).resolve()),
+                "glob": s.spec.glob,
+                "sensor": s.spec.sensor,
+                "bands": list(s.bands),
+                "separate_files": s.separate_files,
+                "units": s.spec.units,
+                "offset": s.spec.offset,
+                "gsd": s.gsd,
+                "chip_pixels": pixels[k],
+                "nodata": s.spec.nodata,
+                "resampling": s.spec.resampling,
+                "files": len(s.items),
+            }
+            for k, s in sources.items()
+        },
+        "classes": classes,
+        "label_source": label_source,
+        "stats": stats,
+        "stats_source": f"{len(train)} train chips of this manifest" if stats else None,
+        "dropped": dict(dropped),
+        "splits": {s: int((chips["split"] == s).sum()) for s in SPLITS},
+    }
+    foot["common"] = common
+    return ChipManifest(chips=chips, meta=meta, extra={"footprints": foot})
+
+
+def _fmt(bounds: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.0f}" for v in bounds) + ")"

@@ -1,0 +1,239 @@
+"""The GeoParquet chip index of a stack: format, reading, writing, summary and map.
+
+One row per chip::
+
+    geometry         chip polygon in the manifest CRS (GeoParquet "geo" metadata)
+    chip_id          "x<col>_y<row>" on the chip grid (stride units from the top-left)
+    split            "train" | "val" | "test"
+    block            spatial block id (see :mod:`rsmm.stacks.splits`)
+    label            int64 class id, -1 = unlabelled
+    class_name       class name, or None
+    nodata_<m>       fraction of the chip's pixels missing in modality m
+    cloud_fraction   cloudy fraction (when a cloud layer was given)
+    date_<m>         acquisition date YYYY-MM-DD (when the files carry dates)
+    files_<m>        JSON list of the files read for the chip, relative to the
+                     manifest's folder ("{band}" stands for the band of per-band files)
+
+and a JSON blob under the key ``rsmm`` of the Parquet schema metadata::
+
+    {"format_version": 1, "rsmm_version": ..., "crs": "EPSG:...", "chip_size_m": ...,
+     "stride_m": ..., "block_size_m": ..., "split_fractions": [...], "seed": ...,
+     "modalities": {m: {"root", "sensor", "bands", "units", "offset", "gsd",
+                        "chip_pixels", "nodata", "resampling", "separate_files"}},
+     "classes": [...], "label_source": ..., "stats": {m: {band: [mean, std]}},
+     "stats_source": ..., "dropped": {reason: count}, "max_nodata": ..., ...}
+
+File paths are stored relative to the manifest's folder, so a data tree can move with
+its manifest; a path that has no relative form (another drive) stays absolute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsmm.manifests import DatasetManifest, ModalityInfo
+from rsmm.stacks.splits import SPLITS
+
+FORMAT_VERSION = 1
+META_KEY = b"rsmm"
+
+
+@dataclass
+class ChipManifest:
+    """A chip index in memory: ``chips`` (GeoDataFrame) and file-level ``meta``.
+
+    ``files_<m>`` columns hold absolute paths in memory.
+    """
+
+    chips: Any
+    meta: dict[str, Any]
+    path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.meta["modalities"])
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta.get("classes") or [])
+
+    def files(self, row: int, modality: str) -> list[str]:
+        """Files of modality ``modality`` read for chip ``row`` (``{band}`` templates)."""
+        return json.loads(self.chips[f"files_{modality}"].iat[row])
+
+    def dataset_manifest(self) -> DatasetManifest:
+        """The :class:`~rsmm.manifests.DatasetManifest` of the stack (bands, units, stats)."""
+        stats = self.meta.get("stats") or {}
+        mods = {}
+        for m, info in self.meta["modalities"].items():
+            s = stats.get(m)
+            mods[m] = ModalityInfo(
+                sensor=info["sensor"],
+                bands=tuple(info["bands"]),
+                units=info["units"],
+                offset=float(info.get("offset", 0.0)),
+                stats=None if s is None else {b: (float(v[0]), float(v[1])) for b, v in s.items()},
+                stats_source=self.meta.get("stats_source"),
+            )
+        name = f"stack:{self.path.stem}" if self.path is not None else "stack"
+        return DatasetManifest(
+            name=name,
+            classes=tuple(self.classes),
+            modalities=mods,
+            description=f"co-registered stack chip index {self.path or '(in memory)'}",
+        )
+
+    def summary(self) -> str:
+        """Chips per split and per class, dropped chips and why (the CLI prints it)."""
+        c = self.chips
+        px = ", ".join(f"{m} {i['chip_pixels']} px" for m, i in self.meta["modalities"].items())
+        lines = [f"{len(c)} chips of {self.meta['chip_size_m']:g} m in {self.meta['crs']} ({px})"]
+        per_split = ", ".join(f"{s} {int((c['split'] == s).sum())}" for s in SPLITS)
+        lines.append(f"splits: {per_split}")
+        if self.classes:
+            counts = {s: c.loc[c["split"] == s, "label"].to_numpy() for s in SPLITS}
+            lines.append("class: " + " / ".join(SPLITS))
+            for i, name in enumerate(self.classes):
+                lines.append(
+                    f"  {name}: " + " / ".join(str(int((v == i).sum())) for v in counts.values())
+                )
+            lines.append(
+                "  unlabelled: " + " / ".join(str(int((v < 0).sum())) for v in counts.values())
+            )
+        dropped = self.meta.get("dropped") or {}
+        if dropped:
+            lines.append("dropped: " + "; ".join(f"{n} {r}" for r, n in dropped.items()))
+        else:
+            lines.append("dropped: none")
+        return "\n".join(lines)
+
+    def plot_map(self, footprints: dict[str, Any] | None = None):
+        """Map of the chips coloured by split over the modality footprints."""
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+
+        colours = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
+        fig, ax = plt.subplots(figsize=(7, 6))
+        for i, (m, geom) in enumerate((footprints or {}).items()):
+            for poly in getattr(geom, "geoms", [geom]):
+                x, y = poly.exterior.xy
+                ax.plot(x, y, color=f"C{i + 3}", lw=1.2, label=f"{m} footprint")
+        for s, colour in colours.items():
+            part = self.chips[self.chips["split"] == s]
+            if len(part):
+                part.plot(ax=ax, facecolor=colour, edgecolor="k", linewidth=0.3, alpha=0.7)
+        handles = [Patch(color=c, label=s) for s, c in colours.items()]
+        handles += ax.get_legend_handles_labels()[0]
+        ax.legend(handles=handles, loc="best", fontsize=8)
+        ax.set_title(f"{len(self.chips)} chips, {self.meta['crs']}")
+        ax.set_aspect("equal")
+        fig.tight_layout()
+        return fig
+
+
+def _relative(path: str, base: Path) -> str:
+    try:
+        return Path(os.path.relpath(path, base)).as_posix()
+    except ValueError:
+        return path
+
+
+def _atomic_target(path: Path) -> tuple[int, str]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+
+
+def write_manifest(manifest: ChipManifest, path: str | Path) -> Path:
+    """Write ``manifest`` as GeoParquet at ``path`` (via a temporary file, then a rename).
+
+    File paths become relative to ``path``'s folder.
+    """
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    base = path.resolve().parent
+    chips = manifest.chips.copy()
+    for m in manifest.modalities:
+        col = f"files_{m}"
+        chips[col] = [json.dumps([_relative(p, base) for p in json.loads(v)]) for v in chips[col]]
+    meta = dict(manifest.meta)
+    meta["modalities"] = {
+        m: {**info, "root": _relative(info["root"], base)} for m, info in meta["modalities"].items()
+    }
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        chips.to_parquet(tmp, index=False)
+        table = pq.read_table(tmp)
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()}
+        )
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    manifest.path = path
+    return path
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure through a temporary file and a rename."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
+    return path
+
+
+def read_manifest(path: str | Path) -> ChipManifest:
+    """Read a chip index written by :func:`write_manifest` (paths made absolute).
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if it is not an rsmm chip index (the message names the file).
+    """
+    import geopandas as gpd
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"chip manifest not found: {path}")
+    try:
+        raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
+        chips = gpd.read_parquet(path)
+    except Exception as err:  # pyarrow raises ArrowInvalid, OSError...
+        raise ValueError(f"cannot read chip manifest {path}: {err}") from err
+    if raw is None:
+        raise ValueError(f"{path} is not an rsmm chip manifest (no 'rsmm' metadata)")
+    meta = json.loads(raw)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"chip manifest {path}: format version {meta.get('format_version')} is not "
+            f"supported (expected {FORMAT_VERSION})"
+        )
+    base = path.resolve().parent
+    for m in meta["modalities"]:
+        chips[f"files_{m}"] = [
+            json.dumps([str(base / p) if not Path(p).is_absolute() else p for p in json.loads(v)])
+            for v in chips[f"files_{m}"]
+        ]
+        root = meta["modalities"][m]["root"]
+        meta["modalities"][m]["root"] = root if Path(root).is_absolute() else str(base / root)
+    chips["label"] = np.asarray(chips["label"], dtype=np.int64)
+    return ChipManifest(chips=chips, meta=meta, path=path)

@@ -1,0 +1,357 @@
+"""The rasters of one modality: finding, checking, indexing and reading them.
+
+:class:`ModalitySource` lists a modality's GeoTIFFs (multi-band files, or one file
+per band with the band name as a token of the file name, ``scene_VV.tif``), checks
+that every file opens and reads (torchgeo's :class:`~torchgeo.datasets.RasterDataset`
+skips unreadable files silently; rsmm names them), parses acquisition dates from the
+file names, and indexes the footprints in the stack's common CRS with a generic
+torchgeo ``RasterDataset`` subclass (:func:`make_raster_dataset`).
+
+:func:`read_window` reads one chip: the chip's bounds in the common CRS, resampled
+into an exact ``size x size`` pixel grid (``chip metres / GSD``) at the modality's own
+GSD, merging the files that cover it. Open file handles are cached per process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from rasterio.crs import CRS
+
+from rsmm.datasets.io import DatasetFileError, DatasetNotFoundError
+from rsmm.sensors import get_sensor
+from rsmm.stacks.spec import ModalitySpec
+
+BAND_PLACEHOLDER = "{band}"
+_DATE = re.compile(r"(?<!\d)((?:19|20)\d{6})(?!\d)")
+
+#: Stored band order guessed from the band count of multi-band files.
+DEFAULT_BANDS: dict[str, dict[int, tuple[str, ...]]] = {
+    "s1": {2: ("VV", "VH")},
+    "s2": {
+        13: get_sensor("s2").band_names,
+        12: tuple(b for b in get_sensor("s2").band_names if b != "B10"),
+        10: ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"),
+        4: ("B02", "B03", "B04", "B08"),
+    },
+    "naip": {4: ("R", "G", "B", "NIR"), 3: ("R", "G", "B")},
+    "rgb": {3: ("R", "G", "B")},
+}
+
+
+def parse_date(name: str) -> datetime | None:
+    """The first ``YYYYMMDD`` date (years 1900-2099) in a file name, or ``None``."""
+    for m in _DATE.finditer(name):
+        try:
+            return datetime.strptime(m.group(1), "%Y%m%d")
+        except ValueError:
+            continue
+    return None
+
+
+def _band_pattern(bands: Sequence[str]) -> re.Pattern[str]:
+    names = "|".join(sorted((re.escape(b) for b in bands), key=len, reverse=True))
+    return re.compile(rf"(?<![A-Za-z0-9])(?P<band>{names})(?![A-Za-z0-9])")
+
+
+def check_geotiff(path: str | Path) -> tuple[CRS, tuple[float, float], int]:
+    """Open a GeoTIFF and read its last pixel of every band.
+
+    Returns:
+        ``(crs, (xres, yres), band count)``.
+
+    Raises:
+        DatasetFileError: naming the file if it is corrupt, truncated or has no CRS.
+    """
+    import rasterio
+    from rasterio.errors import RasterioError
+    from rasterio.windows import Window
+
+    try:
+        with rasterio.open(path) as src:
+            src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
+            crs, res, count = src.crs, src.res, src.count
+    except (RasterioError, OSError) as err:
+        raise DatasetFileError(f"corrupt or unreadable GeoTIFF {path}: {err}") from err
+    if crs is None:
+        raise DatasetFileError(f"GeoTIFF {path} has no CRS (it cannot be placed on the ground)")
+    return crs, res, count
+
+
+@dataclass(frozen=True)
+class RasterItem:
+    """One acquisition file of a modality (``path`` holds ``{band}`` for per-band files)."""
+
+    path: str
+    date: datetime | None
+
+    def band_path(self, band: str) -> str:
+        return self.path.replace(BAND_PLACEHOLDER, band)
+
+
+class ModalitySource:
+    """The checked files of one modality (see the module docstring).
+
+    Attributes:
+        spec: the modality's :class:`~rsmm.stacks.spec.ModalitySpec`.
+        items: one :class:`RasterItem` per acquisition file (or per-band file group).
+        bands: stored band names (file order, or the per-band files read).
+        separate_files: whether each band is its own file.
+        gsd: target ground sample distance in metres.
+        crs: the CRS of the first file.
+        ignored: files under the folder that were not used, with the reason.
+    """
+
+    def __init__(self, spec: ModalitySpec) -> None:
+        self.spec = spec
+        root = Path(spec.root)
+        if not root.is_dir():
+            raise DatasetNotFoundError(f"{spec.key} folder not found: {root} is not a directory")
+        files = sorted(os.path.abspath(p) for p in root.rglob(spec.glob) if p.is_file())
+        if not files:
+            raise DatasetNotFoundError(f"{spec.key}: no files matching {spec.glob!r} under {root}")
+        sensor = get_sensor(spec.sensor or spec.key)
+        self.ignored: list[tuple[str, str]] = []
+        pattern = _band_pattern(sensor.band_names)
+        tokens = {f: pattern.findall(Path(f).name) for f in files}
+        separate = spec.separate_files
+        if separate is None:
+            found = {t[-1] for t in tokens.values() if t}
+            separate = len(found) > 1 and sum(bool(t) for t in tokens.values()) * 2 >= len(files)
+        self.separate_files = bool(separate)
+        if self.separate_files:
+            self.items, self.bands = self._group_band_files(files, pattern, spec)
+        else:
+            self.items = [RasterItem(f, parse_date(Path(f).name)) for f in files]
+            self.bands = ()
+        infos = {}
+        for item in self.items:
+            for b in self.bands if self.separate_files else ("",):
+                path = item.band_path(b)
+                infos[path] = check_geotiff(path)
+        self.crs: CRS = next(iter(infos.values()))[0]
+        if not self.separate_files:
+            counts = {c for _, _, c in infos.values()}
+            if len(counts) > 1:
+                raise DatasetFileError(
+                    f"{spec.key}: files under {root} have different band counts {sorted(counts)}"
+                )
+            self.bands = self._guess_bands(spec, sensor.name, counts.pop())
+        self.gsd = self._target_gsd(spec, sensor.name, infos)
+        if any(i.date is None for i in self.items):
+            self.items = [RasterItem(i.path, None) for i in self.items]
+
+    @property
+    def dated(self) -> bool:
+        """Whether every file name carries an acquisition date."""
+        return all(i.date is not None for i in self.items)
+
+    def _group_band_files(
+        self, files: list[str], pattern: re.Pattern[str], spec: ModalitySpec
+    ) -> tuple[list[RasterItem], tuple[str, ...]]:
+        groups: dict[str, dict[str, str]] = {}
+        for f in files:
+            name = Path(f).name
+            matches = list(pattern.finditer(name))
+            if not matches:
+                self.ignored.append((f, "no band name in the file name"))
+                continue
+            m = matches[-1]
+            template = str(
+                Path(f).with_name(name[: m.start()] + BAND_PLACEHOLDER + name[m.end() :])
+            )
+            groups.setdefault(template, {})[m.group("band")] = f
+        if not groups:
+            raise DatasetNotFoundError(f"{spec.key}: no per-band files under {spec.root}")
+        sensor = get_sensor(spec.sensor or spec.key)
+        if spec.bands is not None:
+            bands = spec.bands
+        else:
+            common = set.intersection(*(set(g) for g in groups.values()))
+            bands = tuple(b for b in sensor.band_names if b in common)
+            if not bands:
+                raise DatasetFileError(
+                    f"{spec.key}: the per-band files under {spec.root} share no band; "
+                    "give the bands to read"
+                )
+        items = []
+        for template, found in sorted(groups.items()):
+            missing = [b for b in bands if b not in found]
+            if missing:
+                if spec.bands is None:
+                    self.ignored.append((template, f"missing bands {missing}"))
+                    continue
+                raise DatasetFileError(
+                    f"{spec.key}: missing file {template.replace(BAND_PLACEHOLDER, missing[0])} "
+                    f"(band {missing[0]})"
+                )
+            items.append(RasterItem(template, parse_date(Path(template).name)))
+        return items, tuple(bands)
+
+    @staticmethod
+    def _guess_bands(spec: ModalitySpec, sensor: str, count: int) -> tuple[str, ...]:
+        if spec.bands is not None:
+            if len(spec.bands) != count:
+                raise DatasetFileError(
+                    f"{spec.key}: the files under {spec.root} have {count} bands but "
+                    f"{len(spec.bands)} band names were given ({', '.join(spec.bands)})"
+                )
+            return spec.bands
+        guess = DEFAULT_BANDS.get(sensor, {}).get(count)
+        if guess is None:
+            raise DatasetFileError(
+                f"{spec.key}: cannot tell which {count} bands the files under {spec.root} "
+                "store; give the band names in file order"
+            )
+        return guess
+
+    def _target_gsd(
+        self, spec: ModalitySpec, sensor: str, infos: dict[str, tuple[CRS, tuple, int]]
+    ) -> float:
+        if spec.gsd is not None:
+            return float(spec.gsd)
+        if sensor in ("s1", "s2"):
+            return float(min(get_sensor(sensor).band(b).gsd or 10.0 for b in self.bands))
+        crs, res, _ = next(iter(infos.values()))
+        if not crs.is_projected:
+            raise ValueError(
+                f"{spec.key}: files are in a geographic CRS ({crs}); give the target gsd in metres"
+            )
+        return float(min(abs(res[0]), abs(res[1])))
+
+
+def make_raster_dataset(source: ModalitySource, crs: CRS, res: float | None = None):
+    """A torchgeo ``RasterDataset`` over ``source``'s files, indexed in ``crs``.
+
+    The class is built per modality (band list, ``separate_files``, a file-name regex
+    with a ``band`` group for per-band files and a ``date`` group when file names
+    carry dates), so torchgeo's index, samplers and ``IntersectionDataset`` work on it.
+    """
+    from torchgeo.datasets import RasterDataset
+
+    band_group = ""
+    if source.separate_files:
+        band_group = _band_pattern(source.bands).pattern
+    date_group = r"(?=.*?(?<!\d)(?P<date>(?:19|20)\d{6})(?!\d))" if source.dated else ""
+    attrs = {
+        "__doc__": f"GeoTIFFs of modality {source.spec.key!r} of a user stack.",
+        "filename_glob": "*",
+        "filename_regex": rf"^{date_group}.*?{band_group}",
+        "date_format": "%Y%m%d",
+        "all_bands": tuple(source.bands),
+        "separate_files": source.separate_files,
+    }
+    cls = type(f"{source.spec.key.upper()}StackRaster", (RasterDataset,), attrs)
+    first = source.bands[0] if source.separate_files else ""
+    paths = [item.band_path(first) for item in source.items]
+    return cls(paths=paths, crs=crs, res=res or source.gsd, bands=source.bands)
+
+
+# -- windowed reads -------------------------------------------------------------------
+
+_HANDLES: OrderedDict[str, object] = OrderedDict()
+_HANDLES_PID = [os.getpid()]
+MAX_OPEN_FILES = 256
+
+
+def open_cached(path: str):
+    """An open rasterio dataset for ``path``, cached per process (LRU, closed on eviction)."""
+    import rasterio
+
+    if _HANDLES_PID[0] != os.getpid():  # forked worker: never share GDAL handles
+        _HANDLES.clear()
+        _HANDLES_PID[0] = os.getpid()
+    src = _HANDLES.get(path)
+    if src is None:
+        try:
+            src = rasterio.open(path)
+        except (rasterio.errors.RasterioError, OSError) as err:
+            raise DatasetFileError(f"cannot read GeoTIFF {path}: {err}") from err
+        _HANDLES[path] = src
+        if len(_HANDLES) > MAX_OPEN_FILES:
+            _HANDLES.popitem(last=False)[1].close()  # type: ignore[attr-defined]
+    else:
+        _HANDLES.move_to_end(path)
+    return src
+
+
+def window_transform(bounds: Sequence[float], size: int):
+    """Affine transform of a ``size x size`` grid exactly covering ``bounds``."""
+    from affine import Affine
+
+    xmin, ymin, xmax, ymax = bounds
+    return Affine((xmax - xmin) / size, 0.0, xmin, 0.0, -(ymax - ymin) / size, ymax)
+
+
+def read_window(
+    paths: Sequence[str] | Sequence[Sequence[str]],
+    bounds: Sequence[float],
+    size: int,
+    crs: CRS,
+    nodata: float | None = None,
+    resampling: str = "nearest",
+    dtype: type = np.float32,
+) -> np.ndarray:
+    """Read ``bounds`` (in ``crs``) into a ``C x size x size`` array.
+
+    Args:
+        paths: files to merge (the first valid pixel wins); each entry is one
+            multi-band file, or a sequence of single-band files (one per band).
+        bounds: ``(xmin, ymin, xmax, ymax)`` in ``crs``.
+        size: pixels per side; the pixel size is ``(xmax - xmin) / size``.
+        crs: the destination CRS.
+        nodata: stored value marking missing pixels (default: each file's own).
+        resampling: a :class:`rasterio.enums.Resampling` name.
+        dtype: float output dtype; missing pixels are NaN.
+
+    Raises:
+        DatasetFileError: naming a file that cannot be read.
+    """
+    from rasterio.enums import Resampling
+    from rasterio.errors import RasterioError
+    from rasterio.warp import reproject
+
+    transform = window_transform(bounds, size)
+    out: np.ndarray | None = None
+    for entry in paths:
+        files = [entry] if isinstance(entry, str) else list(entry)
+        parts = []
+        for path in files:
+            src = open_cached(path)
+            tmp = np.full((src.count, size, size), np.nan, dtype=dtype)
+            try:
+                reproject(
+                    source=_band(src),
+                    destination=tmp,
+                    dst_transform=transform,
+                    dst_crs=crs,
+                    src_nodata=src.nodata if nodata is None else nodata,
+                    dst_nodata=np.nan,
+                    resampling=Resampling[resampling],
+                )
+            except (RasterioError, OSError) as err:
+                raise DatasetFileError(f"cannot read GeoTIFF {path}: {err}") from err
+            parts.append(tmp)
+        arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if out is None:
+            out = arr
+        else:
+            hole = np.isnan(out) & ~np.isnan(arr)
+            out[hole] = arr[hole]
+        if not np.isnan(out).any():
+            break
+    assert out is not None
+    return out
+
+
+def _band(src):
+    import rasterio
+
+    return rasterio.band(src, list(range(1, src.count + 1)))

@@ -1,0 +1,326 @@
+"""The description of a user's co-registered stack: folders, sensors, bands, units.
+
+A :class:`StackSpec` says, per modality, where the GeoTIFFs are, which sensor they
+come from, which bands they store (in file order, or one file per band), in which
+units, at which target ground sample distance (GSD) they are read, and which value
+marks nodata; plus the chip geometry, the labels, the split and the filters. It comes
+from a small YAML file (:func:`load_spec`) or from command-line folders
+(:func:`spec_from_dirs`)::
+
+    crs: EPSG:32618            # optional; default: the CRS of the S2 files
+    chip_size: 640m            # or 64px (pixels of the first modality)
+    stride: 640m
+    max_days: 10               # optional: intersect acquisitions in time
+    modalities:
+      s2: {root: s2/, sensor: s2, bands: [B02, B03, B04, B08], units: reflectance_x1e4}
+      s1: {root: s1/, units: db, separate_files: true}
+      naip: {root: naip/}
+    labels: {path: labels.gpkg, column: class, layer: fields}
+    split: [0.7, 0.15, 0.15]
+    block_size: 2560m
+    max_nodata: 0.1
+    cloud: {root: s2_scl/, kind: scl}
+    max_cloud: 0.3
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rsmm.sensors import check_units, get_sensor
+
+#: Units a SAR modality may be stored in.
+SAR_UNITS = ("db", "linear")
+#: Cloud layer kinds: Sentinel-2 scene classification, the L1C QA60 bit mask, or any 0/1 mask.
+CLOUD_KINDS = ("scl", "qa60", "mask")
+#: SCL classes counted as cloud: cloud shadow, cloud medium/high probability, thin cirrus.
+SCL_CLOUD_VALUES = (3, 8, 9, 10)
+RESAMPLING = ("nearest", "bilinear", "cubic", "average")
+
+
+def parse_length(text: str | float | int, name: str) -> tuple[float, str]:
+    """Parse ``"640m"`` / ``"64px"`` / ``640`` into ``(value, "m" | "px")``.
+
+    A bare number means metres.
+
+    Raises:
+        ValueError: naming the parameter for anything else, or a non-positive size.
+    """
+    if isinstance(text, int | float):
+        value, unit = float(text), "m"
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(m|px)?\s*", str(text))
+        if m is None:
+            raise ValueError(f"{name}: expected a length such as 640m or 64px, got {text!r}")
+        value, unit = float(m.group(1)), m.group(2) or "m"
+    if value <= 0:
+        raise ValueError(f"{name}: must be > 0, got {text!r}")
+    return value, unit
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """One modality of a stack.
+
+    Attributes:
+        key: modality key of the samples (``"s1"``, ``"s2"``, ``"naip"``).
+        root: folder searched recursively for ``glob``.
+        sensor: sensor name of :mod:`rsmm.sensors` (default: the key).
+        bands: stored band names: in file order for multi-band files, or the bands
+            to read for one-file-per-band products (``None``: guessed from the files).
+        separate_files: one file per band, the band name a token of the file name
+            (``scene_VV.tif``); ``None``: detected from the file names.
+        units: ``db`` | ``linear`` | ``dn`` | ``reflectance_x1e4``.
+        offset: added to stored values before the units apply (S2 L2A baseline 04.00: -1000).
+        gsd: target ground sample distance in metres (``None``: the sensor registry's
+            finest band GSD, or the files' own for NAIP).
+        nodata: value marking missing pixels (``None``: the files' own nodata; NaN
+            always counts as missing).
+        glob: file pattern searched under ``root``.
+        resampling: ``nearest`` (keeps stored values, the default), ``bilinear``, ...
+        use_time: whether ``max_days`` applies to this modality (default: Sentinel-1
+            and Sentinel-2 only; aerial surveys such as NAIP are years apart).
+    """
+
+    key: str
+    root: str
+    sensor: str | None = None
+    bands: tuple[str, ...] | None = None
+    separate_files: bool | None = None
+    units: str | None = None
+    offset: float = 0.0
+    gsd: float | None = None
+    nodata: float | None = None
+    glob: str = "*.tif"
+    resampling: str = "nearest"
+    use_time: bool | None = None
+
+    def __post_init__(self) -> None:
+        sensor = get_sensor(self.sensor or self.key)
+        if self.use_time is None:
+            object.__setattr__(self, "use_time", sensor.name in ("s1", "s2"))
+        object.__setattr__(self, "sensor", sensor.name)
+        if self.bands is not None:
+            object.__setattr__(self, "bands", sensor.check_bands(self.bands))
+        units = self.units or default_units(sensor.name)
+        check_units(units)
+        if sensor.is_sar and units not in SAR_UNITS:
+            raise ValueError(f"{self.key}: SAR units must be db or linear, got {units!r}")
+        object.__setattr__(self, "units", units)
+        if self.gsd is not None and self.gsd <= 0:
+            raise ValueError(f"{self.key}: gsd must be > 0, got {self.gsd}")
+        if self.resampling not in RESAMPLING:
+            raise ValueError(
+                f"{self.key}: resampling must be one of {', '.join(RESAMPLING)}, "
+                f"got {self.resampling!r}"
+            )
+
+
+@dataclass(frozen=True)
+class CloudSpec:
+    """A cloud / scene-classification layer (S2 SCL, QA60 or a 0/1 mask)."""
+
+    root: str
+    kind: str = "scl"
+    glob: str = "*.tif"
+
+    def __post_init__(self) -> None:
+        if self.kind not in CLOUD_KINDS:
+            raise ValueError(
+                f"cloud layer kind must be one of {', '.join(CLOUD_KINDS)}, got {self.kind!r}"
+            )
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """Labels: a vector file with a class column, or a label raster.
+
+    Attributes:
+        path: GeoPackage / GeoJSON / Shapefile, or a GeoTIFF of class values.
+        column: class column of a vector file.
+        layer: layer of a multi-layer file (GeoPackage).
+        classes: class names in id order (default: sorted distinct values found).
+        min_cover: polygons and rasters: the majority class must cover at least this
+            fraction of a chip, else the chip is unlabelled.
+    """
+
+    path: str
+    column: str | None = None
+    layer: str | None = None
+    classes: tuple[str, ...] | None = None
+    min_cover: float = 0.5
+
+    @property
+    def is_raster(self) -> bool:
+        return Path(self.path).suffix.lower() in (".tif", ".tiff", ".vrt")
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """Everything ``rsmm manifest build`` needs (see the module docstring)."""
+
+    modalities: dict[str, ModalitySpec]
+    chip_size: tuple[float, str] = (640.0, "m")
+    stride: tuple[float, str] | None = None
+    crs: str | None = None
+    max_days: float | None = None
+    labels: LabelSpec | None = None
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    block_size: tuple[float, str] | None = None
+    seed: int = 0
+    max_nodata: float = 0.1
+    cloud: CloudSpec | None = None
+    max_cloud: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.modalities:
+            raise ValueError("a stack needs at least one modality folder")
+        if len(self.split) != 3 or any(f < 0 for f in self.split):
+            raise ValueError(f"split: three non-negative fractions expected, got {self.split}")
+        if abs(sum(self.split) - 1) > 1e-6:
+            raise ValueError(f"split: fractions must sum to 1, got {self.split}")
+        if not 0 <= self.max_nodata <= 1:
+            raise ValueError(f"max_nodata must be in [0, 1], got {self.max_nodata}")
+        if self.max_cloud is not None and not 0 <= self.max_cloud <= 1:
+            raise ValueError(f"max_cloud must be in [0, 1], got {self.max_cloud}")
+        if self.max_cloud is not None and self.cloud is None:
+            raise ValueError("max_cloud needs a cloud layer (--cloud-layer)")
+        if self.max_days is not None and self.max_days < 0:
+            raise ValueError(f"max_days must be >= 0, got {self.max_days}")
+
+    def with_paths_relative_to(self, base: str | Path) -> StackSpec:
+        """Resolve relative folders and files against ``base`` (the YAML file's folder)."""
+        base = Path(base)
+
+        def fix(p: str) -> str:
+            return str(p if Path(p).is_absolute() else base / p)
+
+        mods = {k: replace(m, root=fix(m.root)) for k, m in self.modalities.items()}
+        labels = None if self.labels is None else replace(self.labels, path=fix(self.labels.path))
+        cloud = None if self.cloud is None else replace(self.cloud, root=fix(self.cloud.root))
+        return replace(self, modalities=mods, labels=labels, cloud=cloud)
+
+
+def default_units(sensor: str) -> str:
+    """Units assumed when none are given: dB for S1, reflectance x 1e4 for S2, DN else."""
+    return {"s1": "db", "s2": "reflectance_x1e4"}.get(sensor, "dn")
+
+
+def _length(value: Any, name: str) -> tuple[float, str] | None:
+    return None if value is None else parse_length(value, name)
+
+
+def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec:
+    """Build a :class:`StackSpec` from its YAML form, naming ``source`` on errors."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("modalities"), Mapping):
+        raise ValueError(f"stack spec {source}: needs a 'modalities' mapping")
+    known = {f for f in ModalitySpec.__dataclass_fields__ if f != "key"}
+    mods = {}
+    for key, m in data["modalities"].items():
+        if isinstance(m, str):
+            m = {"root": m}
+        unknown = set(m) - known
+        if unknown:
+            raise ValueError(f"stack spec {source}: unknown keys {sorted(unknown)} for {key!r}")
+        if "root" not in m:
+            raise ValueError(f"stack spec {source}: modality {key!r} needs a 'root' folder")
+        kw = dict(m)
+        if kw.get("bands") is not None:
+            kw["bands"] = tuple(kw["bands"])
+        mods[key] = ModalitySpec(key=key, **kw)
+    labels = data.get("labels")
+    if isinstance(labels, str):
+        labels = {"path": labels}
+    if labels is not None:
+        labels = dict(labels)
+        if labels.get("classes") is not None:
+            labels["classes"] = tuple(str(c) for c in labels["classes"])
+        labels = LabelSpec(**labels)
+    cloud = data.get("cloud")
+    if isinstance(cloud, str):
+        cloud = {"root": cloud}
+    split = data.get("split", (0.7, 0.15, 0.15))
+    if isinstance(split, str):
+        split = parse_fractions(split)
+    try:
+        return StackSpec(
+            modalities=mods,
+            chip_size=parse_length(data.get("chip_size", "640m"), "chip_size"),
+            stride=_length(data.get("stride"), "stride"),
+            crs=data.get("crs"),
+            max_days=data.get("max_days"),
+            labels=labels,
+            split=tuple(float(f) for f in split),
+            block_size=_length(data.get("block_size"), "block_size"),
+            seed=int(data.get("seed", 0)),
+            max_nodata=float(data.get("max_nodata", 0.1)),
+            cloud=None if cloud is None else CloudSpec(**cloud),
+            max_cloud=data.get("max_cloud"),
+        )
+    except TypeError as err:
+        raise ValueError(f"stack spec {source}: {err}") from err
+
+
+def load_spec(path: str | Path) -> StackSpec:
+    """Read a stack spec YAML; relative folders are relative to the YAML file.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: for invalid YAML or an invalid spec (the message names the file).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"stack spec not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ValueError(f"stack spec {path}: invalid YAML ({err})") from err
+    return spec_from_dict(data, str(path)).with_paths_relative_to(path.parent)
+
+
+def parse_fractions(text: str) -> tuple[float, float, float]:
+    """``"0.7,0.15,0.15"`` -> ``(0.7, 0.15, 0.15)``."""
+    try:
+        parts = tuple(float(p) for p in str(text).split(","))
+    except ValueError:
+        parts = ()
+    if len(parts) != 3:
+        raise ValueError(f"split: expected three fractions such as 0.7,0.15,0.15, got {text!r}")
+    return parts  # type: ignore[return-value]
+
+
+def spec_from_dirs(
+    dirs: Mapping[str, str | Path],
+    units: Mapping[str, str] | None = None,
+    bands: Mapping[str, Sequence[str]] | None = None,
+    **kwargs: Any,
+) -> StackSpec:
+    """A spec from ``{modality: folder}`` (the sensor is the modality key).
+
+    Args:
+        dirs: ``{"s1": folder, "s2": folder, "naip": folder}``.
+        units: optional ``{modality: units}``.
+        bands: optional ``{modality: band names}``.
+        **kwargs: other :class:`StackSpec` fields (``chip_size`` as ``"640m"`` etc.).
+    """
+    units, bands = dict(units or {}), dict(bands or {})
+    mods = {
+        k: ModalitySpec(
+            key=k,
+            root=str(d),
+            units=units.get(k),
+            bands=None if bands.get(k) is None else tuple(bands[k]),
+        )
+        for k, d in dirs.items()
+    }
+    for name in ("chip_size", "stride", "block_size"):
+        if isinstance(kwargs.get(name), str | int | float):
+            kwargs[name] = parse_length(kwargs[name], name)
+    return StackSpec(modalities=mods, **kwargs)

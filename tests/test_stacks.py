@@ -1,0 +1,315 @@
+"""User co-registered stacks: manifest building, chip reads, labels, splits (fake scene)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+import shapely
+from pyproj import Transformer
+
+from rsmm.datasets import CoRegisteredStack
+from rsmm.stacks import build_manifest, read_manifest, spec_from_dirs, write_manifest
+from rsmm.stacks.spec import CloudSpec, LabelSpec
+
+DATA = Path(__file__).parent / "data" / "stacks"
+SCENE = DATA / "scene"
+sys.path.insert(0, str(DATA))
+from data import generate  # noqa: E402
+
+CHIP = 160.0
+
+
+@pytest.fixture(scope="module")
+def truth(tmp_path_factory: pytest.TempPathFactory):
+    """The ground truth of the committed scene (regenerated, same seed)."""
+    return generate(tmp_path_factory.mktemp("scene"))
+
+
+def dirs(*mods: str) -> dict[str, Path]:
+    return {m: SCENE / m for m in mods}
+
+
+@pytest.fixture(scope="module")
+def full(tmp_path_factory: pytest.TempPathFactory):
+    """Manifest of S1 + S2 + NAIP with polygon labels, written and read back."""
+    spec = spec_from_dirs(
+        dirs("s2", "s1", "naip"),
+        chip_size="160m",
+        split=(1.0, 0.0, 0.0),
+        labels=LabelSpec(str(SCENE / "labels.gpkg"), "landcover", "fields"),
+    )
+    path = write_manifest(build_manifest(spec), tmp_path_factory.mktemp("m") / "chips.parquet")
+    return read_manifest(path)
+
+
+def _box_in(bounds, src: str, dst: str) -> shapely.Polygon:
+    """A raster's bounds (in ``src``) as a densified polygon in ``dst``."""
+    t = Transformer.from_crs(src, dst, always_xy=True)
+    ring = np.asarray(shapely.box(*bounds).segmentize(5.0).exterior.coords)
+    x, y = t.transform(ring[:, 0], ring[:, 1])
+    return shapely.Polygon(np.column_stack([x, y]))
+
+
+def test_committed_scene_matches_generator(truth) -> None:
+    for layer in ("s1", "s2", "naip"):
+        for path in truth.files[layer]:
+            with rasterio.open(path) as a, rasterio.open(SCENE / layer / path.name) as b:
+                np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_chip_count_and_footprint(full, truth) -> None:
+    crs = truth.crs["s2"]
+    valid = {
+        "s2": shapely.box(*truth.bounds["s2"]),
+        "s1": _box_in(truth.bounds["s1"], truth.crs["s1"], crs).difference(
+            _box_in(truth.s1_nan_bounds, truth.crs["s1"], crs)
+        ),
+        "naip": _box_in(truth.bounds["naip"], truth.crs["naip"], crs),
+    }
+    x0, ymin, xmax, y1 = truth.bounds["s2"]
+    expected, fractions = set(), []
+    for c in range(int((xmax - x0) // CHIP)):
+        for r in range(int((y1 - ymin) // CHIP)):
+            chip = shapely.box(
+                x0 + c * CHIP, y1 - (r + 1) * CHIP, x0 + (c + 1) * CHIP, y1 - r * CHIP
+            )
+            cover = min(chip.intersection(v).area / chip.area for v in valid.values())
+            fractions.append(cover)
+            if cover >= 0.9:
+                expected.add(f"x{c:04d}_y{r:04d}")
+    # the scene is laid out so that no chip sits near the 10 % nodata threshold
+    assert not any(0.8 < f < 0.97 for f in fractions)
+    guard = full.meta["dropped"].get("in the guard band between splits", 0)
+    assert len(full.chips) + guard == len(expected) == 15
+    assert set(full.chips["chip_id"]) <= expected
+    nodata_drops = sum(n for r, n in full.meta["dropped"].items() if "nodata" in r)
+    assert nodata_drops == 3  # S1's NaN strip covers the first chip column
+    common = shapely.intersection_all(
+        list(valid.values())[:1]
+        + [_box_in(truth.bounds[m], truth.crs[m], crs) for m in ("s1", "naip")]
+    )
+    for g in full.chips.geometry:
+        assert g.within(common.buffer(0.1 * CHIP))
+        assert abs(g.area - CHIP**2) < 1e-6
+    assert full.meta["crs"] == "EPSG:32618"
+    assert {m: i["chip_pixels"] for m, i in full.meta["modalities"].items()} == {
+        "s2": 16,
+        "s1": 16,
+        "naip": 80,
+    }
+
+
+@pytest.mark.parametrize("stride", ["160m", "80m"])
+def test_spatial_splits_do_not_touch(stride: str) -> None:
+    spec = spec_from_dirs(
+        dirs("s2", "s1"), chip_size="160m", stride=stride, block_size="320m", seed=3
+    )
+    m = build_manifest(spec)
+    c = m.chips
+    assert c["chip_id"].is_unique
+    assert set(c["split"]) == {"train", "val", "test"}
+    unions = {
+        s: shapely.union_all(c.geometry[c["split"] == s].values) for s in ("train", "val", "test")
+    }
+    assert not unions["train"].intersects(unions["test"])  # neither overlap nor touch
+    assert not unions["train"].intersects(unions["val"])
+    assert not unions["val"].intersects(unions["test"])
+    # a chip's block is the block holding its centre
+    ox, oy = m.meta["grid_origin"]
+    for g, b in zip(c.geometry, c["block"]):
+        col = int((g.centroid.x - ox) // 320)
+        row = int((oy - g.centroid.y) // 320)
+        assert b == row * 1_000_003 + col
+
+
+def apply(tr, cols, rows):
+    """Ground coordinates of pixel positions (``cols``, ``rows``) under transform ``tr``."""
+    cols, rows = np.asarray(cols, dtype=float), np.asarray(rows, dtype=float)
+    return tr.c + cols * tr.a + rows * tr.b, tr.f + cols * tr.d + rows * tr.e
+
+
+def _file_values(path: str, xs: np.ndarray, ys: np.ndarray, crs: str):
+    with rasterio.open(path) as src:
+        t = Transformer.from_crs(crs, src.crs.to_string(), always_xy=True)
+        fx, fy = t.transform(xs, ys)
+        col, row = apply(~src.transform, fx, fy)
+        data = src.read()
+    ok = (np.abs(col - np.round(col)) > 0.2) & (np.abs(row - np.round(row)) > 0.2)
+    ci, ri = np.floor(col).astype(int), np.floor(row).astype(int)
+    ok &= (ci >= 0) & (ri >= 0) & (ci < data.shape[2]) & (ri < data.shape[1])
+    vals = np.full((data.shape[0], *xs.shape), np.nan)
+    vals[:, ok] = data[:, ri[ok], ci[ok]]
+    return vals, ok
+
+
+def test_chip_reads_are_co_registered(full, truth) -> None:
+    ds = CoRegisteredStack(full)
+    assert len(ds) == len(full.chips)
+    classes = list(truth.classes)
+    from rsmm.stacks.scene import S2_SIGNATURES
+
+    sig = np.array([S2_SIGNATURES[c] for c in classes], dtype=np.float64)
+    checked, same = {"s1": 0, "naip": 0}, {"s1": 0, "naip": 0}
+    for i in range(len(ds)):
+        raw = ds.read_raw(i)
+        xmin, ymin, xmax, ymax = full.chips.geometry.iloc[i].bounds
+        for _m, (arr, tr) in raw.items():
+            h, w = arr.shape[1:]
+            np.testing.assert_allclose(apply(tr, 0, 0), (xmin, ymax), atol=1e-6)
+            np.testing.assert_allclose(apply(tr, w, h), (xmax, ymin), atol=1e-6)
+            np.testing.assert_allclose(apply(tr, 0, h), (xmin, ymin), atol=1e-6)
+        # S1 and NAIP pixels are the file pixels under the same ground points
+        for m in ("s1", "naip"):
+            arr, tr = raw[m]
+            n = arr.shape[1]
+            cc, rr = np.meshgrid(np.arange(n) + 0.5, np.arange(n) + 0.5)
+            xs, ys = apply(tr, cc, rr)
+            files = json.loads(full.chips[f"files_{m}"].iloc[i])
+            bands = ["VV", "VH"] if m == "s1" else [None]
+            got = []
+            for b in bands:
+                path = files[0].replace("{band}", b) if b else files[0]
+                vals, ok = _file_values(path, xs, ys, full.meta["crs"])
+                got.append(vals)
+            vals = np.concatenate(got)
+            same[m] += int(np.isclose(vals[:, ok], arr[:, ok], equal_nan=True).sum())
+            checked[m] += vals[:, ok].size
+        # S2 pixels show the spectrum of the ground truth class (cloud-free pixels)
+        arr, tr = raw["s2"]
+        cc, rr = np.meshgrid(np.arange(16) + 0.5, np.arange(16) + 0.5)
+        xs, ys = apply(tr, cc, rr)
+        cls = truth.class_at(xs, ys)
+        clear = ~truth.cloud_at(xs, ys)
+        near = np.zeros_like(clear)
+        for dx, dy in ((6, 0), (-6, 0), (0, 6), (0, -6)):
+            near |= truth.class_at(xs + dx, ys + dy) != cls
+        keep = clear & ~near
+        pix = arr.reshape(13, -1).T[keep.ravel()]
+        pred = np.argmin(((pix[:, None, :] - sig[None]) ** 2).sum(-1), 1)
+        assert (pred == cls[keep]).mean() > 0.98
+    for m in checked:
+        assert checked[m] > 500
+        assert same[m] / checked[m] > 0.99
+
+
+def _rect_share(fields: np.ndarray, bounds, k: int) -> np.ndarray:
+    xmin, ymin, xmax, ymax = bounds
+    share = np.zeros(k)
+    for fx0, fy0, fx1, fy1, c in fields:
+        w = max(0.0, min(xmax, fx1) - max(xmin, fx0))
+        h = max(0.0, min(ymax, fy1) - max(ymin, fy0))
+        share[int(c)] += w * h
+    return share / ((xmax - xmin) * (ymax - ymin))
+
+
+def test_labels_from_polygons(full, truth) -> None:
+    names = full.classes
+    assert sorted(truth.classes) == names
+    decided = 0
+    for g, label in zip(full.chips.geometry, full.chips["label"]):
+        share = _rect_share(truth.fields, g.bounds, len(truth.classes))
+        top = int(share.argmax())
+        if share[top] > 0.52:
+            assert names[label] == truth.classes[top]
+            decided += 1
+        elif share[top] < 0.48:
+            assert label == -1
+    assert decided >= 3
+    assert all(
+        bool(pd.isna(n)) == (v < 0) and (v < 0 or names[v] == n)
+        for v, n in zip(full.chips["label"], full.chips["class_name"])
+    )
+
+
+def test_labels_from_points_and_raster(truth) -> None:
+    spec = spec_from_dirs(
+        dirs("s2"),
+        chip_size="160m",
+        split=(1.0, 0.0, 0.0),
+        labels=LabelSpec(str(SCENE / "labels.gpkg"), "landcover", "points"),
+    )
+    m = build_manifest(spec)
+    names = m.classes
+    f = truth.fields
+    cx, cy = (f[:, 0] + f[:, 2]) / 2, (f[:, 1] + f[:, 3]) / 2
+    labelled = 0
+    for g, label in zip(m.chips.geometry, m.chips["label"]):
+        xmin, ymin, xmax, ymax = g.bounds
+        votes = np.zeros(len(names), dtype=int)
+        for x, y, c in zip(cx, cy, f[:, 4]):
+            if xmin < x < xmax and ymin < y < ymax:
+                votes[names.index(truth.classes[int(c)])] += 1
+        expected = int(votes.argmax()) if votes.any() else -1
+        assert label == expected
+        labelled += expected >= 0
+    assert labelled >= 10
+    # a label raster of class ids with the class names given
+    spec = spec_from_dirs(
+        dirs("s2"),
+        chip_size="160m",
+        split=(1.0, 0.0, 0.0),
+        labels=LabelSpec(str(SCENE / "labels.tif"), classes=truth.classes),
+    )
+    r = build_manifest(spec)
+    assert r.classes == list(truth.classes)
+    for g, label in zip(r.chips.geometry, r.chips["label"]):
+        xmin, ymin, xmax, ymax = g.bounds
+        xs, ys = np.meshgrid(np.arange(xmin + 5, xmax, 10), np.arange(ymin + 5, ymax, 10))
+        counts = np.bincount(truth.class_at(xs, ys).ravel(), minlength=len(truth.classes))
+        expected = int(counts.argmax()) if counts.max() >= 0.5 * counts.sum() else -1
+        assert label == expected
+
+
+def test_cloud_fraction_and_filter(truth) -> None:
+    spec = spec_from_dirs(
+        dirs("s2"), chip_size="160m", split=(1.0, 0.0, 0.0), cloud=CloudSpec(str(SCENE / "s2_scl"))
+    )
+    m = build_manifest(spec)
+    for g, frac in zip(m.chips.geometry, m.chips["cloud_fraction"]):
+        xmin, ymin, xmax, ymax = g.bounds
+        xs, ys = np.meshgrid(np.arange(xmin + 10, xmax, 20), np.arange(ymin + 10, ymax, 20))
+        assert frac == pytest.approx(truth.cloud_at(xs, ys).mean())
+    assert (m.chips["cloud_fraction"] > 0.3).any()
+    spec2 = spec_from_dirs(
+        dirs("s2"),
+        chip_size="160m",
+        split=(1.0, 0.0, 0.0),
+        cloud=CloudSpec(str(SCENE / "s2_scl")),
+        max_cloud=0.3,
+    )
+    m2 = build_manifest(spec2)
+    assert (m2.chips["cloud_fraction"] <= 0.3).all()
+    cloudy = int((m.chips["cloud_fraction"] > 0.3).sum())
+    assert m2.meta["dropped"] == {"more than 30% cloud": cloudy}
+    assert len(m2.chips) == len(m.chips) - cloudy
+
+
+def test_per_band_s2_and_time_matching(tmp_path: Path) -> None:
+    scene = generate(
+        tmp_path / "a", s2_layout="per_band", extent_m=(640.0, 480.0), dates={"s1": "20230601"}
+    )
+    both = {"s2": scene.root / "s2", "s1": scene.root / "s1"}
+    m = build_manifest(spec_from_dirs(both, chip_size="160m", max_days=5, split=(1, 0, 0)))
+    info = m.meta["modalities"]["s2"]
+    assert info["separate_files"] and info["bands"] == list(get_s2_bands())
+    assert (m.chips["date_s2"] == "2023-06-05").all() and (m.chips["date_s1"] == "2023-06-01").all()
+    ds = CoRegisteredStack(m)
+    sample = ds[0]
+    assert sample["s2"].shape == (13, 16, 16) and sample["s1"].shape == (2, 16, 16)
+    # B05 (20 m) read at 10 m: every value repeated in 2 x 2 blocks on the S2 pixel grid
+    b05 = sample["s2"][4].numpy()
+    assert np.array_equal(b05[::2, ::2], b05[1::2, 1::2])
+    with pytest.raises(ValueError, match="within 2 days"):
+        build_manifest(spec_from_dirs(both, chip_size="160m", max_days=2, split=(1, 0, 0)))
+
+
+def get_s2_bands():
+    from rsmm.sensors import get_sensor
+
+    return get_sensor("s2").band_names
