@@ -11,6 +11,7 @@ replaced by :func:`fill_nonfinite` and counted.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -52,6 +53,49 @@ def read_geotiff(path: str | Path, expected_bands: int | None = None) -> np.ndar
     if expected_bands is not None and arr.shape[0] != expected_bands:
         raise DatasetFileError(f"{path} has {arr.shape[0]} bands, expected {expected_bands}")
     return arr
+
+
+def write_geotiff(
+    path: str | Path,
+    array: np.ndarray,
+    crs: Any,
+    transform: Any,
+    nodata: float | None = None,
+    **profile: Any,
+) -> Path:
+    """Write a ``C x H x W`` array as a deflate-compressed GeoTIFF (parent folders made).
+
+    Args:
+        path: output file.
+        array: ``C x H x W`` array; its dtype is the file's.
+        crs: CRS (anything rasterio accepts, e.g. ``"EPSG:32618"``).
+        transform: affine geotransform of the top-left corner.
+        nodata: nodata value recorded in the file.
+        **profile: more rasterio creation options (``tiled``, ``blockxsize`` ...).
+
+    Returns:
+        ``path``.
+    """
+    import rasterio
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {
+        "driver": "GTiff",
+        "height": array.shape[1],
+        "width": array.shape[2],
+        "count": array.shape[0],
+        "dtype": array.dtype.name,
+        "crs": crs,
+        "transform": transform,
+        "compress": "deflate",
+        "predictor": 3 if array.dtype.kind == "f" else 2,
+        "nodata": nodata,
+        **profile,
+    }
+    with rasterio.open(path, "w", **options) as dst:
+        dst.write(array)
+    return path
 
 
 def read_npy(path: str | Path, expected_shape: tuple[int | None, ...] | None = None) -> np.ndarray:

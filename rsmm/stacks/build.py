@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -27,12 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from rsmm.datasets.io import DatasetFileError, DatasetNotFoundError
+from rsmm.datasets.io import DatasetFileError
 from rsmm.stacks.labels import class_names, load_vector_labels, raster_majority, vector_chip_labels
 from rsmm.stacks.manifest import FORMAT_VERSION, ChipManifest
 from rsmm.stacks.sources import (
     ModalitySource,
     check_geotiff,
+    list_files,
     make_raster_dataset,
     parse_date,
     read_window,
@@ -141,12 +141,7 @@ class _CloudLayer:
         import shapely
         from rasterio.warp import transform_bounds
 
-        root = Path(spec.root)
-        if not root.is_dir():
-            raise DatasetNotFoundError(f"cloud layer folder not found: {root} is not a directory")
-        files = sorted(os.path.abspath(p) for p in root.rglob(spec.glob) if p.is_file())
-        if not files:
-            raise DatasetNotFoundError(f"cloud layer: no files matching {spec.glob!r} under {root}")
+        files = list_files(spec.root, spec.glob, "cloud layer")
         geoms, self.res = [], None
         for f in files:
             fcrs, res, _ = check_geotiff(f)

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
+from rsmm.datasets.io import write_geotiff
 from rsmm.sensors import get_sensor
 
 DEFAULT_CLASSES = ("water", "forest", "cropland", "urban", "bare")
@@ -104,27 +105,6 @@ class Scene:
         for cx, cy, r in self.clouds:
             out |= (np.asarray(x) - cx) ** 2 + (np.asarray(y) - cy) ** 2 < r * r
         return out
-
-
-def _write(path: Path, arr: np.ndarray, crs: str, transform, nodata=None) -> Path:
-    import rasterio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {
-        "driver": "GTiff",
-        "height": arr.shape[1],
-        "width": arr.shape[2],
-        "count": arr.shape[0],
-        "dtype": arr.dtype.name,
-        "crs": crs,
-        "transform": transform,
-        "compress": "deflate",
-        "predictor": 3 if arr.dtype.kind == "f" else 2,
-        "nodata": nodata,
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(arr)
-    return path
 
 
 def _layout_fields(
@@ -274,12 +254,12 @@ def generate_scene(
         scene_id = f"{t}_{dates['s2']}T155819"
         if s2_layout == "multiband":
             img, tr, _ = layers[10.0]
-            files["s2"].append(_write(root / "s2" / f"{scene_id}_L2A.tif", img, crs, tr, 0))
+            files["s2"].append(write_geotiff(root / "s2" / f"{scene_id}_L2A.tif", img, crs, tr, 0))
         else:
             for img, tr, sel in layers.values():
                 for j, i in enumerate(sel):
                     path = root / "s2" / f"{scene_id}_{bands[i]}.tif"
-                    files["s2"].append(_write(path, img[j : j + 1], crs, tr, 0))
+                    files["s2"].append(write_geotiff(path, img[j : j + 1], crs, tr, 0))
         tr = from_origin(tx0, y1, 20.0, 20.0)
         w, h = int(np.ceil((tx1 - tx0) / 20)), int(np.ceil(height / 20))
         xs, ys = _grid(tr, h, w)
@@ -287,7 +267,7 @@ def generate_scene(
         if clouds:
             scl[scene.cloud_at(xs, ys)] = 9
         path = root / "s2_scl" / f"{scene_id}_SCL.tif"
-        files["scl"].append(_write(path, scl[None], crs, tr, 0))
+        files["scl"].append(write_geotiff(path, scl[None], crs, tr, 0))
     scene.bounds["s2"] = (x0, y0, x1, y1)
     scene.bounds["scl"] = (x0, y0, x1, y1)
 
@@ -317,7 +297,7 @@ def generate_scene(
     scene.bounds["s1"] = (sx0, sy1 - nrow * res1, sx0 + ncol * res1, sy1)
     for i, pol in enumerate(("VV", "VH")):
         path = root / "s1" / f"S1A_IW_{dates['s1']}T232510_DV_RTC10_G_gpuned_5A2B_{pol}.tif"
-        files["s1"].append(_write(path, db[i : i + 1], s1_crs, tr1, float("nan")))
+        files["s1"].append(write_geotiff(path, db[i : i + 1], s1_crs, tr1, float("nan")))
 
     # -- NAIP in a state plane, upper part of the scene ------------------------------------
     to_naip = Transformer.from_crs(crs, naip_crs, always_xy=True)
@@ -343,7 +323,7 @@ def generate_scene(
     img = img * field_gain[fi][None] + texture[None] + rng.normal(0, 4, img.shape)
     naip = np.clip(np.round(img), 0, 255).astype(np.uint8)
     path = root / "naip" / f"m_3807661_ne_18_{int(naip_gsd * 100):03d}_{dates['naip']}.tif"
-    files["naip"].append(_write(path, naip, naip_crs, trn))
+    files["naip"].append(write_geotiff(path, naip, naip_crs, trn))
     scene.bounds["naip"] = (nx0, ny1 - nrow * naip_gsd, nx0 + ncol * naip_gsd, ny1)
 
     # -- labels: polygons, points (EPSG:4326) and a raster ----------------------------------
@@ -364,6 +344,6 @@ def generate_scene(
     w, h = int((width + 200) / 10), int((height + 200) / 10)
     xs, ys = _grid(tr, h, w)
     lab = scene.class_at(xs, ys).astype(np.uint8)[None]
-    files["labels"] = [gpkg, _write(root / "labels.tif", lab, crs, tr, 255)]
+    files["labels"] = [gpkg, write_geotiff(root / "labels.tif", lab, crs, tr, 255)]
     scene.files = files
     return scene

@@ -46,6 +46,22 @@ DEFAULT_BANDS: dict[str, dict[int, tuple[str, ...]]] = {
 }
 
 
+def list_files(root: str | Path, glob: str, what: str) -> list[str]:
+    """Absolute paths of the files under ``root`` matching ``glob``, sorted.
+
+    Raises:
+        DatasetNotFoundError: if ``root`` is not a folder or nothing matches (the
+            message names ``what``, e.g. the modality, and the folder).
+    """
+    folder = Path(root)
+    if not folder.is_dir():
+        raise DatasetNotFoundError(f"{what} folder not found: {folder} is not a directory")
+    files = sorted(os.path.abspath(p) for p in folder.rglob(glob) if p.is_file())
+    if not files:
+        raise DatasetNotFoundError(f"{what}: no files matching {glob!r} under {folder}")
+    return files
+
+
 def parse_date(name: str) -> datetime | None:
     """The first ``YYYYMMDD`` date (years 1900-2099) in a file name, or ``None``."""
     for m in _DATE.finditer(name):
@@ -111,12 +127,7 @@ class ModalitySource:
 
     def __init__(self, spec: ModalitySpec) -> None:
         self.spec = spec
-        root = Path(spec.root)
-        if not root.is_dir():
-            raise DatasetNotFoundError(f"{spec.key} folder not found: {root} is not a directory")
-        files = sorted(os.path.abspath(p) for p in root.rglob(spec.glob) if p.is_file())
-        if not files:
-            raise DatasetNotFoundError(f"{spec.key}: no files matching {spec.glob!r} under {root}")
+        files = list_files(spec.root, spec.glob, spec.key)
         sensor = get_sensor(spec.sensor or spec.key)
         self.ignored: list[tuple[str, str]] = []
         pattern = _band_pattern(sensor.band_names)
@@ -141,7 +152,7 @@ class ModalitySource:
             counts = {c for _, _, c in infos.values()}
             if len(counts) > 1:
                 raise DatasetFileError(
-                    f"{spec.key}: files under {root} have different band counts {sorted(counts)}"
+                    f"{spec.key}: files under {spec.root} have different band counts {sorted(counts)}"
                 )
             self.bands = self._guess_bands(spec, sensor.name, counts.pop())
         self.gsd = self._target_gsd(spec, sensor.name, infos)

@@ -26,6 +26,8 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
+from rsmm.datasets.io import write_geotiff
+
 SIZE = 256
 CRS_UTM = CRS.from_epsg(32631)
 ROOT = Path(__file__).resolve().parent
@@ -95,23 +97,7 @@ def dfc_mask(rng: np.random.Generator, majority: int | None, kind: str) -> np.nd
 
 def write(path: Path, array: np.ndarray, transform: rasterio.Affine) -> None:
     """Write a ``C x H x W`` array as a deflate-compressed, single-tile GeoTIFF."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    profile = {
-        "driver": "GTiff",
-        "height": array.shape[1],
-        "width": array.shape[2],
-        "count": array.shape[0],
-        "dtype": array.dtype.name,
-        "crs": CRS_UTM,
-        "transform": transform,
-        "compress": "deflate",
-        "predictor": 3 if array.dtype.kind == "f" else 2,
-        "tiled": True,
-        "blockxsize": SIZE,
-        "blockysize": SIZE,
-    }
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(array)
+    write_geotiff(path, array, CRS_UTM, transform, tiled=True, blockxsize=SIZE, blockysize=SIZE)
 
 
 def make_patch(release: str, number: int, majority: int | None, kind: str) -> None:
