@@ -97,6 +97,25 @@ def test_linear_probe_freezes_encoders(tmp_path: Path) -> None:
     assert ft.hparams.class_weights and len(ft.hparams.class_weights) == 5
 
 
+def test_linear_probe_standardisation_forgets_its_initial_statistics(tmp_path: Path) -> None:
+    """After a short probe the head's evaluation statistics are the features' own,
+    even when their mean is far from the batch norm's (0, 1) start."""
+    dm = SyntheticDataModule(modalities=("s2",), num_samples=32, size=8, batch_size=8)
+    ft = FinetuneTask(backbone="tiny_cnn", freeze_backbone=True)
+    trainer(tmp_path, max_steps=1, limit_val_batches=0).fit(ft, dm)
+    bn = ft.head[0]
+    bn.reset_running_stats()
+    bn.train()
+    g = torch.Generator().manual_seed(0)
+    batches = [1000.0 + torch.randn(16, bn.num_features, generator=g) for _ in range(5)]
+    for b in batches:
+        bn(b)
+    bn.eval()
+    out = bn(torch.cat(batches))
+    assert float(out.mean().abs()) < 0.1  # an exponential average would be ~600 std off
+    assert 0.8 < float(out.std()) < 1.2
+
+
 def test_single_modality_single_view_pretraining_is_a_clear_error(tmp_path: Path) -> None:
     dm = SyntheticDataModule(modalities=("s2",), num_samples=16, size=8, batch_size=8, views=1)
     task = PretrainTask(backbone="tiny_cnn", projection_dim=8, hidden_dim=16)
@@ -123,11 +142,13 @@ def test_knn_accuracy_matches_brute_force() -> None:
 
 def test_multimodal_pretraining_learns(tmp_path: Path) -> None:
     """On chips whose class is shared by S1 and S2 but buried under modality-specific
-    nuisance, a short cross-modal pre-training must beat random encoders in a linear
-    probe on 10 % of the labels (5 classes, chance 0.20). Measured with this recipe for
-    data seeds 0-3: random 0.28/0.20/0.25/0.16, pre-trained 0.44/0.53/0.43/0.57, i.e.
-    gaps of 0.16 to 0.41. We assert 0.10: below the smallest gap of any seed tried, so
-    the test is not tuned to seed 0, yet far above what a non-learning run gives (0)."""
+    nuisance, a short cross-modal pre-training (two augmented views) must beat random
+    encoders in a linear probe on 10 % of the labels (5 classes, chance 0.20). Measured
+    with this recipe for data seeds 0-2: random 0.41/0.43/0.36, pre-trained
+    0.61/0.53/0.47, i.e. gaps of 0.10 to 0.21. We assert 0.05: below the smallest gap
+    of any seed tried, so the test is not tuned to seed 0, yet far above what a
+    non-learning run gives (0). (Random encoders score well here because the probe
+    standardises their features with exact statistics.)"""
     sizes = {"train": 384, "val": 64, "test": 256}
     common = {
         "modalities": ("s1", "s2"),
@@ -140,8 +161,8 @@ def test_multimodal_pretraining_learns(tmp_path: Path) -> None:
     pre = PretrainTask(
         backbone="tiny_cnn", projection_dim=32, hidden_dim=64, temperature=0.2, lr=3e-3
     )
-    tr = trainer(tmp_path, epochs=4)
-    tr.fit(pre, SyntheticDataModule(**common, views=1))
+    tr = trainer(tmp_path, epochs=6)
+    tr.fit(pre, SyntheticDataModule(**common, views=2, augment="mm_pretrain"))
     ckpt = tmp_path / "pre.ckpt"
     tr.save_checkpoint(ckpt)
     acc = {}
@@ -152,7 +173,7 @@ def test_multimodal_pretraining_learns(tmp_path: Path) -> None:
         trf = trainer(tmp_path / name, epochs=25, check_val_every_n_epoch=25)
         trf.fit(ft, dm)
         acc[name] = trf.test(ft, dm, verbose=False)[0]["test/OA"]
-    assert acc["pretrained"] >= acc["random"] + 0.10, acc
+    assert acc["pretrained"] >= acc["random"] + 0.05, acc
 
 
 @pytest.mark.parametrize("head", ["linear", "horospherical", "busemann", "gyroplane"])

@@ -242,8 +242,13 @@ class FinetuneTask(MultiModalTask):
             linear = nn.Linear(dim, hp.num_classes, **kw)
             if hp.freeze_backbone and not bottleneck:
                 # linear-probe protocol (He et al. 2022, MAE): standardise the frozen
-                # features with a non-affine batch norm before the linear classifier
-                return nn.Sequential(nn.BatchNorm1d(dim, affine=False), linear)
+                # features with a non-affine batch norm before the linear classifier.
+                # momentum=None keeps a cumulative average: the frozen features are
+                # stationary, and an exponential average started at (0, 1) keeps a few %
+                # of that start after a short probe, which wrecks evaluation when the
+                # features' mean is large against their spread (random encoders).
+                bn = nn.BatchNorm1d(dim, affine=False, momentum=None)
+                return nn.Sequential(bn, linear)
             return nn.Sequential(*bottleneck, linear) if bottleneck else linear
         from rsmm.hyperbolic import build_head, hierarchical_prototypes
 
