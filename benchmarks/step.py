@@ -7,7 +7,14 @@ consecutive ``on_train_batch_end`` calls, median over steps. The bare step is a 
 ResNet-18 forward+backward+AdamW step on the 64 images. Also ``mm_ntxent`` vs lightly's
 ``NTXentLoss`` (N=512, d=128, forward+backward).
 
+Then one step of every baseline SSL method of ``PretrainTask`` (issue 9), against
+torchgeo's ``MoCoTask`` (v2, queue 3,072) and ``BYOLTask`` where torchgeo has the
+method, with the projector sizes matched (``--methods ""`` skips this part). torchgeo's
+``BYOLTask`` resizes every image to 224x224 inside its step; the benchmark replaces its
+augmentation by the same one at 64x64, so that both see the same image size.
+
     python benchmarks/step.py [--steps 8] [--precision 32-true|bf16-mixed] [--device cpu|cuda]
+        [--methods ntxent,moco,byol,barlow_twins,vicreg,mmcr]
 """
 
 from __future__ import annotations
@@ -104,6 +111,68 @@ def rsmm_step(steps: int, precision: str, device: str, loss: str, **task_kw) -> 
     return run(task, dm, steps, precision, device)
 
 
+#: rsmm ``PretrainTask`` arguments per method, and torchgeo's task of the same method
+#: (``None``: torchgeo has none) with matching projector sizes
+METHODS: dict[str, tuple[dict, str | None]] = {
+    "ntxent": ({}, "SimCLRTask"),
+    "moco": (
+        {"temperature": 0.2, "loss_kwargs": {"queue_size": 3072}},
+        "MoCoTask",
+    ),
+    "byol": ({"hidden_dim": 4096, "projection_dim": 256}, "BYOLTask"),
+    "barlow_twins": ({}, None),
+    "vicreg": ({}, None),
+    "mmcr": ({}, None),
+}
+
+
+def torchgeo_task(name: str):
+    """torchgeo's task ``name`` on 13 bands, ResNet-18, 64x64 images."""
+    from torchgeo.trainers import BYOLTask, MoCoTask, SimCLRTask
+
+    if name == "SimCLRTask":
+        return SimCLRTask(model="resnet18", in_channels=13, size=64)
+    if name == "MoCoTask":
+        return MoCoTask(
+            model="resnet18",
+            in_channels=13,
+            version=2,
+            layers=2,
+            hidden_dim=512,
+            output_dim=128,
+            temperature=0.2,
+            memory_bank_size=3072,
+            size=64,
+        )
+    from torchgeo.trainers.byol import SimCLRAugmentation
+
+    task = BYOLTask(model="resnet18", in_channels=13)
+    task.model.augment = SimCLRAugmentation((64, 64))  # its own default resizes to 224
+    return task
+
+
+def method_steps(
+    methods: list[str], steps: int, precision: str, device: str
+) -> dict[str, dict[str, float]]:
+    """Median step ms of each rsmm method and of torchgeo's task of that method."""
+
+    class TGData(LightningDataModule):
+        def train_dataloader(self):
+            return DataLoader(Images(32 * (steps + 2), "image"), batch_size=32)
+
+    out: dict[str, dict[str, float]] = {}
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"--methods: unknown {name!r}; choose from {', '.join(METHODS)}")
+        kw, tg_name = METHODS[name]
+        row = {"rsmm_ms": 1e3 * rsmm_step(steps, precision, device, name, **kw)}
+        if tg_name is not None:
+            tg = torchgeo_task(tg_name)
+            row["torchgeo_ms"] = 1e3 * run(tg, TGData(), steps, precision, device)
+        out[name] = row
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     from lightly.loss import NTXentLoss
     from torchgeo.trainers import SimCLRTask
@@ -115,6 +184,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--precision", default="32-true")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--methods", default=",".join(METHODS), help="comma-separated; '' = none")
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     dev = torch.device(a.device)
@@ -183,6 +253,30 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"mm_ntxent {results['loss_rsmm_ms']:.2f} ms vs lightly NTXentLoss {results['loss_lightly_ms']:.2f} ms "
         f"(N=512, d=128, fwd+bwd): lightly / rsmm = {results['loss_lightly_ms'] / results['loss_rsmm_ms']:.2f}x"
     )
+
+    methods = [m for m in a.methods.split(",") if m]
+    if methods:
+        rows = method_steps(methods, a.steps, a.precision, a.device)
+        print(
+            "\n| method | rsmm ms | vs bare step | torchgeo task | torchgeo ms | torchgeo / rsmm |"
+        )
+        print("| --- | --- | --- | --- | --- | --- |")
+        for name, row in rows.items():
+            results[f"{name}_rsmm_ms"] = row["rsmm_ms"]
+            tg = METHODS[name][1]
+            cells = ["-", "-", "-"]
+            if "torchgeo_ms" in row:
+                results[f"{name}_torchgeo_ms"] = row["torchgeo_ms"]
+                results[f"{name}_torchgeo_over_rsmm"] = row["torchgeo_ms"] / row["rsmm_ms"]
+                cells = [
+                    str(tg),
+                    f"{row['torchgeo_ms']:.0f}",
+                    f"{results[f'{name}_torchgeo_over_rsmm']:.2f}",
+                ]
+            print(
+                f"| {name} | {row['rsmm_ms']:.0f} | {row['rsmm_ms'] / results['bare_step_ms']:.2f} "
+                f"| {' | '.join(cells)} |"
+            )
     return results
 
 

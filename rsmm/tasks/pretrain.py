@@ -9,6 +9,10 @@ whole global batch as negatives: the loss on 2 ranks x N samples equals the loss
 While pre-training, a leave-one-out k-nearest-neighbour accuracy on the labelled
 validation split (when there is one) is logged every epoch as ``val/knn_acc``, so that
 a collapsed run shows early.
+
+The baseline SSL methods (MoCo v2, BYOL, Barlow Twins, VICReg, MMCR) run their step
+through a strategy of :mod:`rsmm.tasks.methods`, which also holds their momentum
+targets, queue and predictors.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from torch import Tensor
 from rsmm.losses.contrastive import per_anchor_contrastive, supcon_positives
 from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.tasks.base import MultiModalTask
+from rsmm.tasks.methods import SSL_METHODS, SSLMethod, build_method, check_options
 
 CONTRASTIVE = ("ntxent", "supcon")
 
@@ -99,13 +104,38 @@ class PretrainTask(MultiModalTask):
         projector_layers: projector depth.
         projector_bn: batch norm in the projector (turn off for exact DDP equivalence
             without ``sync_batchnorm``).
-        loss: ``"ntxent"`` (eq. 4.1), ``"supcon"`` (eq. 4.3-4.4, needs labels), or a
-            pairwise optimal-transport objective of :func:`pairwise_losses`
+        loss: ``"ntxent"`` (SimCLR; eq. 4.1), ``"supcon"`` (eq. 4.3-4.4, needs
+            labels), a pairwise optimal-transport objective of :func:`pairwise_losses`
             (``ot_sample``, ``ot_feature``, ``coot``, ``ssw_ssl``, ``sw_ssl``,
             ``align_uniform``, ``infonce_alignment``, ``gca_ince``, ``gca_rince``,
-            ``gca_uot``), averaged over every pair of (modality, view) groups.
+            ``gca_uot``), averaged over every pair of (modality, view) groups, or a
+            baseline SSL method of :mod:`rsmm.tasks.methods`. With groups = the
+            (modality, view) pairs of a batch:
+
+            * ``"moco"`` (MoCo v2): one momentum encoder+projector per modality; the
+              online query of group a is matched to the momentum key of every other
+              group b (cross-modal pairs are positives) against a queue of past keys
+              shared by all modalities (buffers ``queue``/``queue_ptr``). Options
+              ``queue_size`` (3072), ``momentum`` (0.99), ``momentum_end`` (1.0); uses
+              ``temperature``.
+            * ``"byol"``: one EMA target encoder+projector and one predictor per
+              modality; negative cosine of predictor(online of a) and the stopped
+              target of b, every ordered pair a != b. Options ``momentum``,
+              ``momentum_end``, ``predictor_hidden_dim`` (default ``hidden_dim``).
+            * ``"barlow_twins"`` (``lambda_param`` 0.0051) and ``"vicreg"``
+              (``lambda_param`` 25, ``mu_param`` 25, ``nu_param`` 1, ``eps``):
+              lightly's losses on the projector outputs, averaged over unordered
+              pairs of groups.
+            * ``"mmcr"``: minus the nuclear norm of the per-sample centroids of all
+              the sample's groups (``lmda`` 0.005 weighs lightly's local term).
+
+            Momentum follows lightly's cosine schedule from ``momentum`` to
+            ``momentum_end`` over ``trainer.estimated_stepping_batches`` optimiser
+            steps. With one modality and two views each is the standard method.
+            ``negative_class`` and ``dense`` apply to the contrastive and pairwise
+            losses only.
         loss_kwargs: extra arguments of a pairwise objective (``eps``, ``n_iters``,
-            ``lam``, ``rho`` ...).
+            ``lam``, ``rho`` ...) or the options of an SSL method above.
         temperature: contrastive temperature.
         dense: dense patch matching added to the global loss (DenseCL family, eq.
             3.18-3.24): ``"argmax"``, ``"emd"``, ``"sinkhorn"``, ``"unbalanced"`` or
@@ -154,10 +184,13 @@ class PretrainTask(MultiModalTask):
         data_info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
-        if loss not in CONTRASTIVE + PAIRWISE:
-            raise ValueError(
-                f"loss: unknown {loss!r}; choose one of {', '.join(CONTRASTIVE + PAIRWISE)}"
-            )
+        known = CONTRASTIVE + PAIRWISE + SSL_METHODS
+        if loss not in known:
+            raise ValueError(f"loss: unknown {loss!r}; choose one of {', '.join(known)}")
+        if loss in SSL_METHODS:
+            check_options(loss, loss_kwargs)
+            if dense is not None:
+                raise ValueError(f"dense matching is not combined with loss {loss!r}")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         if dense is not None:
@@ -170,6 +203,7 @@ class PretrainTask(MultiModalTask):
         self.save_hyperparameters()
         self._val_feats: list[Tensor] = []
         self._val_labels: list[Tensor] = []
+        self.method: SSLMethod | None = None  # the SSL method's strategy, if any
         self._maybe_build()
 
     def configure_models(self) -> None:
@@ -185,6 +219,15 @@ class PretrainTask(MultiModalTask):
             projector_bn=hp.projector_bn,
             dense_dim=hp.dense_dim if hp.get("dense") else 0,
         )
+        if hp.loss in SSL_METHODS:
+            self.method = build_method(
+                hp.loss,
+                self.encoder,
+                temperature=hp.temperature,
+                hidden_dim=hp.hidden_dim,
+                batch_norm=hp.projector_bn,
+                options=hp.loss_kwargs,
+            )
 
     # -- the objective -----------------------------------------------------------------
 
@@ -255,8 +298,17 @@ class PretrainTask(MultiModalTask):
             )
         return sum(fn(groups[a], groups[b], **kw) for a, b in pairs) / len(pairs)
 
+    def _gather_rows(self, t: Tensor, grads: bool) -> Tensor:
+        """The rows of ``t`` of every rank when gathering under DDP, else ``t``."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1 and self.hparams.gather_distributed:
+            return self._gather(t, grads)
+        return t
+
     def shared_step(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         views = self.batch_views(batch, self.modalities)
+        if self.method is not None:
+            return self.method(self.encoder, views, self._gather_rows)
         if self.hparams.get("dense"):
             z, feats, groups, maps = self.encoder.embed_views(views, dense=True)
             loss, feats = self._global_loss(batch, z, feats, groups)
@@ -289,6 +341,9 @@ class PretrainTask(MultiModalTask):
         return self.contrastive_loss(z, ids, labels), feats
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
+        if self.method is not None:
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            self.method.before_step(self.encoder, self.global_step, total)
         loss, _ = self.shared_step(batch)
         bs = next(iter(self.batch_views(batch, self.modalities).values()))[0].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs, sync_dist=False)
