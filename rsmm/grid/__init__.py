@@ -1,0 +1,103 @@
+"""Results grids: pre-training configs x downstream protocols x seeds -> one table.
+
+A grid spec (YAML) lists pre-training configs (the table's rows) and downstream
+protocols (its columns: linear probe, fine-tuning at a label fraction, ...), each a
+config of the ``rsmm`` command plus dotted overrides, and the seeds to repeat the
+downstream runs with. :func:`run_grid` runs every cell through the ``rsmm`` command
+(``rsmm pretrain``, then ``rsmm finetune|linear-probe --model.pretrained <ckpt>``, then
+``rsmm test`` when the downstream run logged no test metrics), skips cells whose
+results exist (a grid is resumable), and writes the test metrics as one table
+(Markdown and CSV, mean ± std over seeds).
+
+Spec keys (paths of configs are relative to the spec file, ``out`` and ``data_root``
+to the working directory)::
+
+    name: eurosat                  # the table's title; default: the spec's file name
+    out: results/eurosat           # default: results/<name>
+    seeds: [0, 1, 2]               # seed_everything and data.seed of each downstream run
+    metrics: [OA, kappa]           # test metrics reported (the task logs test/<metric>)
+    scale: 100                     # Markdown shows metric x scale (the CSV is unscaled)
+    data_root: data/eurosat        # optional: --data.root of every run
+    pretrain_per_seed: false       # also repeat the pre-training per seed
+    overrides: {trainer.accelerator: gpu}   # every run
+    blocks:                        # or pretrain/downstream at the top level (one block)
+      - pretrain:                  # rows; config null = random initialisation
+          - {name: SimCLR, config: pretrain_ms_simclr.yaml, overrides: {}, key: simclr,
+             downstream_overrides: {}}
+        downstream:                # columns, shared by name across blocks
+          - {name: FT 1 %, command: finetune, config: finetune_ms.yaml,
+             overrides: {data.label_fraction: 0.01}}
+
+Every run executes in its own directory (the ``rsmm`` command writes
+``runs/<command>/version_0`` under its working directory)::
+
+    <out>/<row key>/pretrain[/seed_<s>]/runs/pretrain/version_0/checkpoints/last.ckpt
+    <out>/<row key>/<protocol key>/seed_<s>/runs/<command>/version_0/metrics.csv
+    <out>/<row key>/<protocol key>/seed_<s>/result.json     (written when the cell is done)
+    <out>/results.md, <out>/results.csv
+
+A pre-training cell is done when its ``done.json`` exists; a cell that is not done is
+started afresh (its stale ``runs/`` directory is removed first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rsmm.grid.run import (
+    cli_value,
+    command_args,
+    in_process_runner,
+    read_test_metrics,
+    run_grid,
+    subprocess_runner,
+)
+from rsmm.grid.spec import DOWNSTREAM_COMMANDS, Grid, GridError, Protocol, Row, load_grid
+from rsmm.grid.table import Result, aggregate, markdown_table, mean_std, write_tables
+
+__all__ = [
+    "DOWNSTREAM_COMMANDS",
+    "Grid",
+    "GridError",
+    "Protocol",
+    "Result",
+    "Row",
+    "aggregate",
+    "cli_value",
+    "command_args",
+    "in_process_runner",
+    "load_grid",
+    "main",
+    "markdown_table",
+    "mean_std",
+    "read_test_metrics",
+    "run_grid",
+    "subprocess_runner",
+    "write_tables",
+]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python scripts/run_grid.py grid.yaml [--dry-run] [--in-process] ...``"""
+    p = argparse.ArgumentParser(
+        prog="run_grid",
+        description="Run a results grid (pre-training configs x downstream protocols x "
+        "seeds) through the rsmm command and write one table (Markdown + CSV, mean ± std "
+        "over seeds). Cells already done are skipped.",
+    )
+    p.add_argument("spec", help="grid spec YAML (e.g. configs/eurosat/grid.yaml)")
+    p.add_argument("--out", help="output directory (default: the spec's `out`)")
+    p.add_argument("--dry-run", action="store_true", help="print the commands, run nothing")
+    p.add_argument("--in-process", action="store_true", help="run in this process, not one per run")
+    p.add_argument("--keep-going", action="store_true", help="continue after a failed run")
+    a = p.parse_args(argv)
+    try:
+        grid = load_grid(a.spec, a.out)
+        runner = in_process_runner if a.in_process else subprocess_runner
+        run_grid(grid, runner, dry_run=a.dry_run, keep_going=a.keep_going)
+    except GridError as err:
+        print(f"run_grid: error: {err}", file=sys.stderr)
+        return 2
+    return 0

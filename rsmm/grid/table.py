@@ -1,0 +1,105 @@
+"""The results table of a grid: mean ± std over seeds, as Markdown and CSV."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsmm.grid.spec import Grid
+
+
+@dataclass
+class Result:
+    """Test metrics of one downstream run."""
+
+    row: str
+    protocol: str
+    seed: int
+    metrics: dict[str, float]
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (ddof = 1; NaN for one value) and count."""
+    v = np.asarray(list(values), dtype=np.float64)
+    if v.size == 0:
+        return math.nan, math.nan, 0
+    std = float(v.std(ddof=1)) if v.size > 1 else math.nan
+    return float(v.mean()), std, int(v.size)
+
+
+def aggregate(
+    results: Iterable[Result], metrics: Sequence[str]
+) -> dict[tuple[str, str, str], tuple[float, float, int]]:
+    """``{(row, protocol, metric): (mean, std, n)}`` over the seeds of each cell."""
+    values: dict[tuple[str, str, str], list[float]] = {}
+    for r in results:
+        for m in metrics:
+            if m in r.metrics:
+                values.setdefault((r.row, r.protocol, m), []).append(r.metrics[m])
+    return {k: mean_std(v) for k, v in values.items()}
+
+
+def markdown_table(grid: Grid, results: Iterable[Result]) -> str:
+    """Rows = pre-trainings, columns = protocol x metric, cells ``mean ± std``."""
+    cells = aggregate(results, grid.metrics)
+    cols = [(p, m) for p in grid.protocols for m in grid.metrics]
+    scale = f" ×{grid.scale:g}" if grid.scale != 1 else ""
+    lines = [
+        f"## {grid.name}",
+        "",
+        f"Test metrics{scale}, mean ± sample std over seeds {', '.join(map(str, grid.seeds))}"
+        " (n = seeds done when fewer).",
+        "",
+        "| method | " + " | ".join(f"{p} {m}" for p, m in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for row in grid.rows:
+        out = []
+        for p, m in cols:
+            if (row, p, m) not in cells:
+                out.append("–")
+                continue
+            mean, std, n = cells[row, p, m]
+            text = f"{mean * grid.scale:.2f}"
+            if n > 1:
+                text += f" ± {std * grid.scale:.2f}"
+            if n < len(grid.seeds):
+                text += f" (n={n})"
+            out.append(text)
+        lines.append(f"| {row} | " + " | ".join(out) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def csv_rows(grid: Grid, results: Iterable[Result]) -> list[list[Any]]:
+    """The wide CSV table (unscaled): one row per method, ``<protocol>/<metric>/mean|std|n``."""
+    cells = aggregate(results, grid.metrics)
+    cols = [(p, m) for p in grid.protocols for m in grid.metrics]
+    header = ["method"] + [f"{p}/{m}/{s}" for p, m in cols for s in ("mean", "std", "n")]
+    table: list[list[Any]] = [header]
+    for row in grid.rows:
+        line: list[Any] = [row]
+        for p, m in cols:
+            mean, std, n = cells.get((row, p, m), (math.nan, math.nan, 0))
+            line += ["" if math.isnan(mean) else mean, "" if math.isnan(std) else std, n]
+        table.append(line)
+    return table
+
+
+def write_tables(grid: Grid, results: Sequence[Result]) -> tuple[Path, Path]:
+    """Write ``results.md`` and ``results.csv`` under the grid's output directory."""
+    grid.out.mkdir(parents=True, exist_ok=True)
+    md, table = grid.out / "results.md", grid.out / "results.csv"
+    tmp = md.with_suffix(".md.tmp")
+    tmp.write_text(markdown_table(grid, results))
+    tmp.replace(md)
+    tmp = table.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        csv.writer(fh).writerows(csv_rows(grid, results))
+    tmp.replace(table)
+    return md, table
