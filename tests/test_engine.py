@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import cpu_trainer
 from lightning import Trainer, seed_everything
 
 from rsmm.datamodules import MeterMLDataModule, SyntheticDataModule
@@ -18,17 +19,7 @@ METERML = Path(__file__).parent / "data" / "meterml"
 
 
 def trainer(tmp: Path, epochs: int = 1, **kw) -> Trainer:
-    return Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        default_root_dir=str(tmp),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **kw,
-    )
+    return cpu_trainer(tmp, max_epochs=epochs, **kw)
 
 
 @pytest.fixture(autouse=True)

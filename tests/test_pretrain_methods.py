@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import cpu_trainer
 from lightning import Trainer
 
 from rsmm.datamodules import MeterMLDataModule, SyntheticDataModule
@@ -18,16 +19,7 @@ METERML = Path(__file__).parent / "data" / "meterml"
 
 def fit(task: PretrainTask, dm, tmp: Path, steps: int = 2) -> Trainer:
     warnings.filterwarnings("ignore", message=".*estimated them.*")
-    tr = Trainer(
-        accelerator="cpu",
-        max_steps=steps,
-        limit_val_batches=0,
-        logger=False,
-        default_root_dir=str(tmp),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    tr = cpu_trainer(tmp, max_steps=steps, limit_val_batches=0)
     tr.fit(task, dm)
     return tr
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import cpu_trainer
 from lightly.utils.scheduler import cosine_schedule
 from lightning import Callback, Trainer, seed_everything
 from torch.utils.data import DataLoader, Dataset
@@ -23,17 +24,8 @@ OPTIONS = {"moco": {"queue_size": 16}}
 
 def trainer(tmp: Path, max_steps: int, callbacks: list[Callback] | None = None) -> Trainer:
     warnings.filterwarnings("ignore", message=".*(estimated them|num_workers|log_every_n).*")
-    return Trainer(
-        accelerator="cpu",
-        max_steps=max_steps,
-        limit_val_batches=0,
-        logger=False,
-        default_root_dir=str(tmp),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=True,
-        callbacks=callbacks,
+    return cpu_trainer(
+        tmp, max_steps=max_steps, limit_val_batches=0, deterministic=True, callbacks=callbacks
     )
 
 
