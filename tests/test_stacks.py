@@ -313,3 +313,12 @@ def get_s2_bands():
     from rsmm.sensors import get_sensor
 
     return get_sensor("s2").band_names
+
+
+def test_summary_warns_about_an_empty_split(full) -> None:
+    assert "warning" not in full.summary()  # split 1,0,0: empty val/test are wanted
+    meta = {**full.meta, "split_fractions": [0.6, 0.2, 0.2]}
+    lines = type(full)(chips=full.chips, meta=meta).summary().splitlines()
+    assert lines[-2].startswith("warning: the val split is empty although its fraction is 0.2")
+    assert lines[-1].startswith("warning: the test split is empty")
+    assert "--block-size" in lines[-1]

@@ -113,6 +113,14 @@ class ChipManifest:
             lines.append("dropped: " + "; ".join(f"{n} {r}" for r, n in dropped.items()))
         else:
             lines.append("dropped: none")
+        fractions = self.meta.get("split_fractions") or []
+        for s, f in zip(SPLITS, fractions, strict=False):
+            if f > 0 and not (c["split"] == s).any():
+                block = self.meta.get("block_size_m")
+                lines.append(
+                    f"warning: the {s} split is empty although its fraction is {f:g}: the "
+                    f"area holds too few blocks of {block:g} m; lower --block-size"
+                )
         return "\n".join(lines)
 
     def plot_map(self, footprints: dict[str, Any] | None = None):
