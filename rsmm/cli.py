@@ -35,6 +35,7 @@ commands:
                 `rsmm manifest stats` recomputes band statistics
   quickstart    the whole workflow on a generated co-registered S1/S2/NAIP GeoTIFF scene
   benchmark     side-by-side performance tables against peers
+  grid          a results grid (pre-training x protocols x seeds) -> one mean ± std table
 
 `rsmm <command> --help` explains each command's options."""
 
@@ -380,6 +381,12 @@ def _cmd_benchmark(argv: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_grid(argv: Sequence[str]) -> int:
+    from rsmm.grid import main as grid
+
+    return grid(argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rsmm`` command."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -388,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "manifest": _cmd_manifest,
         "quickstart": _cmd_quickstart,
         "benchmark": _cmd_benchmark,
+        "grid": _cmd_grid,
     }
     if not argv or argv[0] in ("-h", "--help"):
         print(DESCRIPTION)

@@ -185,7 +185,9 @@ def test_main_missing_spec_is_one_line_and_status_2(
     assert err.count("\n") == 0 and "none.yaml" in err
 
 
-def test_dry_run_prints_every_command_and_writes_nothing(tmp_path: Path) -> None:
+def test_dry_run_prints_every_command_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     spec = tiny_spec(tmp_path / "g.yaml")
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "run_grid.py"), str(spec), "--dry-run"],
@@ -195,6 +197,11 @@ def test_dry_run_prints_every_command_and_writes_nothing(tmp_path: Path) -> None
     )
     lines = proc.stdout.splitlines()
     assert len(lines) == 1 + 2 * 2 * 2  # one pre-training, rows x protocols x seeds
+    # `rsmm grid` is the same entry point
+    from rsmm.cli import main
+
+    assert main(["grid", str(spec), "--dry-run"]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
     assert " && rsmm pretrain --config " in lines[0]
     ckpt = tmp_path / "out/pretrain/pretrain/runs/pretrain/version_0/checkpoints/last.ckpt"
     assert sum(f"--model.pretrained {ckpt}" in line for line in lines) == 4

@@ -82,7 +82,7 @@ __all__ = [
 def main(argv: Sequence[str] | None = None) -> int:
     """``python scripts/run_grid.py grid.yaml [--dry-run] [--in-process] ...``"""
     p = argparse.ArgumentParser(
-        prog="run_grid",
+        prog="rsmm grid",
         description="Run a results grid (pre-training configs x downstream protocols x "
         "seeds) through the rsmm command and write one table (Markdown + CSV, mean ± std "
         "over seeds). Cells already done are skipped.",
