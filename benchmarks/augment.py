@@ -6,9 +6,10 @@ augmented views of every sample by:
 (a) ``rsmm.augment.BandAugment`` with the ``torchgeo_simclr`` preset (two views, batched);
 (b) torchgeo's ``simclr_augmentations(64, torch.ones(13))`` applied twice to the batch
     (its kornia ``AugmentationSequential``);
-(c) the same rsmm pipeline run sample by sample on 1-sample batches, as a DataLoader
-    worker applying per-sample transforms would (timed on the first
-    ``--per-sample-limit`` samples; its rate is per sample, so comparable);
+(c) the same rsmm pipeline run sample by sample on 1-sample batches, then the views
+    collated into batches, as a DataLoader worker applying per-sample transforms and
+    its ``default_collate`` would (``--per-sample-limit`` samples, default the whole
+    batch; its rate is per sample, so comparable);
 (d) for context, torchgeo's kornia pipeline run the same way, sample by sample.
 
 Prints samples/s for each and the ratios of rsmm's rate to the others (medians over
@@ -27,6 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+from torch.utils.data import default_collate
 
 from rsmm.augment import BandAugment
 
@@ -44,6 +46,12 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"{cpu_name()} ({torch.get_num_threads()} torch threads)"
+
+
+def collate(samples: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The batch a DataLoader's ``default_collate`` makes of per-sample views
+    (each given as a ``1 x C x H x W`` tensor)."""
+    return default_collate([t[0] for t in samples])
 
 
 def median_times(
@@ -85,8 +93,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--per-sample-limit",
         type=int,
-        default=64,
-        help="samples of the batch timed in the per-sample loop (its rate is per sample)",
+        default=None,
+        help="samples of the batch timed in the per-sample loops (default: all; the rate "
+        "is per sample)",
     )
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -110,16 +119,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         tg_aug(x)
 
     n = x.shape[0]
-    n_loop = min(n, args.per_sample_limit)
+    n_loop = n if args.per_sample_limit is None else min(n, args.per_sample_limit)
 
     def run_per_sample() -> None:
-        for i in range(n_loop):
-            rsmm_aug({"s2": x[i : i + 1]})
+        views = [rsmm_aug({"s2": x[i : i + 1]})["s2"] for i in range(n_loop)]
+        collate([v[0] for v in views]), collate([v[1] for v in views])
 
     def run_kornia_per_sample() -> None:
-        for i in range(n_loop):
-            tg_aug(x[i : i + 1])
-            tg_aug(x[i : i + 1])
+        views = [(tg_aug(x[i : i + 1]), tg_aug(x[i : i + 1])) for i in range(n_loop)]
+        collate([v[0] for v in views]), collate([v[1] for v in views])
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -150,8 +158,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     labels = {
         "rsmm": "(a) rsmm BandAugment torchgeo_simclr, batched",
         "torchgeo": "(b) torchgeo simclr_augmentations x2",
-        "per_sample": "(c) rsmm ops per sample (worker-style loop)",
-        "kornia_per_sample": "(d) torchgeo/kornia pipeline per sample, x2",
+        "per_sample": "(c) rsmm ops per sample + collate (worker-style)",
+        "kornia_per_sample": "(d) torchgeo/kornia per sample x2 + collate",
     }
     for key, label in labels.items():
         print(f"  {label:<48} {rate[key]:>10.1f} samples/s  (median {times[key]:.4f} s)")

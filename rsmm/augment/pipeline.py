@@ -242,20 +242,31 @@ class BandAugment:
             p = op.draw(n, info, generator)
             params[key] = p
             drawn.append((op, p))
+        # The geometric resampling writes a new batch, which the chain below then
+        # transforms in place; without geometry the input is copied slice by slice into
+        # the output first. Either way the output is written once, by whole pages, and
+        # never copied again (first-touch page faults on a fresh 100 MB output cost as
+        # much as a pass over it, benchmarks/augment.py).
+        work = x if x.dtype in (torch.float32, torch.float64) else x.to(torch.float32)
+        if geometry is not None:
+            work = apply_geometry(work, geometry["theta"], self.preset.geometry.mode)
+        out = work if work is not x else torch.empty_like(work)
         step = self._chunk(x)
-        if step >= n:
-            return self._apply(m, x, geometry, drawn, device_generator).to(out_dtype), params
-        out = torch.empty(x.shape, dtype=out_dtype, device=x.device)
         for lo in range(0, n, step):
             part = slice(lo, lo + step)
-            out[part] = self._apply(
+            chunk = out[part]
+            if out is not work:
+                chunk.copy_(work[part])
+            whole = step >= n
+            result = self._apply_ops(
                 m,
-                x[part],
-                None if geometry is None else _rows(geometry, part),
-                [(op, _rows(p, part)) for op, p in drawn],
+                chunk,
+                drawn if whole else [(op, _rows(p, part)) for op, p in drawn],
                 device_generator,
             )
-        return out, params
+            if result is not chunk and result.data_ptr() != chunk.data_ptr():
+                chunk.copy_(result)
+        return out.to(out_dtype), params
 
     def _chunk(self, x: Tensor) -> int:
         """Samples processed together: the whole batch on an accelerator; on the CPU,
@@ -265,34 +276,26 @@ class BandAugment:
             return int(self.chunk_size)
         return CPU_CHUNK if x.device.type == "cpu" else x.shape[0] or 1
 
-    def _apply(
+    def _apply_ops(
         self,
         m: str,
         x: Tensor,
-        geometry: dict[str, Tensor] | None,
         drawn: list[tuple[Op, dict[str, Tensor]]],
         device_generator: torch.Generator,
     ) -> Tensor:
-        """Geometry, stored-units ops, normalisation and normalised-stage ops on ``x``
-        with already drawn parameters."""
+        """Stored-units ops, normalisation and normalised-stage ops on ``x`` (owned by
+        the pipeline: modified in place where the ops allow) with drawn parameters."""
         info = self.infos[m]
-        work = x.to(torch.float32) if x.dtype not in (torch.float32, torch.float64) else x
-        if geometry is not None:
-            work = apply_geometry(work, geometry["theta"], self.preset.geometry.mode)
-        # the ops work in place on a tensor the pipeline owns, never on the input
-        owned = work is not x
         for op, p in drawn:
             if op.stage == "stored":
-                if not owned:
-                    work, owned = work.clone(), True
-                work = op.apply(work, p, info, device_generator)
-        shift, inv_std = self._stats(m, work.device, work.dtype)
-        # (x - mean) / std in one pass, in place when the tensor is ours
-        work = torch.addcmul(shift, work, inv_std, out=work if owned else None)
+                x = op.apply(x, p, info, device_generator)
+        shift, inv_std = self._stats(m, x.device, x.dtype)
+        # (x - mean) / std in one in-place pass
+        x = torch.addcmul(shift, x, inv_std, out=x)
         for op, p in drawn:
             if op.stage == "normalised":
-                work = op.apply(work, p, info, device_generator)
-        return work
+                x = op.apply(x, p, info, device_generator)
+        return x
 
     def __call__(
         self, batch: Mapping[str, Tensor], return_params: bool = False
