@@ -374,6 +374,9 @@ def _cmd_benchmark(argv: Sequence[str]) -> int:
         raise FileNotFoundError(
             f"benchmark script not found: {script} (benchmarks ship with the source tree)"
         )
+    # as ``python benchmarks/<name>.py`` would: the script's folder first on sys.path
+    if str(script.parent) not in sys.path:
+        sys.path.insert(0, str(script.parent))
     spec = importlib.util.spec_from_file_location(f"rsmm_bench_{a.name}", script)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
     spec.loader.exec_module(module)  # type: ignore[union-attr]
