@@ -116,7 +116,7 @@ def rsmm_step(steps: int, precision: str, device: str, loss: str, **task_kw) -> 
 METHODS: dict[str, tuple[dict, str | None]] = {
     "ntxent": ({}, "SimCLRTask"),
     "moco": (
-        {"temperature": 0.2, "loss_kwargs": {"queue_size": 3072}},
+        {"temperature": 0.2, "loss_kwargs": {"queue_size": 3072, "symmetric": False}},
         "MoCoTask",
     ),
     "byol": ({"hidden_dim": 4096, "projection_dim": 256}, "BYOLTask"),

@@ -83,8 +83,9 @@ SHARED = ("ntxent", "supcon", "moco")
 @pytest.mark.parametrize("loss", ["ntxent", "supcon", "moco", "barlow_twins"])
 def test_ddp_two_ranks_equals_single_process(tmp_path: Path, loss: str) -> None:
     """Contrastive losses hold each rank's share of anchors; MoCo's loss is a per-query
-    mean over a shared queue; Barlow Twins (like VICReg and MMCR) gathers every rank's
-    rows with gradients."""
+    mean over a shared queue; Barlow Twins gathers every rank's rows with gradients.
+    (VICReg and MMCR go through the same gathering code path as Barlow Twins and BYOL's
+    loss is a per-sample mean; they are not run here to keep the suite fast.)"""
     single, ddp = tmp_path / "single", tmp_path / "ddp"
     single.mkdir()
     ddp.mkdir()

@@ -340,6 +340,36 @@ def test_changed_options_do_not_reuse_a_done_cell(
         run_grid(changed, lambda c, a, w: None, echo=lambda _: None)
 
 
+def test_edited_config_or_new_pretraining_do_not_reuse_done_cells(tmp_path: Path) -> None:
+    """A done cell is tied to its config's contents and to the pre-training checkpoint
+    it started from, not only to its command line."""
+    grid = load_grid(tiny_spec(tmp_path / "g.yaml"))
+
+    def fake(command: str, args: list[str], workdir: Path) -> None:
+        run = workdir / f"runs/{command}/version_0"
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints/last.ckpt").write_bytes(b"weights")
+        (run / "metrics.csv").write_text("test/OA,test/kappa\n0.5,0.25\n")
+
+    run_grid(grid, fake, echo=lambda _: None)
+    assert run_grid(grid, lambda c, a, w: pytest.fail("re-ran a done cell"), echo=lambda _: None)
+
+    # editing a downstream config invalidates its cells
+    proto_config = grid.blocks[0][1][0].config
+    original = proto_config.read_text()
+    proto_config.write_text(original + "\n# edited\n")
+    with pytest.raises(GridError, match="another version of the config file"):
+        run_grid(grid, fake, echo=lambda _: None)
+    proto_config.write_text(original)
+
+    # re-running the pre-training (a new checkpoint) invalidates the cells built on it
+    pre = next(r for r in grid.blocks[0][0] if r.config is not None)
+    ckpt = grid.out / pre.key / "pretrain/runs/pretrain/version_0/checkpoints/last.ckpt"
+    ckpt.write_bytes(b"other weights")
+    with pytest.raises(GridError, match="another version of the pre-training checkpoint"):
+        run_grid(grid, fake, echo=lambda _: None)
+
+
 def test_keep_going_skips_what_depends_on_a_failed_run(tmp_path: Path) -> None:
     grid = load_grid(tiny_spec(tmp_path / "g.yaml"))
     calls: list[str] = []

@@ -72,6 +72,9 @@ def test_cross_group_moco_pairs() -> None:
     assert cross_group_moco(q, k, queue, 0.3).item() == pytest.approx(ref3.item(), rel=1e-10)
     with pytest.raises(ValueError, match="two views or two modalities"):
         cross_group_moco(q[:1], k[:1], queue)
+    # explicit pairs: MoCo v2's one direction
+    one = cross_group_moco(q[:1], k[1:2], queue, 0.3, pairs=[(0, 0)])
+    assert one.item() == pytest.approx(lightly_moco(q[0], k[1], queue, 0.3).item(), rel=1e-10)
 
 
 def test_moco_keys_get_no_gradient() -> None:
@@ -112,7 +115,9 @@ def naive_barlow(a: torch.Tensor, b: torch.Tensor, lam: float) -> float:
 
 
 def naive_vicreg(a: torch.Tensor, b: torch.Tensor, lam: float, mu: float, nu: float) -> float:
-    """Bardes et al. eq. 6 by loops (unbiased variance, eps = 1e-4)."""
+    """VICReg by loops, normalised as the authors' code (and lightly): invariance as a
+    mean over samples and dimensions, variance term averaged over the two branches
+    (unbiased variance, eps = 1e-4)."""
     a, b = a.numpy(), b.numpy()
     d = a.shape[1]
     inv = ((a - b) ** 2).mean()
@@ -270,6 +275,45 @@ def test_moco_task_step_matches_lightly_and_enqueues_target_keys() -> None:
     assert int(task.method.keys.queue_ptr) == 12
 
 
+def test_one_directional_moco_is_moco_v2() -> None:
+    task = make_task("moco", temperature=0.2, loss_kwargs={"queue_size": 30, "symmetric": False})
+    views = s2_views()
+    queue = task.method.keys.queue.clone()
+    got, feats = task.shared_step(views)
+    # view-1 queries, view-2 keys; each view is its own batch (BatchNorm statistics too)
+    q = F.normalize(project_groups(task.encoder, {"s2": views["s2"][:1]})[0][0], dim=1)
+    k = F.normalize(project_groups(task.method.target.net, {"s2": views["s2"][1:]})[0][0], dim=1)
+    assert got.item() == pytest.approx(lightly_moco(q, k, queue, 0.2).item(), rel=1e-5)
+    assert feats["s2"].shape[0] == 6  # the online branch encodes the query view only
+    # one key per sample enters the queue: the view-2 keys
+    assert int(task.method.keys.queue_ptr) == 6
+    assert torch.allclose(task.method.keys.queue[:6], k, atol=1e-6)
+    with pytest.raises(ValueError, match="symmetric=false needs two views per modality"):
+        task.shared_step({"s2": views["s2"][:1]})
+
+
+def test_one_directional_multimodal_moco_pairs_every_query_with_every_key() -> None:
+    task = make_task(
+        "moco",
+        two_modalities=True,
+        temperature=0.2,
+        loss_kwargs={"queue_size": 40, "symmetric": False},
+    )
+    views = {
+        "s2": [torch.randn(4, 3, 16, 16), torch.randn(4, 3, 16, 16)],
+        "s1": [torch.randn(4, 2, 16, 16), torch.randn(4, 2, 16, 16)],
+    }
+    queue = task.method.keys.queue.clone()
+    got, _ = task.shared_step(views)
+    first = {m: vs[:1] for m, vs in views.items()}
+    last = {m: vs[1:] for m, vs in views.items()}
+    queries = [F.normalize(g, dim=1) for g in project_groups(task.encoder, first)[0]]
+    keys = [F.normalize(g, dim=1) for g in project_groups(task.method.target.net, last)[0]]
+    expected = sum(moco_infonce(a, b, queue, 0.2) for a in queries for b in keys) / 4
+    assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert int(task.method.keys.queue_ptr) == 8
+
+
 def test_byol_task_step_matches_lightly() -> None:
     task = make_task("byol", loss_kwargs={"predictor_hidden_dim": 10})
     assert task.method.predictors["s2"].net[0].out_features == 10
@@ -306,9 +350,21 @@ def test_method_options_are_checked() -> None:
         PretrainTask(loss="moco", loss_kwargs={"queue": 10})
     with pytest.raises(ValueError, match="dense matching"):
         PretrainTask(loss="byol", dense="argmax")
-    with pytest.raises(ValueError, match="momentum must be in"):
-        make_task("byol", loss_kwargs={"momentum": 1.2})
-    with pytest.raises(ValueError, match="lmda"):
-        make_task("mmcr", loss_kwargs={"lmda": -1})
+    # values are checked when the task is configured (before any run folder exists),
+    # even without in_channels (the encoder is built later from the datamodule)
+    bad = [
+        ("byol", {"momentum": 1.2}, r"loss_kwargs.momentum must be a number in \[0, 1\]"),
+        ("moco", {"momentum_end": -0.1}, "loss_kwargs.momentum_end"),
+        ("moco", {"queue_size": 0}, "loss_kwargs.queue_size must be an integer >= 1"),
+        ("moco", {"queue_size": 2.5}, "loss_kwargs.queue_size"),
+        ("moco", {"symmetric": "yes"}, "loss_kwargs.symmetric must be true or false"),
+        ("byol", {"predictor_hidden_dim": 0}, "loss_kwargs.predictor_hidden_dim"),
+        ("barlow_twins", {"lambda_param": -1}, "loss_kwargs.lambda_param must be a number >= 0"),
+        ("vicreg", {"eps": 0}, "loss_kwargs.eps must be a number > 0"),
+        ("mmcr", {"lmda": -1}, "loss_kwargs.lmda"),
+    ]
+    for loss, options, message in bad:
+        with pytest.raises(ValueError, match=message):
+            PretrainTask(loss=loss, loss_kwargs=options)
     with pytest.raises(ValueError, match="projection_dim > 0"):
         PretrainTask(in_channels={"s2": 3}, backbone="tiny_cnn", projection_dim=0, loss="vicreg")

@@ -98,6 +98,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner = in_process_runner if a.in_process else subprocess_runner
         run_grid(grid, runner, dry_run=a.dry_run, keep_going=a.keep_going)
     except GridError as err:
-        print(f"run_grid: error: {err}", file=sys.stderr)
+        print(f"{p.prog}: error: {err}", file=sys.stderr)
         return 2
     return 0

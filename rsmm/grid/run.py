@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shlex
@@ -101,14 +102,36 @@ def _write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
-def _recorded(path: Path, command: str, args: list[str]) -> dict[str, Any]:
-    """The record of a done cell, checked to come from the same command and options."""
+def inputs_of(config: Path, checkpoint: Path | None = None) -> dict[str, Any]:
+    """What a cell's result depends on beyond its command line: the config file's
+    contents (SHA-256) and, downstream, the pre-training checkpoint it starts from (size
+    and modification time, so a re-run pre-training invalidates the cells built on it)."""
+    out: dict[str, Any] = {"config_sha256": hashlib.sha256(config.read_bytes()).hexdigest()}
+    if checkpoint is not None:
+        st = checkpoint.stat() if checkpoint.is_file() else None
+        out["checkpoint"] = None if st is None else [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def _recorded(
+    path: Path, command: str, args: list[str], inputs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The record of a done cell, checked to come from the same command, options,
+    config contents and pre-training checkpoint."""
     data = json.loads(path.read_text())
     if data.get("command") != command or data.get("args") != args:
         raise GridError(
             f"{path} records another run (rsmm {data.get('command')} "
             f"{shlex.join(data.get('args') or [])}) than this grid asks for (rsmm {command} "
             f"{shlex.join(args)}): remove that cell or choose another output directory"
+        )
+    changed = [k for k, v in inputs.items() if data.get("inputs", {}).get(k) != v]
+    if changed:
+        what = {"config_sha256": "the config file", "checkpoint": "the pre-training checkpoint"}
+        raise GridError(
+            f"{path} was computed from another version of "
+            f"{' and '.join(what[k] for k in changed)}: remove that cell (or the whole row) "
+            "to recompute it, or choose another output directory"
         )
     return data
 
@@ -175,7 +198,7 @@ class _GridRun:
         args = command_args(row.config, self.options(row.config, row.overrides, seeding))
         if marker.is_file():
             self.echo(f"# done, skipped: rsmm pretrain in {wd}")
-            return Path(_recorded(marker, "pretrain", args)["checkpoint"])
+            return Path(_recorded(marker, "pretrain", args, inputs_of(row.config))["checkpoint"])
         if not self.dry_run:
             _fresh(wd)
         if not self.execute("pretrain", args, wd):
@@ -184,7 +207,8 @@ class _GridRun:
             if not ckpt.is_file():
                 self.fail(GridError(f"rsmm pretrain in {wd} wrote no {ckpt}"))
                 return None
-            _write_json(marker, {"command": "pretrain", "args": args, "checkpoint": str(ckpt)})
+            record = {"command": "pretrain", "args": args, "checkpoint": str(ckpt)}
+            _write_json(marker, {**record, "inputs": inputs_of(row.config)})
         return ckpt
 
     def downstream(self, row: Row, proto: Protocol, seed: int, ckpt: Path | None) -> None:
@@ -215,10 +239,10 @@ class _GridRun:
                 self.fail(GridError(f"the run in {wd} logged no test metrics {missing}"))
                 return
             record = {"command": proto.command, "args": args, "metrics": metrics}
-            _write_json(result_file, record)
+            _write_json(result_file, {**record, "inputs": inputs_of(proto.config, ckpt)})
         else:
             self.echo(f"# done, skipped: rsmm {proto.command} in {wd}")
-        data = _recorded(result_file, proto.command, args)
+        data = _recorded(result_file, proto.command, args, inputs_of(proto.config, ckpt))
         self.results.append(Result(row.name, proto.name, seed, data["metrics"]))
 
     def run(self) -> list[Result]:

@@ -54,7 +54,13 @@ def markdown_table(grid: Grid, results: Iterable[Result]) -> str:
         f"## {grid.name}",
         "",
         f"Test metrics{scale}, mean ± sample std over seeds {', '.join(map(str, grid.seeds))}"
-        " (n = seeds done when fewer).",
+        " (n = seeds done when fewer); "
+        + (
+            "each seed has its own pre-training."
+            if grid.pretrain_per_seed
+            else "the seeds vary the downstream runs only (one pre-training per row), so the"
+            " ± leaves out the variance of pre-training."
+        ),
         "",
         "| method | " + " | ".join(f"{p} {m}" for p, m in cols) + " |",
         "|---|" + "---|" * len(cols),

@@ -63,21 +63,29 @@ def cross_group_moco(
     keys: Sequence[Tensor],
     queue: Tensor,
     temperature: float = 0.2,
+    pairs: Sequence[tuple[int, int]] | None = None,
 ) -> Tensor:
     """Multimodal MoCo: :func:`moco_infonce` of the queries of group ``a`` against the
-    keys of group ``b``, averaged over every ordered pair ``a != b``.
+    keys of group ``b``, averaged over the pairs ``(a, b)``.
 
-    With one modality and two views this is symmetric MoCo v2
-    ``(L(q_1, k_2) + L(q_2, k_1)) / 2``.
+    By default the pairs are every ordered ``a != b`` of groups in the same order in
+    both lists: with one modality and two views that is symmetric MoCo
+    ``(L(q_1, k_2) + L(q_2, k_1)) / 2``. With ``queries = [q_1]``, ``keys = [k_2]`` and
+    ``pairs=[(0, 0)]`` it is MoCo v2 as published (one direction).
 
     Args:
-        queries: one ``N x d`` online embedding per group, L2-normalised.
-        keys: one ``N x d`` target embedding per group (same order), L2-normalised.
+        queries: online embeddings ``N x d``, L2-normalised.
+        keys: target embeddings ``N x d``, L2-normalised.
         queue: negatives ``K x d``.
         temperature: softmax temperature.
+        pairs: ``(query index, key index)`` pairs; default every ordered pair of
+            distinct groups (``queries`` and ``keys`` then list the same groups).
     """
-    _check_groups(queries, keys, "moco")
-    pairs = list(permutations(range(len(queries)), 2))
+    if pairs is None:
+        _check_groups(queries, keys, "moco")
+        pairs = list(permutations(range(len(queries)), 2))
+    if not pairs:
+        raise ValueError("moco: no (query, key) pair to score")
     return sum(moco_infonce(queries[a], keys[b], queue, temperature) for a, b in pairs) / len(pairs)
 
 
@@ -87,7 +95,11 @@ def cross_group_byol(predictions: Sequence[Tensor], targets: Sequence[Tensor]) -
     ``a != b``.
 
     With one modality and two views this is the symmetrised BYOL loss
-    ``-(cos(p_1, z_2) + cos(p_2, z_1)) / 2``.
+    ``-(cos(p_1, z_2) + cos(p_2, z_1)) / 2`` (lightly's ``NegativeCosineSimilarity``
+    averaged over both directions). The paper's symmetrised loss is
+    ``(2 - 2 cos(p_1, z_2)) + (2 - 2 cos(p_2, z_1))``: the same minimiser with 4x this
+    gradient, which matters for SGD/LARS learning rates taken from the paper (multiply
+    them by 4), not for Adam-type optimisers.
 
     Args:
         predictions: one ``N x d`` predictor output per group (online branch).

@@ -101,6 +101,11 @@ class SSLMethod(nn.Module):
         self.options = {**self.defaults, **check_options(self.name, options)}
         self.temperature = temperature
 
+    @classmethod
+    def check_values(cls, options: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` naming ``loss_kwargs.<key>`` for an out-of-range value of
+        the method's options (all of :attr:`defaults` present)."""
+
     def before_step(self, encoder: MultiModalEncoder, step: int, total_steps: int) -> None:
         """Called at the start of every ``training_step`` (momentum updates)."""
 
@@ -116,10 +121,12 @@ class _Momentum(SSLMethod):
 
     def __init__(self, encoder: MultiModalEncoder, *args: Any, **options: Any) -> None:
         super().__init__(encoder, *args, **options)
-        for key in ("momentum", "momentum_end"):
-            if not 0.0 <= float(self.options[key]) <= 1.0:
-                raise ValueError(f"loss_kwargs.{key} must be in [0, 1], got {self.options[key]}")
         self.target = MomentumTarget(encoder)
+
+    @classmethod
+    def check_values(cls, options: Mapping[str, Any]) -> None:
+        for key in ("momentum", "momentum_end"):
+            _check_number(options, key, low=0.0, high=1.0)
 
     def momentum(self, step: int, total_steps: int) -> float:
         """The EMA momentum at optimiser step ``step`` (lightly's cosine schedule)."""
@@ -136,27 +143,66 @@ class _Momentum(SSLMethod):
 
 class MoCo(_Momentum):
     """MoCo v2 (Chen et al. 2020): InfoNCE of online queries against momentum keys and
-    a queue of past keys (:func:`rsmm.losses.ssl.cross_group_moco`)."""
+    a queue of past keys (:func:`rsmm.losses.ssl.cross_group_moco`).
+
+    ``symmetric=False`` is MoCo v2 as published: the first view of each modality is
+    the query, the last view's momentum keys are the positives (every modality's
+    query against every modality's key) and only those keys enter the queue, one per
+    sample and modality. It needs two views per modality. ``symmetric=True`` (default)
+    scores every ordered pair of (modality, view) groups and queues the keys of all
+    groups: twice the forward passes, and a queue of ``queue_size`` holds
+    ``queue_size / groups`` distinct samples. Both views pass through one BatchNorm
+    batch (no shuffling BN), as in torchgeo's ``MoCoTask``.
+    """
 
     name = "moco"
     defaults: ClassVar[dict[str, Any]] = {
         "queue_size": 3072,
         "momentum": 0.99,
         "momentum_end": 1.0,
+        "symmetric": True,
     }
 
     def __init__(self, encoder: MultiModalEncoder, *args: Any, **options: Any) -> None:
         super().__init__(encoder, *args, **options)
+        self.symmetric = bool(self.options["symmetric"])
         self.keys = KeyQueue(int(self.options["queue_size"]), encoder.projection_dim)
+
+    @classmethod
+    def check_values(cls, options: Mapping[str, Any]) -> None:
+        super().check_values(options)
+        if not isinstance(options["queue_size"], int) or options["queue_size"] < 1:
+            raise ValueError(
+                f"loss_kwargs.queue_size must be an integer >= 1, got {options['queue_size']!r}"
+            )
+        if not isinstance(options["symmetric"], bool):
+            raise ValueError(
+                f"loss_kwargs.symmetric must be true or false, got {options['symmetric']!r}"
+            )
 
     def forward(
         self, encoder: MultiModalEncoder, views: Views, gather: Gather
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        z, feats = project_groups(encoder, views)
+        pairs = None
+        if not self.symmetric:
+            short = [m for m, vs in views.items() if len(vs) < 2]
+            if short:
+                raise ValueError(
+                    f"loss_kwargs.symmetric=false needs two views per modality (query view 1, "
+                    f"key view 2, as MoCo v2); modalities {short} have one (set data views: 2)"
+                )
+            # queries: first views only; keys: last views only (one direction)
+            n_mod = len(views)
+            pairs = [(a, b) for a in range(n_mod) for b in range(n_mod)]
+            views_q = {m: list(vs[:1]) for m, vs in views.items()}
+            views_k = {m: list(vs[-1:]) for m, vs in views.items()}
+        else:
+            views_q = views_k = views
+        z, feats = project_groups(encoder, views_q)
         queries = [F.normalize(g, dim=1) for g in z]
-        keys = [F.normalize(g, dim=1) for g in self.target_groups(views)]
+        keys = [F.normalize(g, dim=1) for g in self.target_groups(views_k)]
         # a copy: the enqueue below writes in place into the buffer autograd would keep
-        loss = cross_group_moco(queries, keys, self.keys.queue.clone(), self.temperature)
+        loss = cross_group_moco(queries, keys, self.keys.queue.clone(), self.temperature, pairs)
         if self.training:
             self.keys.enqueue(gather(torch.cat(keys), False))
         return loss, feats
@@ -187,6 +233,15 @@ class BYOL(_Momentum):
         self.predictors = nn.ModuleDict()
         for m in encoder.modalities:
             self.predictors[m] = ProjectionHead(d, width, d, num_layers=2, batch_norm=batch_norm)
+
+    @classmethod
+    def check_values(cls, options: Mapping[str, Any]) -> None:
+        super().check_values(options)
+        width = options["predictor_hidden_dim"]
+        if width is not None and (not isinstance(width, int) or width < 1):
+            raise ValueError(
+                f"loss_kwargs.predictor_hidden_dim must be null or an integer >= 1, got {width!r}"
+            )
 
     def forward(
         self, encoder: MultiModalEncoder, views: Views, gather: Gather
@@ -222,12 +277,21 @@ class BarlowTwins(_PairedLightly):
     name = "barlow_twins"
     defaults: ClassVar[dict[str, Any]] = {"lambda_param": 0.0051}
 
+    @classmethod
+    def check_values(cls, options: Mapping[str, Any]) -> None:
+        _check_number(options, "lambda_param", low=0.0)
+
     def make_loss(self) -> nn.Module:
         return BarlowTwinsLoss(lambda_param=float(self.options["lambda_param"]))
 
 
 class VICReg(_PairedLightly):
-    """VICReg (Bardes et al. 2022, eq. 6), lightly's ``VICRegLoss``."""
+    """VICReg (Bardes et al. 2022, eq. 6), lightly's ``VICRegLoss``.
+
+    lightly normalises the terms as the authors' code does, not as eq. 6 is printed:
+    the invariance term is a mean over samples *and* dimensions and the variance term
+    is halved (averaged over the two branches); the weights 25 / 25 / 1 refer to that
+    form."""
 
     name = "vicreg"
     defaults: ClassVar[dict[str, Any]] = {
@@ -236,6 +300,12 @@ class VICReg(_PairedLightly):
         "nu_param": 1.0,
         "eps": 1e-4,
     }
+
+    @classmethod
+    def check_values(cls, options: Mapping[str, Any]) -> None:
+        for key in ("lambda_param", "mu_param", "nu_param"):
+            _check_number(options, key, low=0.0)
+        _check_number(options, "eps", low=0.0, strict=True)
 
     def make_loss(self) -> nn.Module:
         o = self.options
@@ -254,10 +324,9 @@ class MMCR(SSLMethod):
     name = "mmcr"
     defaults: ClassVar[dict[str, Any]] = {"lmda": 5e-3}
 
-    def __init__(self, *args: Any, **options: Any) -> None:
-        super().__init__(*args, **options)
-        if float(self.options["lmda"]) < 0:
-            raise ValueError(f"loss_kwargs.lmda must be >= 0, got {self.options['lmda']}")
+    @classmethod
+    def check_values(cls, options: Mapping[str, Any]) -> None:
+        _check_number(options, "lmda", low=0.0)
 
     def forward(
         self, encoder: MultiModalEncoder, views: Views, gather: Gather
@@ -288,7 +357,27 @@ def check_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any
             f"loss_kwargs: {unknown} are not options of loss {name!r} "
             f"(it takes {', '.join(allowed) or 'none'})"
         )
+    METHODS[name].check_values({**allowed, **options})
     return options
+
+
+def _check_number(
+    options: Mapping[str, Any],
+    key: str,
+    low: float,
+    high: float | None = None,
+    strict: bool = False,
+) -> None:
+    """``options[key]`` is a number ``>= low`` (``> low`` if ``strict``) and ``<= high``."""
+    value = options[key]
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok:
+        ok = (value > low if strict else value >= low) and (high is None or value <= high)
+    if not ok:
+        bound = (
+            f"in [{low:g}, {high:g}]" if high is not None else f"{'>' if strict else '>='} {low:g}"
+        )
+        raise ValueError(f"loss_kwargs.{key} must be a number {bound}, got {value!r}")
 
 
 def build_method(
