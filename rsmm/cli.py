@@ -208,7 +208,7 @@ def _add_build_parser(sub: Any) -> None:
         help="chip index (GeoParquet) of your own co-registered S1/S2/NAIP GeoTIFF folders",
         description="Index chips over the overlap of your modality folders (any CRS, "
         "resolution and tiling), with labels, spatial splits and train band statistics. "
-        "Example: rsmm manifest build --s1 s1/ --s2 s2/ --naip naip/ --chip-size 640m "
+        "Example: rsmm manifest build --s1 s1/ --s2 s2/ --naip naip/ --chip-size 600m "
         "--labels fields.gpkg --label-column crop --out chips.parquet --map chips.png",
     )
     b.add_argument("--spec", help="stack YAML (see rsmm.stacks.spec); flags override it")
@@ -217,7 +217,11 @@ def _add_build_parser(sub: Any) -> None:
         b.add_argument(f"--{m}-bands", metavar="B1,B2", help=f"{what} band names in file order")
     b.add_argument("--s1-units", choices=("db", "linear"), help="Sentinel-1 values (default db)")
     b.add_argument("--naip-gsd", type=float, help="NAIP target GSD in m (default: the files')")
-    b.add_argument("--chip-size", help="chip side: 640m, or 64px of Sentinel-2 (default 640m)")
+    b.add_argument(
+        "--chip-size",
+        help="chip side: 600m, or 60px of Sentinel-2 (default 600m); a whole number of "
+        "pixels of every modality",
+    )
     b.add_argument("--stride", help="distance between chips (default: the chip size)")
     b.add_argument("--crs", help="common CRS, e.g. EPSG:32631 (default: the S2 files' CRS)")
     b.add_argument("--max-days", type=float, help="S1/S2 acquisitions at most N days apart")
@@ -295,20 +299,34 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
 
 
 def _cmd_manifest_build(a: argparse.Namespace) -> int:
-    from rsmm.stacks import build_manifest, save_figure, write_manifest
+    import os
 
-    out = Path(a.out)
-    for path in (out, Path(a.map) if a.map else None):
-        if path is not None and path.exists() and not a.overwrite:
+    from rsmm.stacks import build_manifest, write_manifest
+    from rsmm.stacks.manifest import check_output_path, render_figure
+
+    outputs = {"--out": a.out, "--map": a.map}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        check_output_path(path, option)
+        if Path(path).exists() and not a.overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
     spec = _spec_from_args(a)
     manifest = build_manifest(spec)
-    figure = manifest.plot_map(manifest.extra.get("footprints")) if a.map else None
-    write_manifest(manifest, out)
+    # both outputs are rendered before either is moved into place
+    figure = None
+    if a.map:
+        figure = render_figure(manifest.plot_map(manifest.extra.get("footprints")), a.map)
+    try:
+        write_manifest(manifest, a.out)
+        if figure is not None:
+            os.replace(figure, a.map)
+    finally:
+        if figure is not None:
+            figure.unlink(missing_ok=True)
     print(manifest.summary())
-    print(f"wrote {out}")
+    print(f"wrote {a.out}")
     if figure is not None:
-        save_figure(figure, a.map)
         print(f"wrote {a.map}")
     return 0
 

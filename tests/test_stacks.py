@@ -12,9 +12,12 @@ import pytest
 import rasterio
 import shapely
 from pyproj import Transformer
+from rasterio.transform import from_origin
+from rasterio.warp import calculate_default_transform, reproject
 
 from rsmm.datasets import CoRegisteredStack
 from rsmm.stacks import build_manifest, read_manifest, spec_from_dirs, write_manifest
+from rsmm.stacks.build import whole_pixels
 from rsmm.stacks.spec import CloudSpec, LabelSpec
 
 DATA = Path(__file__).parent / "data" / "stacks"
@@ -105,6 +108,17 @@ def test_chip_count_and_footprint(full, truth) -> None:
     }
 
 
+def assert_splits_apart(chips, chip_m: float) -> None:
+    """No two splits overlap, touch, or come closer than a millionth of a chip."""
+    assert set(chips["split"]) == {"train", "val", "test"}
+    unions = {
+        s: shapely.union_all(chips.geometry[chips["split"] == s].values)
+        for s in ("train", "val", "test")
+    }
+    for a, b in (("train", "test"), ("train", "val"), ("val", "test")):
+        assert unions[a].distance(unions[b]) > 1e-6 * chip_m, (a, b)
+
+
 @pytest.mark.parametrize("stride", ["160m", "80m"])
 def test_spatial_splits_do_not_touch(stride: str) -> None:
     spec = spec_from_dirs(
@@ -113,19 +127,56 @@ def test_spatial_splits_do_not_touch(stride: str) -> None:
     m = build_manifest(spec)
     c = m.chips
     assert c["chip_id"].is_unique
-    assert set(c["split"]) == {"train", "val", "test"}
-    unions = {
-        s: shapely.union_all(c.geometry[c["split"] == s].values) for s in ("train", "val", "test")
-    }
-    assert not unions["train"].intersects(unions["test"])  # neither overlap nor touch
-    assert not unions["train"].intersects(unions["val"])
-    assert not unions["val"].intersects(unions["test"])
+    assert_splits_apart(c, CHIP)
+    # chip edges lie on the S2 pixel grid (the tiles' origin is 370000, 4306000)
+    edges = np.array([g.bounds for g in c.geometry]) - [370000, 4306000, 370000, 4306000]
+    np.testing.assert_allclose(edges / 10, np.round(edges / 10), atol=1e-9)
     # a chip's block is the block holding its centre
     ox, oy = m.meta["grid_origin"]
     for g, b in zip(c.geometry, c["block"]):
         col = int((g.centroid.x - ox) // 320)
         row = int((oy - g.centroid.y) // 320)
         assert b == row * 1_000_003 + col
+
+
+def test_naip_06m_chips_of_256px_do_not_touch_across_splits(tmp_path: Path) -> None:
+    """256 px of 0.6 m NAIP = 153.6 m, not exact in floating point: neighbours' edges
+    computed as ``left + size`` and ``origin + (c + 1) * stride`` missed each other by
+    ~6e-11 m, so the guard band kept train chips touching test chips."""
+    naip = tmp_path / "naip"
+    naip.mkdir()
+    n, (ox, oy) = 1536, (443400.252896992, 4306123.3713)  # 6 x 6 chips
+    pattern = ((np.arange(n)[:, None] + np.arange(n)[None]) % 251).astype(np.uint8)
+    with rasterio.open(
+        naip / "m_3807661_ne_18_060_20220815.tif", "w", driver="GTiff", width=n, height=n,
+        count=4, dtype="uint8", crs="EPSG:26918", transform=from_origin(ox, oy, 0.6, 0.6),
+        compress="deflate",
+    ) as dst:  # fmt: skip
+        dst.write(np.broadcast_to(pattern, (4, n, n)))
+    m = build_manifest(
+        spec_from_dirs({"naip": naip}, chip_size="256px", block_size="512px", seed=0)
+    )
+    assert m.meta["chip_size_m"] == pytest.approx(153.6)
+    assert m.meta["crs"] == "EPSG:26918"
+    assert_splits_apart(m.chips, 153.6)
+    # chip edges are whole NAIP pixels from the file's origin
+    edges = np.array([g.bounds for g in m.chips.geometry]) - [ox, oy, ox, oy]
+    np.testing.assert_allclose(edges / 0.6, np.round(edges / 0.6), atol=1e-6)
+
+
+def test_whole_pixels_names_the_parameter_and_the_nearest_lengths() -> None:
+    gsds = {"s2": 10.0, "naip": 0.6}
+    assert whole_pixels("--chip-size", (600.0, "m"), 600.0, gsds) == 60
+    assert whole_pixels("--chip-size", (256.0, "px"), 256 * 0.6, {"naip": 0.6}) == 256
+    with pytest.raises(ValueError, match=r"^--stride 155m is not a whole number of s2 pixels "):
+        whole_pixels("--stride", (155.0, "m"), 155.0, {"s2": 10.0})
+    with pytest.raises(ValueError, match=r"\(10 m\): use 150m or 160m$"):
+        whole_pixels("--stride", (155.0, "m"), 155.0, {"s2": 10.0})
+    # 640 m is 1066.67 NAIP pixels; lengths that fit 10 m and 0.6 m are multiples of 30 m
+    with pytest.raises(ValueError, match=r"naip pixels \(0.6 m\): use 630m or 660m \(multiples"):
+        whole_pixels("--chip-size", (640.0, "m"), 640.0, gsds)
+    with pytest.raises(ValueError, match=r"^--stride 1.5px .*s2 pixels .* use 30m \(multiples"):
+        whole_pixels("--stride", (1.5, "px"), 15.0, gsds)
 
 
 def apply(tr, cols, rows):
@@ -288,6 +339,95 @@ def test_cloud_fraction_and_filter(truth) -> None:
     cloudy = int((m.chips["cloud_fraction"] > 0.3).sum())
     assert m2.meta["dropped"] == {"more than 30% cloud": cloudy}
     assert len(m2.chips) == len(m.chips) - cloudy
+
+
+def _warp(src_path: Path, dst_path: Path, crs: str = "EPSG:4326") -> Path:
+    """Copy of a single-band GeoTIFF warped (nearest) into ``crs`` at GDAL's default size."""
+    with rasterio.open(src_path) as src:
+        tr, w, h = calculate_default_transform(src.crs, crs, src.width, src.height, *src.bounds)
+        profile = {**src.profile, "crs": crs, "transform": tr, "width": w, "height": h}
+        with rasterio.open(dst_path, "w", **profile) as dst:
+            reproject(rasterio.band(src, 1), rasterio.band(dst, 1))
+    return dst_path
+
+
+def test_label_raster_and_cloud_layer_in_epsg4326(tmp_path: Path, truth) -> None:
+    """WorldCover-style rasters in degrees: their GSD is taken in metres of the stack CRS
+    (it was taken in degrees: a chip of 160 / 9e-5 pixels, a MemoryError)."""
+    labels = _warp(SCENE / "labels.tif", tmp_path / "labels_4326.tif")
+    scl = tmp_path / "scl"
+    scl.mkdir()
+    for f in sorted((SCENE / "s2_scl").glob("*.tif")):
+        _warp(f, scl / f.name)
+    with rasterio.open(labels) as src:
+        assert src.crs.is_geographic and src.res[0] < 1e-3
+    spec = spec_from_dirs(
+        dirs("s2"),
+        chip_size="160m",
+        split=(1.0, 0.0, 0.0),
+        labels=LabelSpec(str(labels), classes=truth.classes),
+        cloud=CloudSpec(str(scl)),
+    )
+    m = build_manifest(spec)
+    assert len(m.chips) == 48
+    decided = 0
+    for g, label, frac in zip(m.chips.geometry, m.chips["label"], m.chips["cloud_fraction"]):
+        xmin, ymin, xmax, ymax = g.bounds
+        xs, ys = np.meshgrid(np.arange(xmin + 5, xmax, 10), np.arange(ymin + 5, ymax, 10))
+        counts = np.bincount(truth.class_at(xs, ys).ravel(), minlength=len(truth.classes))
+        share = counts.max() / counts.sum()
+        if share > 0.6:
+            assert label == counts.argmax()
+            decided += 1
+        elif share < 0.4:
+            assert label == -1
+        assert frac == pytest.approx(truth.cloud_at(xs, ys).mean(), abs=0.1)
+    assert decided >= 20
+
+
+def test_chips_outside_the_cloud_layer_are_kept_and_counted(tmp_path: Path) -> None:
+    """A cloud layer over part of the area: chips outside it get a NaN cloud fraction,
+    are kept (not counted as too cloudy) and are reported in the summary."""
+    scl = tmp_path / "scl"
+    scl.mkdir()
+    tile = SCENE / "s2_scl" / "T18SUJ_20230605T155819_SCL.tif"
+    (scl / tile.name).write_bytes(tile.read_bytes())
+    with rasterio.open(tile) as src:
+        covered = shapely.box(*src.bounds)
+
+    def build(max_cloud):
+        return build_manifest(
+            spec_from_dirs(
+                dirs("s2"),
+                chip_size="160m",
+                split=(1.0, 0.0, 0.0),
+                cloud=CloudSpec(str(scl)),
+                max_cloud=max_cloud,
+            )
+        )
+
+    every = build(None)
+    outside = every.chips["cloud_fraction"].isna().to_numpy()
+    expected = np.array([g.intersection(covered).area == 0 for g in every.chips.geometry])
+    assert outside.any() and (~outside).any()
+    np.testing.assert_array_equal(outside, expected)
+    cloudy = int((every.chips["cloud_fraction"] > 0.3).sum())
+    m = build(0.3)
+    assert len(m.chips) == len(every.chips) - cloudy
+    assert int(m.chips["cloud_fraction"].isna().sum()) == int(outside.sum())
+    assert m.meta["dropped"] == ({"more than 30% cloud": cloudy} if cloudy else {})
+    expected_line = f"cloud: {int(outside.sum())} chips outside the cloud layer"
+    assert expected_line in m.summary()
+
+
+def test_stack_chip_size_accepts_the_cli_syntax(full) -> None:
+    assert len(CoRegisteredStack(full.path, chip_size="16px")) == len(full.chips)
+    assert len(CoRegisteredStack(full.path, chip_size="160m")) == len(full.chips)
+    assert len(CoRegisteredStack(full.path, chip_size=160)) == len(full.chips)
+    with pytest.raises(ValueError, match=r"chip_size: 17px differs from the manifest's 160 m"):
+        CoRegisteredStack(full.path, chip_size="17px")
+    with pytest.raises(ValueError, match=r"chip_size: expected a length such as 640m"):
+        CoRegisteredStack(full.path, chip_size="16 pixels")
 
 
 def test_per_band_s2_and_time_matching(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rasterio
 import shapely
-from pyproj import CRS
+from pyproj import CRS, Transformer
 
 from rsmm.cli import main
 from rsmm.datasets import CoRegisteredStack
@@ -146,8 +146,20 @@ def _case(name: str, tmp: Path, fixtures: Path) -> tuple[list[str], str]:
         return [*s1, *s2, "--chip-size", "2000m"], "larger than the overlap"
     if name == "chip not whole pixels":
         return [*s2, "--chip-size", "165m"], "not a whole number of s2 pixels"
+    if name == "stride not whole pixels":
+        msg = "--stride 155m is not a whole number of s2 pixels (10 m): use 150m or 160m"
+        return [*s2, "--stride", "155m"], msg
+    if name == "block not whole pixels":
+        return [*s2, "--block-size", "333m"], "--block-size 333m is not a whole number of s2"
     if name == "geographic crs":
         return [*s2, "--crs", "EPSG:4326"], "not a projected CRS in metres"
+    if name == "web mercator crs":
+        return [*s2, "--crs", "EPSG:3857"], "EPSG:3857 distorts distances by 28% over the area"
+    if name == "unknown crs":
+        return [*s2, "--crs", "EPSG:999999"], "crs: 'EPSG:999999' is not a known CRS"
+    if name == "map under a file":
+        (tmp / "afile").write_text("a file, not a folder")
+        return [*s2], f"--map {tmp / 'afile' / 'm.png'}: {tmp / 'afile'} is a file, not a folder"
     if name == "bad split":
         return [*s2, "--split", "0.5,0.2"], "split: expected three fractions"
     raise AssertionError(name)
@@ -164,26 +176,140 @@ CASES = [
     "garbage geotiff",
     "chip larger than overlap",
     "chip not whole pixels",
+    "stride not whole pixels",
+    "block not whole pixels",
     "geographic crs",
+    "web mercator crs",
+    "unknown crs",
+    "map under a file",
     "bad split",
 ]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_is_one_line_and_writes_nothing(
-    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], torchgeo_fixtures: Path
+    case: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], torchgeo_fixtures: Path
 ) -> None:
     args, fragment = _case(case, tmp_path, torchgeo_fixtures)
     out_dir = tmp_path / "out"
     out_dir.mkdir()
+    figure = tmp_path / "afile" / "m.png" if case == "map under a file" else out_dir / "m.png"
+    # capfd: GDAL / PROJ messages printed by C code on stderr count too
     rc, _stdout, err = run(
-        capsys, [*BASE, *args, "--out", str(out_dir / "c.parquet"), "--map", str(out_dir / "m.png")]
+        capfd, [*BASE, *args, "--out", str(out_dir / "c.parquet"), "--map", str(figure)]
     )
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("rsmm: error: "), err
     assert fragment in lines[0]
     assert list(out_dir.iterdir()) == []  # nothing written, no temporary file left
+
+
+def test_both_outputs_or_neither(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The map is rendered before the manifest is written: a map that fails to save
+    leaves no manifest (and no temporary file) behind."""
+    import matplotlib.figure
+
+    def fail(*args, **kwargs):
+        raise PermissionError("disk says no")
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", fail)
+    out = tmp_path / "out"
+    rc, _, err = run(
+        capsys,
+        [*BASE, "--s2", str(SCENE / "s2"), "--out", str(out / "c.parquet"),
+         "--map", str(out / "m.png")],
+    )  # fmt: skip
+    assert rc == 2 and "disk says no" in err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_every_corrupt_geotiff_is_named_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _copy(tmp_path, "s1", "s2")
+    bad_s2 = tmp_path / "s2" / "T18SUL_20230605T155819_L2A.tif"
+    bad_s2.write_bytes(b"not a tiff at all" * 10)
+    bad_s1 = next((tmp_path / "s1").glob("*_VH.tif"))
+    bad_s1.write_bytes(b"II*\x00" + b"\x00" * 60)
+    rc, _, err = run(
+        capsys,
+        [*BASE, "--s1", str(tmp_path / "s1"), "--s2", str(tmp_path / "s2"),
+         "--out", str(tmp_path / "c.parquet")],
+    )  # fmt: skip
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "2 corrupt or unreadable GeoTIFFs" in lines[0], err
+    assert str(bad_s2) in lines[0] and str(bad_s1) in lines[0]
+    assert not (tmp_path / "c.parquet").exists()
+
+
+def test_ignored_files_are_reported_and_stored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s1 = _copy(tmp_path, "s1") / "s1"
+    vv = next(s1.glob("*_VV.tif"))
+    mosaic = s1 / "S1A_IW_20230604T232510_mosaic.tif"  # no band name in the file name
+    lone = s1 / vv.name.replace("20230603", "20230615")  # a VV without its VH
+    for f in (mosaic, lone):
+        f.write_bytes(vv.read_bytes())
+    out = tmp_path / "c.parquet"
+    rc, stdout, err = run(
+        capsys, [*BASE, "--s1", str(s1), "--s2", str(SCENE / "s2"), "--out", str(out)]
+    )
+    assert rc == 0, err
+    m = read_manifest(out)
+    assert m.meta["modalities"]["s1"]["bands"] == ["VV", "VH"]  # VH not dropped everywhere
+    assert m.meta["modalities"]["s1"]["files"] == 1
+    ignored = {Path(f["path"]).name: f["reason"] for f in m.meta["ignored"]["s1"]}
+    assert ignored == {
+        mosaic.name: "no band name in the file name",
+        lone.name: "acquisition lacks band(s) VH",
+    }
+    assert "ignored: 2 files not used" in stdout
+    assert f"s1: {mosaic} (no band name in the file name)" in stdout
+    assert f"s1: {lone} (acquisition lacks band(s) VH)" in stdout
+
+
+def test_web_mercator_files_are_chipped_in_the_utm_zone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without S2 and --crs, S1 in EPSG:3857 (scale 1.29 at 39 N) is not the common CRS:
+    its "160 m" would be 124 m on the ground; the area's UTM zone is, and the summary
+    says why."""
+    out = tmp_path / "c.parquet"
+    rc, stdout, err = run(capsys, [*BASE, "--s1", str(SCENE / "s1"), "--out", str(out)])
+    assert rc == 0, err
+    m = read_manifest(out)
+    assert m.meta["crs"] == "EPSG:32618"
+    assert "crs: EPSG:32618 = the area's UTM zone (the s1 files' EPSG:3857 distorts" in stdout
+    # a chip's corners are 160 m apart on the ellipsoid
+    from pyproj import Geod
+
+    geod = Geod(ellps="WGS84")
+    lon, lat = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True).transform(
+        *np.asarray(m.chips.geometry.iloc[0].exterior.coords).T
+    )
+    _, _, dist = geod.inv(lon[0], lat[0], lon[1], lat[1])
+    assert dist == pytest.approx(160.0, rel=1e-3)
+
+
+def test_unknown_crs_is_one_line_in_a_fresh_process(tmp_path: Path) -> None:
+    """GDAL / PROJ print "ERROR 1: PROJ: ..." on stderr when asked for an unknown CRS the
+    first time in a process; rsmm checks the CRS with pyproj first (a subprocess, since
+    an earlier test in this process may have triggered that message already)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "rsmm.cli", *BASE, "--s2", str(SCENE / "s2"),
+           "--crs", "EPSG:999999", "--out", str(tmp_path / "c.parquet")]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rsmm: error: crs: 'EPSG:999999'"), lines
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_existing_output_needs_overwrite(
@@ -234,6 +360,34 @@ def test_torchgeo_fixtures_are_stack_modalities(
     with rasterio.open(s2 / "S2_20221205_10m.tif") as src:
         np.testing.assert_array_equal(sample["s2"].numpy(), src.read()[:, :32, :32])
     assert all("S1A" in f for f in ds.chips["files_s1"])
+
+
+def test_readme_chip_sizes_are_whole_pixels_of_every_sensor() -> None:
+    """The README's `rsmm manifest build` example must run on 10 m S1/S2 and on NAIP at
+    any of its GSDs (0.3, 0.6, 1 m): 640 m is 1066.67 pixels of 0.6 m NAIP."""
+    import shlex
+
+    from rsmm.stacks import parse_length
+    from rsmm.stacks.build import whole_pixels
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Your own co-registered GeoTIFF stacks")[1].split("\n## ")[0]
+    start = section.index(".venv/bin/rsmm manifest build")
+    command = section[start:].split("\n# ")[0].replace("\\\n", " ")
+    args = shlex.split(command)
+    assert "--naip" in args
+    values = {a: args[i + 1] for i, a in enumerate(args) if a.startswith("--")}
+    assert "--chip-size" in values
+    for naip_gsd in (0.3, 0.6, 1.0):
+        gsds = {"s2": 10.0, "s1": 10.0, "naip": naip_gsd}
+        for option in ("--chip-size", "--stride"):
+            if option in values:
+                length = parse_length(values[option], option)
+                whole_pixels(option, length, length[0], gsds)
+        if "--block-size" in values:
+            length = parse_length(values["--block-size"], "--block-size")
+            whole_pixels("--block-size", length, length[0], {"s2": 10.0})
+    assert "whole number of pixels" in section
 
 
 def test_readme_workflow_manifest_pretrain_finetune(

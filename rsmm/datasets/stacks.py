@@ -3,7 +3,7 @@
 ``rsmm manifest build`` writes a GeoParquet chip index (see
 :mod:`rsmm.stacks.manifest`); :class:`CoRegisteredStack` reads it and, for each chip,
 reads the chip's bounds from every modality's files at the modality's own GSD (a
-640 m chip is 64 x 64 Sentinel pixels and 640 x 640 one-metre NAIP pixels), in the
+600 m chip is 60 x 60 Sentinel pixels and 1000 x 1000 0.6 m NAIP pixels), in the
 manifest's CRS, with windowed reads through cached file handles.
 """
 
@@ -21,7 +21,7 @@ from rsmm.datasets.base import MultiModalDataset, Sample
 from rsmm.manifests import DatasetManifest
 from rsmm.stacks.manifest import ChipManifest, read_manifest
 from rsmm.stacks.sources import read_window, window_transform
-from rsmm.stacks.spec import spec_from_dirs
+from rsmm.stacks.spec import parse_length, spec_from_dirs
 from rsmm.stacks.splits import SPLITS
 
 
@@ -40,8 +40,9 @@ class CoRegisteredStack(MultiModalDataset):
         split: ``"train"``, ``"val"``, ``"test"`` or ``None`` for every chip.
         modalities: modality keys to return (default: all of the manifest).
         bands: optional ``{modality: band names}`` subsets.
-        chip_size: with folders, the chip size (``"640m"``, ``"64px"``); with a
-            manifest, an optional check that it has this size in metres.
+        chip_size: with folders, the chip size (``"640m"``, ``"64px"`` of the
+            reference modality, Sentinel-2 if present); with a manifest, an optional
+            check that it has this size (same syntax).
         **build_kwargs: with folders, more :class:`~rsmm.stacks.spec.StackSpec` fields.
 
     Raises:
@@ -63,18 +64,12 @@ class CoRegisteredStack(MultiModalDataset):
         elif isinstance(manifest_or_dirs, Mapping):
             from rsmm.stacks.build import build_manifest  # the builder imports rsmm.datasets
 
-            spec = spec_from_dirs(manifest_or_dirs, chip_size=chip_size or "640m", **build_kwargs)
+            spec = spec_from_dirs(manifest_or_dirs, chip_size=chip_size or "600m", **build_kwargs)
             chips = build_manifest(spec)
         else:
             chips = read_manifest(manifest_or_dirs)
-            if (
-                chip_size is not None
-                and float(str(chip_size).rstrip("m")) != chips.meta["chip_size_m"]
-            ):
-                raise ValueError(
-                    f"chip_size: {chip_size} differs from the manifest's "
-                    f"{chips.meta['chip_size_m']:g} m ({manifest_or_dirs}); rebuild it"
-                )
+            if chip_size is not None:
+                _check_chip_size(chip_size, chips, manifest_or_dirs)
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)} or None, got {split!r}")
         self.chip_manifest = chips
@@ -138,3 +133,20 @@ class CoRegisteredStack(MultiModalDataset):
         sample["label"] = torch.tensor(self._labels[index], dtype=torch.int64)
         sample["meta"] = {"id": self._ids[index], "nodata": nodata}
         return sample
+
+
+def _check_chip_size(chip_size: str | float, chips: ChipManifest, source: Any) -> None:
+    """Raise unless ``chip_size`` (``"640m"``, ``"64px"``, ``640``) is the manifest's."""
+    value, unit = parse_length(chip_size, "chip_size")
+    info, size = chips.meta["modalities"], float(chips.meta["chip_size_m"])
+    if unit == "px":
+        ref = chips.meta.get("reference")
+        if ref not in info:  # manifests written before "reference" was stored
+            ref = next((m for m, i in info.items() if i["sensor"] == "s2"), next(iter(info)))
+        value *= float(info[ref]["gsd"])
+    if abs(value - size) > 1e-6 * size:
+        px = ", ".join(f"{m} {i['chip_pixels']} px" for m, i in info.items())
+        raise ValueError(
+            f"chip_size: {chip_size} differs from the manifest's {size:g} m ({px}) "
+            f"({source}); rebuild it"
+        )

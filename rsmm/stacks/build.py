@@ -1,16 +1,20 @@
 """Build the chip index of a stack (what ``rsmm manifest build`` runs).
 
-1. Every modality's files are listed and checked (:class:`~rsmm.stacks.sources.ModalitySource`)
-   and indexed by torchgeo in one common projected CRS: the spec's, else the CRS of
-   the Sentinel-2 files, else of the first modality.
+1. Every modality's files are listed and checked (:class:`~rsmm.stacks.sources.ModalitySource`;
+   all corrupt files are named in one error, skipped files are listed in the summary)
+   and indexed by torchgeo in one common projected CRS in metres (:func:`choose_crs`):
+   the spec's, else the CRS of the Sentinel-2 files, else of the first modality, else
+   (geographic or distorting CRSs such as Web Mercator) the area's UTM zone.
 2. The common footprint is the intersection of the modalities' footprints; chips of
    ``chip_size`` metres are laid on a grid with ``stride`` metres, anchored on the
-   Sentinel-2 (reference) pixel grid, and kept where the footprint covers them. The
-   chip size must be a whole number of pixels at every modality's target GSD.
+   Sentinel-2 (reference) pixel grid, and kept where the footprint covers them. Chip
+   size and stride must be whole numbers of pixels at every modality's target GSD
+   (the block size, of reference pixels); chip edges are whole reference pixels.
 3. For every chip, one acquisition per modality is chosen (the best covering one; with
    ``max_days``, Sentinel-1/-2 acquisitions at most that many days apart), the chip
    is read at each modality's GSD, and the chip is dropped if a modality misses more
-   than ``max_nodata`` of its pixels or the cloud fraction exceeds ``max_cloud``.
+   than ``max_nodata`` of its pixels or the cloud fraction exceeds ``max_cloud``
+   (chips outside the cloud layer keep a NaN cloud fraction and are kept).
 4. Labels, spatial block splits with a guard band, and per-band statistics of the
    train chips complete the :class:`~rsmm.stacks.manifest.ChipManifest`.
 """
@@ -30,8 +34,10 @@ from rsmm.datasets.io import DatasetFileError
 from rsmm.stacks.labels import class_names, load_vector_labels, raster_majority, vector_chip_labels
 from rsmm.stacks.manifest import FORMAT_VERSION, ChipManifest
 from rsmm.stacks.sources import (
+    CorruptFilesError,
     ModalitySource,
-    check_geotiff,
+    check_geotiffs,
+    gsd_in_crs,
     list_files,
     make_raster_dataset,
     parse_date,
@@ -40,31 +46,120 @@ from rsmm.stacks.sources import (
 from rsmm.stacks.spec import SCL_CLOUD_VALUES, StackSpec
 from rsmm.stacks.splits import SPLITS, assign_blocks, block_ids, guard_band
 
+#: Largest scale error of the common CRS over the area (1 %): beyond it, chip metres
+#: are not metres on the ground (Web Mercator at 45 degrees N is off by 41 %).
+MAX_SCALE_ERROR = 0.01
+
 
 def common_crs(spec: StackSpec, sources: dict[str, ModalitySource]):
-    """The stack's CRS: given, else the S2 files' CRS, else the first modality's.
+    """The stack's CRS (see :func:`choose_crs`)."""
+    return choose_crs(spec, sources)[0]
+
+
+def choose_crs(spec: StackSpec, sources: dict[str, ModalitySource]) -> tuple[Any, str]:
+    """The stack's common CRS and a note saying where it comes from.
+
+    Chips are laid out in metres of this CRS, so it must be projected in metres and
+    keep distances within :data:`MAX_SCALE_ERROR` over the area. A CRS given with
+    ``--crs`` that does not is refused. Otherwise the CRS of the Sentinel-2 files is
+    used, else the first modality's whose CRS fits, else the area's UTM zone (e.g. for
+    Sentinel-1 exported in Web Mercator or files in EPSG:4326).
 
     Raises:
-        ValueError: for an unknown CRS, or one that is not projected in metres.
+        ValueError: for an unknown CRS, or a given CRS that is geographic, not in
+            metres, or distorts distances over the area.
     """
+    from pyproj import CRS as ProjCRS
+    from pyproj.exceptions import CRSError as ProjCRSError
     from rasterio.crs import CRS
-    from rasterio.errors import CRSError
 
+    area = _lonlat_area(sources)
     if spec.crs is not None:
-        try:
-            crs = CRS.from_user_input(spec.crs)
-        except CRSError as err:
+        try:  # pyproj first: rasterio lets GDAL print "ERROR 1: PROJ: ..." on stderr
+            given = ProjCRS.from_user_input(spec.crs)
+        except ProjCRSError as err:
             raise ValueError(f"crs: {spec.crs!r} is not a known CRS ({err})") from err
-        source = "--crs"
-    else:
-        key = next((k for k, s in sources.items() if s.spec.sensor == "s2"), next(iter(sources)))
-        crs, source = sources[key].crs, f"the {key} files"
-    if not crs.is_projected or (crs.linear_units or "").lower() not in ("metre", "meter", "m"):
-        raise ValueError(
-            f"crs: {crs} (from {source}) is not a projected CRS in metres; give one with "
-            "--crs EPSG:XXXX (e.g. the UTM zone of the area)"
-        )
-    return crs
+        crs = CRS.from_wkt(given.to_wkt())
+        problem = _crs_problem(crs, area)
+        if problem is not None:
+            raise ValueError(
+                f"crs: {spec.crs} {problem}, so chip metres would not be metres on the "
+                "ground; give a local projected CRS in metres such as "
+                f"the area's UTM zone {_utm_crs(area).to_string()}, or leave --crs out"
+            )
+        return crs, f"given with --crs ({spec.crs})"
+    order = sorted(sources, key=lambda k: sources[k].spec.sensor != "s2")
+    rejected = []
+    for k in order:
+        problem = _crs_problem(sources[k].crs, area)
+        if problem is None:
+            note = f"the {k} files' CRS"
+            if rejected:
+                note += " (" + "; ".join(rejected) + ")"
+            return sources[k].crs, note
+        rejected.append(f"the {k} files' {_crs_name(sources[k].crs)} {problem}")
+    utm = _utm_crs(area)
+    return utm, "the area's UTM zone (" + "; ".join(rejected) + ")"
+
+
+def _crs_name(crs) -> str:
+    return crs.to_string() if crs.to_epsg() is not None else (crs.to_dict().get("proj") or "?")
+
+
+def _lonlat_area(sources: dict[str, ModalitySource]) -> tuple[float, float, float, float]:
+    """``(west, south, east, north)`` in degrees of all the files of ``sources``."""
+    import rasterio
+    from rasterio.warp import transform_bounds
+
+    boxes = []
+    for s in sources.values():
+        first = s.bands[0] if s.separate_files else ""
+        for item in s.items:
+            with rasterio.open(item.band_path(first)) as src:
+                boxes.append(transform_bounds(src.crs, "EPSG:4326", *src.bounds))
+    b = np.asarray(boxes, dtype=np.float64)
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
+
+
+def _crs_problem(crs, area: tuple[float, float, float, float]) -> str | None:
+    """Why ``crs`` cannot hold chips measured in metres over ``area``, or ``None``."""
+    from pyproj import Proj
+
+    if not crs.is_projected:
+        kind = "geographic, in degrees" if crs.is_geographic else "not projected"
+        return f"is not a projected CRS in metres (it is {kind})"
+    if (crs.linear_units or "").lower() not in ("metre", "meter", "m"):
+        return f"is not a projected CRS in metres (its unit is {crs.linear_units})"
+    w, s, e, n = area
+    lon = np.array([w, e, w, e, (w + e) / 2])
+    lat = np.array([s, s, n, n, (s + n) / 2])
+    try:
+        f = Proj(crs.to_wkt()).get_factors(lon, lat)
+        scale = np.concatenate([np.ravel(f.meridional_scale), np.ravel(f.parallel_scale)])
+    except Exception:  # projections pyproj cannot differentiate are accepted
+        return None
+    err = float(np.nanmax(np.abs(scale - 1))) if np.isfinite(scale).any() else 0.0
+    if err <= MAX_SCALE_ERROR:
+        return None
+    k = float(scale[np.nanargmax(np.abs(scale - 1))])
+    return f"distorts distances by {err:.0%} over the area (scale factor {k:.3f})"
+
+
+def _utm_crs(area: tuple[float, float, float, float]):
+    """The WGS 84 UTM zone holding the centre of ``area`` (a rasterio CRS)."""
+    from pyproj.aoi import AreaOfInterest
+    from pyproj.database import query_utm_crs_info
+    from rasterio.crs import CRS
+
+    lon, lat = (area[0] + area[2]) / 2, (area[1] + area[3]) / 2
+    info = query_utm_crs_info(
+        datum_name="WGS 84",
+        area_of_interest=AreaOfInterest(lon, lat, lon, lat),
+    )
+    if info:
+        return CRS.from_epsg(int(info[0].code))
+    zone = int(np.clip(np.floor((lon + 180) / 6) + 1, 1, 60))
+    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
 def _footprints(source: ModalitySource, crs) -> Any:
@@ -75,6 +170,8 @@ def _footprints(source: ModalitySource, crs) -> Any:
     first = source.bands[0] if source.separate_files else ""
     by_path = {item.band_path(first): item for item in source.items}
     items = [by_path[p] for p in ds.index["filepath"]]
+    for p in sorted(set(by_path) - set(ds.index["filepath"])):
+        source.ignored.append((p, "not indexed by torchgeo"))
     return gpd.GeoDataFrame(
         {"path": [i.path for i in items], "date": [i.date for i in items]},
         geometry=ds.index.geometry.values,
@@ -85,6 +182,43 @@ def _footprints(source: ModalitySource, crs) -> Any:
 def _length_m(value: tuple[float, str], gsd: float) -> float:
     v, unit = value
     return v * gsd if unit == "px" else v
+
+
+def whole_pixels(name: str, value: tuple[float, str], metres: float, gsds: dict[str, float]) -> int:
+    """``metres`` in pixels of the first modality of ``gsds``, checked whole for every one.
+
+    Args:
+        name: the parameter, as the message names it (``"--stride"``).
+        value: the length as given, ``(value, "m" | "px")``.
+        metres: the length in metres.
+        gsds: ``{modality: GSD in metres}``; the first one counts the pixels.
+
+    Returns:
+        The length in pixels of the first modality.
+
+    Raises:
+        ValueError: naming the parameter, the modality and the nearest lengths that are
+            whole numbers of pixels of every modality in ``gsds``.
+    """
+    from fractions import Fraction
+    from math import gcd, lcm
+
+    for k, g in gsds.items():
+        n = metres / g
+        if abs(n - round(n)) <= 1e-6 and round(n) > 0:
+            continue
+        steps = [Fraction(v).limit_denominator(10_000) for v in gsds.values()]
+        step = Fraction(lcm(*(f.numerator for f in steps)), gcd(*(f.denominator for f in steps)))
+        lo = int(Fraction(metres).limit_denominator(10_000) // step) * step
+        options = [f"{float(v):g}m" for v in (lo, lo + step) if v > 0]
+        hint = " or ".join(options)
+        if len(gsds) > 1:
+            hint += f" (multiples of {float(step):g} m fit every modality)"
+        raise ValueError(
+            f"{name} {value[0]:g}{value[1]} is not a whole number of {k} pixels "
+            f"({g:g} m): use {hint}"
+        )
+    return round(metres / next(iter(gsds.values())))
 
 
 def _acquisitions(index, chip) -> list[tuple[datetime | None, list[str], float]]:
@@ -133,21 +267,20 @@ def _read_paths(source: ModalitySource, paths: list[str]) -> list[list[str]] | l
 
 
 class _CloudLayer:
-    """The cloud layer's files: footprints in the stack CRS, dates, native GSD."""
+    """The cloud layer's (checked) files: footprints in the stack CRS, dates, GSD there."""
 
-    def __init__(self, spec, crs) -> None:
+    def __init__(self, spec, files: list[str], crs) -> None:
         import geopandas as gpd
         import rasterio
         import shapely
         from rasterio.warp import transform_bounds
 
-        files = list_files(spec.root, spec.glob, "cloud layer")
-        geoms, self.res = [], None
+        geoms = []
         for f in files:
-            fcrs, res, _ = check_geotiff(f)
             with rasterio.open(f) as src:
-                geoms.append(shapely.box(*transform_bounds(fcrs, crs, *src.bounds)))
-            self.res = self.res or min(abs(res[0]), abs(res[1]))
+                geoms.append(shapely.box(*transform_bounds(src.crs, crs, *src.bounds)))
+        # in metres of the stack CRS, also for a layer in degrees (EPSG:4326)
+        self.res = gsd_in_crs(files[0], crs)
         self.kind = spec.kind
         self.index = gpd.GeoDataFrame(
             {"path": files, "date": [parse_date(Path(f).name) for f in files]},
@@ -198,8 +331,29 @@ def build_manifest(
 
     import rsmm
 
-    sources = {k: ModalitySource(m) for k, m in spec.modalities.items()}
-    crs = common_crs(spec, sources)
+    # -- every file checked; all corrupt ones named in one error --------------------------------
+    sources, corrupt = {}, []
+    for k, m in spec.modalities.items():
+        try:
+            sources[k] = ModalitySource(m)
+        except CorruptFilesError as err:
+            corrupt += err.messages
+    cloud_files = []
+    if spec.cloud is not None:
+        cloud_files = list_files(spec.cloud.root, spec.cloud.glob, "cloud layer")
+    if spec.labels is not None and spec.labels.is_raster:
+        if not Path(spec.labels.path).is_file():
+            raise FileNotFoundError(f"label raster not found: {spec.labels.path}")
+        extra_files = [*cloud_files, spec.labels.path]
+    else:
+        extra_files = cloud_files
+    try:
+        check_geotiffs(extra_files)
+    except CorruptFilesError as err:
+        corrupt += err.messages
+    if corrupt:
+        raise CorruptFilesError(corrupt)
+    crs, crs_note = choose_crs(spec, sources)
     crs_name = crs.to_string()
     index = {k: _footprints(s, crs) for k, s in sources.items()}
     foot = {k: shapely.union_all(ix.geometry.values) for k, ix in index.items()}
@@ -214,18 +368,22 @@ def build_manifest(
                 )
     common = shapely.intersection_all(list(foot.values()))
     ref = next((k for k in keys if sources[k].spec.sensor == "s2"), keys[0])
-    chip_m = _length_m(spec.chip_size, sources[ref].gsd)
-    stride_m = _length_m(spec.stride, sources[ref].gsd) if spec.stride else chip_m
-    block_m = _length_m(spec.block_size, sources[ref].gsd) if spec.block_size else 4 * chip_m
-    pixels = {}
-    for k, s in sources.items():
-        n = chip_m / s.gsd
-        if abs(n - round(n)) > 1e-6:
-            raise ValueError(
-                f"chip size {chip_m:g} m is not a whole number of {k} pixels ({s.gsd:g} m); "
-                "choose a multiple of every modality's GSD"
-            )
-        pixels[k] = round(n)
+    g = sources[ref].gsd
+    # the reference modality first: chip, stride and block are counted in its pixels
+    gsds = {ref: g, **{k: s.gsd for k, s in sources.items() if k != ref}}
+    chip_m = _length_m(spec.chip_size, g)
+    chip_px = whole_pixels("--chip-size", spec.chip_size, chip_m, gsds)
+    pixels = {k: round(chip_m / s.gsd) for k, s in sources.items()}
+    stride = spec.stride or spec.chip_size
+    stride_px = whole_pixels("--stride", stride, _length_m(stride, g), gsds)
+    if spec.block_size is not None:
+        block_px = whole_pixels(
+            "--block-size", spec.block_size, _length_m(spec.block_size, g), {ref: g}
+        )
+    else:
+        block_px = 4 * chip_px
+    # lengths in metres from whole reference pixels: equal edges are equal floats
+    chip_m, stride_m, block_m = chip_px * g, stride_px * g, block_px * g
 
     # -- chip grid on the reference pixel grid ----------------------------------------------
     xmin, ymin, xmax, ymax = common.bounds
@@ -234,7 +392,6 @@ def build_manifest(
             f"chip size {chip_m:g} m is larger than the overlap of the modalities "
             f"({xmax - xmin:.0f} m x {ymax - ymin:.0f} m in {crs_name})"
         )
-    g = sources[ref].gsd
     ax, ay = (0.0, 0.0)
     if sources[ref].crs == crs:
         import rasterio
@@ -242,14 +399,16 @@ def build_manifest(
         first = sources[ref].items[0].band_path(sources[ref].bands[0])
         with rasterio.open(first) as src:
             ax, ay = src.transform.c, src.transform.f
-    x0 = ax + np.ceil((xmin - ax) / g - 1e-9) * g
-    y0 = ay - np.ceil((ay - ymax) / g - 1e-9) * g
-    ncol = int(np.floor((xmax - x0 - chip_m) / stride_m + 1e-9)) + 1
-    nrow = int(np.floor((y0 - ymin - chip_m) / stride_m + 1e-9)) + 1
+    # chip edges are whole reference pixels (i0 + i, j0 + j) from the anchor (ax, ay)
+    i0 = int(np.ceil((xmin - ax) / g - 1e-9))
+    j0 = int(np.ceil((ay - ymax) / g - 1e-9))
+    x0, y0 = ax + i0 * g, ay - j0 * g
+    ncol = int(np.floor(((xmax - x0) / g - chip_px) / stride_px + 1e-9)) + 1
+    nrow = int(np.floor(((y0 - ymin) / g - chip_px) / stride_px + 1e-9)) + 1
     cols, rows = np.meshgrid(np.arange(max(ncol, 0)), np.arange(max(nrow, 0)))
     cols, rows = cols.ravel(), rows.ravel()
-    left, top = x0 + cols * stride_m, y0 - rows * stride_m
-    boxes = shapely.box(left, top - chip_m, left + chip_m, top)
+    i, j = i0 + cols * stride_px, j0 + rows * stride_px
+    boxes = shapely.box(ax + i * g, ay - (j + chip_px) * g, ax + (i + chip_px) * g, ay - j * g)
     inside = shapely.covers(common.buffer(1e-6 * chip_m), boxes)
     if not inside.any():
         raise ValueError(
@@ -268,13 +427,12 @@ def build_manifest(
                     f"max_days: the {k} file names under {spec.modalities[k].root} carry no "
                     "YYYYMMDD date; drop --max-days or rename the files"
                 )
-    cloud = _CloudLayer(spec.cloud, crs) if spec.cloud is not None else None
+    cloud = _CloudLayer(spec.cloud, cloud_files, crs) if spec.cloud is not None else None
     label_raster = None
     if spec.labels is not None and spec.labels.is_raster:
-        if not Path(spec.labels.path).is_file():
-            raise FileNotFoundError(f"label raster not found: {spec.labels.path}")
-        _, lres, _ = check_geotiff(spec.labels.path)
-        label_raster = (spec.labels.path, max(1, round(chip_m / min(abs(lres[0]), abs(lres[1])))))
+        # its GSD in metres of the stack CRS, also for a raster in degrees (WorldCover)
+        lgsd = gsd_in_crs(spec.labels.path, crs)
+        label_raster = (spec.labels.path, max(1, round(chip_m / lgsd)))
     dropped: Counter[str] = Counter()
     rows_out: list[dict[str, Any]] = []
     sums: list[dict[str, np.ndarray]] = []
@@ -312,7 +470,8 @@ def build_manifest(
         if cloud is not None:
             ref_date = chosen[ref][0]
             row["cloud_fraction"] = cloud.fraction(chip, chip_m, crs, ref_date)
-            if spec.max_cloud is not None and not row["cloud_fraction"] <= spec.max_cloud:
+            # NaN: outside the cloud layer; kept (and counted in the summary)
+            if spec.max_cloud is not None and row["cloud_fraction"] > spec.max_cloud:
                 dropped[f"more than {spec.max_cloud:.0%} cloud"] += 1
                 continue
         if label_raster is not None:
@@ -361,7 +520,9 @@ def build_manifest(
     centres = np.column_stack([chips.geometry.centroid.x, chips.geometry.centroid.y])
     chips["block"] = block_ids(centres, (x0, y0), block_m)
     chips["split"] = assign_blocks(chips["block"].to_numpy(), spec.split, spec.seed)
-    drop = guard_band(chips.geometry.values, chips["split"].to_numpy(), spec.split)
+    drop = guard_band(
+        chips.geometry.values, chips["split"].to_numpy(), spec.split, tolerance=1e-6 * chip_m
+    )
     if drop.any():
         dropped["in the guard band between splits"] += int(drop.sum())
         chips = chips[~drop].reset_index(drop=True)
@@ -389,6 +550,8 @@ def build_manifest(
         "rsmm_version": rsmm.__version__,
         "created": datetime.now().isoformat(timespec="seconds"),
         "crs": crs_name,
+        "crs_source": crs_note,
+        "reference": ref,
         "chip_size_m": chip_m,
         "stride_m": stride_m,
         "block_size_m": block_m,
@@ -423,6 +586,11 @@ def build_manifest(
         "stats": stats,
         "stats_source": f"{len(train)} train chips of this manifest" if stats else None,
         "dropped": dict(dropped),
+        "ignored": {
+            k: [{"path": p, "reason": r} for p, r in s.ignored]
+            for k, s in sources.items()
+            if s.ignored
+        },
         "splits": {s: int((chips["split"] == s).sum()) for s in SPLITS},
     }
     foot["common"] = common

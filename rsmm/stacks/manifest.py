@@ -16,12 +16,17 @@ One row per chip::
 
 and a JSON blob under the key ``rsmm`` of the Parquet schema metadata::
 
-    {"format_version": 1, "rsmm_version": ..., "crs": "EPSG:...", "chip_size_m": ...,
+    {"format_version": 1, "rsmm_version": ..., "crs": "EPSG:...", "crs_source": ...,
+     "reference": modality whose pixel grid anchors the chips, "chip_size_m": ...,
      "stride_m": ..., "block_size_m": ..., "split_fractions": [...], "seed": ...,
      "modalities": {m: {"root", "sensor", "bands", "units", "offset", "gsd",
                         "chip_pixels", "nodata", "resampling", "separate_files"}},
      "classes": [...], "label_source": ..., "stats": {m: {band: [mean, std]}},
-     "stats_source": ..., "dropped": {reason: count}, "max_nodata": ..., ...}
+     "stats_source": ..., "dropped": {reason: count}, "max_nodata": ...,
+     "ignored": {m: [{"path", "reason"}]}, ...}
+
+``ignored`` lists the files under a modality's folder that were not used (no band
+name in the file name, an acquisition missing a band, a band not read).
 
 File paths are stored relative to the manifest's folder, so a data tree can move with
 its manifest; a path that has no relative form (another drive) stays absolute.
@@ -43,6 +48,8 @@ from rsmm.stacks.splits import SPLITS
 
 FORMAT_VERSION = 1
 META_KEY = b"rsmm"
+#: Ignored files named in :meth:`ChipManifest.summary` (all are in the metadata).
+SUMMARY_FILES = 5
 
 
 @dataclass
@@ -96,6 +103,8 @@ class ChipManifest:
         c = self.chips
         px = ", ".join(f"{m} {i['chip_pixels']} px" for m, i in self.meta["modalities"].items())
         lines = [f"{len(c)} chips of {self.meta['chip_size_m']:g} m in {self.meta['crs']} ({px})"]
+        if self.meta.get("crs_source"):
+            lines.append(f"crs: {self.meta['crs']} = {self.meta['crs_source']}")
         per_split = ", ".join(f"{s} {int((c['split'] == s).sum())}" for s in SPLITS)
         lines.append(f"splits: {per_split}")
         if self.classes:
@@ -113,6 +122,22 @@ class ChipManifest:
             lines.append("dropped: " + "; ".join(f"{n} {r}" for r, n in dropped.items()))
         else:
             lines.append("dropped: none")
+        if "cloud_fraction" in c.columns:
+            outside = int(c["cloud_fraction"].isna().sum())
+            if outside:
+                lines.append(
+                    f"cloud: {outside} chips outside the cloud layer (cloud_fraction NaN, kept)"
+                )
+        ignored = [(m, f) for m, fs in (self.meta.get("ignored") or {}).items() for f in fs]
+        if ignored:
+            lines.append(
+                f"ignored: {len(ignored)} files not used (all listed in the manifest "
+                "metadata 'ignored'):"
+            )
+            for m, f in ignored[:SUMMARY_FILES]:
+                lines.append(f"  {m}: {f['path']} ({f['reason']})")
+            if len(ignored) > SUMMARY_FILES:
+                lines.append(f"  ... and {len(ignored) - SUMMARY_FILES} more")
         fractions = self.meta.get("split_fractions") or []
         for s, f in zip(SPLITS, fractions, strict=False):
             if f > 0 and not (c["split"] == s).any():
@@ -193,8 +218,12 @@ def write_manifest(manifest: ChipManifest, path: str | Path) -> Path:
     return path
 
 
-def save_figure(fig, path: str | Path) -> Path:
-    """Save a matplotlib figure through a temporary file and a rename."""
+def render_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure to a temporary file next to ``path`` and close it.
+
+    The caller renames the returned file onto ``path`` (``os.replace``) once every
+    output is ready, or deletes it; nothing is left behind on an error here.
+    """
     import matplotlib.pyplot as plt
 
     path = Path(path)
@@ -202,10 +231,41 @@ def save_figure(fig, path: str | Path) -> Path:
     os.close(fd)
     try:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return Path(tmp)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure through a temporary file and a rename."""
+    tmp = render_figure(fig, path)
+    try:
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
-        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return Path(path)
+
+
+def check_output_path(path: str | Path, option: str) -> Path:
+    """Check that ``path`` can be written (its folder exists or can be created).
+
+    Raises:
+        NotADirectoryError: naming ``option`` and the path when a parent is a file.
+        IsADirectoryError: when ``path`` itself is a folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; give a file name")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(
+                    f"{option} {path}: {parent} is a file, not a folder; choose another path"
+                )
+            break
     return path
 
 

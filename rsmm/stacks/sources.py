@@ -101,6 +101,60 @@ def check_geotiff(path: str | Path) -> tuple[CRS, tuple[float, float], int]:
     return crs, res, count
 
 
+class CorruptFilesError(DatasetFileError):
+    """One or more GeoTIFFs that do not open or read; the message names every one.
+
+    Attributes:
+        messages: one message per file (``corrupt or unreadable GeoTIFF <path>: ...``).
+    """
+
+    def __init__(self, messages: Sequence[str]) -> None:
+        self.messages = list(messages)
+        if len(self.messages) == 1:
+            text = self.messages[0]
+        else:
+            text = f"{len(self.messages)} corrupt or unreadable GeoTIFFs: " + "; ".join(
+                self.messages
+            )
+        super().__init__(text)
+
+
+def check_geotiffs(paths: Sequence[str]) -> dict[str, tuple[CRS, tuple[float, float], int]]:
+    """:func:`check_geotiff` on every file of ``paths``.
+
+    Raises:
+        CorruptFilesError: naming every file that failed, not only the first.
+    """
+    infos, bad = {}, []
+    for path in paths:
+        try:
+            infos[path] = check_geotiff(path)
+        except DatasetFileError as err:
+            bad.append(str(err))
+    if bad:
+        raise CorruptFilesError(bad)
+    return infos
+
+
+def gsd_in_crs(path: str | Path, crs: CRS) -> float:
+    """Pixel size in metres of the GeoTIFF ``path`` once warped into the projected ``crs``.
+
+    A raster in a geographic CRS (degrees, e.g. ESA WorldCover in EPSG:4326) gets the
+    size GDAL would choose when warping it into ``crs``, so that chip pixel counts
+    are ``chip metres / GSD`` in metres, never in degrees.
+    """
+    import rasterio
+    from rasterio.warp import calculate_default_transform
+
+    with rasterio.open(path) as src:
+        if src.crs == crs:
+            return float(min(abs(src.res[0]), abs(src.res[1])))
+        transform, _, _ = calculate_default_transform(
+            src.crs, crs, src.width, src.height, *src.bounds
+        )
+    return float(min(abs(transform.a), abs(transform.e)))
+
+
 @dataclass(frozen=True)
 class RasterItem:
     """One acquisition file of a modality (``path`` holds ``{band}`` for per-band files)."""
@@ -142,11 +196,13 @@ class ModalitySource:
         else:
             self.items = [RasterItem(f, parse_date(Path(f).name)) for f in files]
             self.bands = ()
-        infos = {}
-        for item in self.items:
-            for b in self.bands if self.separate_files else ("",):
-                path = item.band_path(b)
-                infos[path] = check_geotiff(path)
+        infos = check_geotiffs(
+            [
+                item.band_path(b)
+                for item in self.items
+                for b in (self.bands if self.separate_files else ("",))
+            ]
+        )
         self.crs: CRS = next(iter(infos.values()))[0]
         if not self.separate_files:
             counts = {c for _, _, c in infos.values()}
@@ -182,27 +238,22 @@ class ModalitySource:
         if not groups:
             raise DatasetNotFoundError(f"{spec.key}: no per-band files under {spec.root}")
         sensor = get_sensor(spec.sensor or spec.key)
-        if spec.bands is not None:
-            bands = spec.bands
-        else:
-            common = set.intersection(*(set(g) for g in groups.values()))
-            bands = tuple(b for b in sensor.band_names if b in common)
-            if not bands:
-                raise DatasetFileError(
-                    f"{spec.key}: the per-band files under {spec.root} share no band; "
-                    "give the bands to read"
-                )
+        bands = spec.bands if spec.bands is not None else _shared_bands(groups, sensor.band_names)
         items = []
         for template, found in sorted(groups.items()):
             missing = [b for b in bands if b not in found]
             if missing:
                 if spec.bands is None:
-                    self.ignored.append((template, f"missing bands {missing}"))
+                    for f in sorted(found.values()):
+                        self.ignored.append((f, f"acquisition lacks band(s) {', '.join(missing)}"))
                     continue
                 raise DatasetFileError(
                     f"{spec.key}: missing file {template.replace(BAND_PLACEHOLDER, missing[0])} "
                     f"(band {missing[0]})"
                 )
+            for b, f in sorted(found.items()):
+                if b not in bands:
+                    self.ignored.append((f, f"band {b} is not among the bands read"))
             items.append(RasterItem(template, parse_date(Path(template).name)))
         return items, tuple(bands)
 
@@ -236,6 +287,22 @@ class ModalitySource:
                 f"{spec.key}: files are in a geographic CRS ({crs}); give the target gsd in metres"
             )
         return float(min(abs(res[0]), abs(res[1])))
+
+
+def _shared_bands(groups: dict[str, dict[str, str]], order: Sequence[str]) -> tuple[str, ...]:
+    """The bands read from per-band file groups when none are given.
+
+    Every group's band set is a candidate; the one that keeps the most band files
+    (groups holding all its bands x its band count, ties: more bands) wins, so one VV
+    file without its VH drops that acquisition (reported) rather than VH everywhere.
+    """
+    candidates = {frozenset(g) for g in groups.values()}
+
+    def kept(c: frozenset[str]) -> tuple[int, int]:
+        return sum(c <= set(g) for g in groups.values()) * len(c), len(c)
+
+    best = max(sorted(candidates, key=sorted), key=kept)
+    return tuple(b for b in order if b in best)
 
 
 def make_raster_dataset(source: ModalitySource, crs: CRS, res: float | None = None):

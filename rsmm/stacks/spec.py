@@ -8,8 +8,8 @@ from a small YAML file (:func:`load_spec`) or from command-line folders
 (:func:`spec_from_dirs`)::
 
     crs: EPSG:32618            # optional; default: the CRS of the S2 files
-    chip_size: 640m            # or 64px (pixels of the first modality)
-    stride: 640m
+    chip_size: 600m            # or 60px (pixels of S2, else of the first modality)
+    stride: 600m
     max_days: 10               # optional: intersect acquisitions in time
     modalities:
       s2: {root: s2/, sensor: s2, bands: [B02, B03, B04, B08], units: reflectance_x1e4}
@@ -17,7 +17,7 @@ from a small YAML file (:func:`load_spec`) or from command-line folders
       naip: {root: naip/}
     labels: {path: labels.gpkg, column: class, layer: fields}
     split: [0.7, 0.15, 0.15]
-    block_size: 2560m
+    block_size: 2400m
     max_nodata: 0.1
     cloud: {root: s2_scl/, kind: scl}
     max_cloud: 0.3
@@ -164,7 +164,7 @@ class StackSpec:
     """Everything ``rsmm manifest build`` needs (see the module docstring)."""
 
     modalities: dict[str, ModalitySpec]
-    chip_size: tuple[float, str] = (640.0, "m")
+    chip_size: tuple[float, str] = (600.0, "m")
     stride: tuple[float, str] | None = None
     crs: str | None = None
     max_days: float | None = None
@@ -250,7 +250,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec
     try:
         return StackSpec(
             modalities=mods,
-            chip_size=parse_length(data.get("chip_size", "640m"), "chip_size"),
+            chip_size=parse_length(data.get("chip_size", "600m"), "chip_size"),
             stride=_length(data.get("stride"), "stride"),
             crs=data.get("crs"),
             max_days=data.get("max_days"),

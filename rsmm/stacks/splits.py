@@ -3,9 +3,10 @@
 Chips are grouped into square blocks (``block_size`` metres, on a grid anchored at
 the chip grid's origin; a chip belongs to the block holding its centre). Blocks are
 shuffled with the seed and dealt, in that order, to the split furthest below its
-target number of chips. Then every chip that intersects or touches a chip of another
-split is dropped (a guard band), from the split with the larger target fraction, so
-that no train chip touches a test chip.
+target number of chips. Then every chip that intersects, touches or comes within a
+small tolerance of a chip of another split is dropped (a guard band), from the split
+with the larger target fraction, so that no train chip touches a test chip, even where
+chip edges computed in floating point miss each other by a rounding error.
 """
 
 from __future__ import annotations
@@ -54,22 +55,27 @@ def assign_blocks(blocks: np.ndarray, fractions: Sequence[float], seed: int = 0)
     return np.array([SPLITS[split_of_block[b]] for b in blocks], dtype=object)
 
 
-def guard_band(geometries, splits: np.ndarray, fractions: Sequence[float]) -> np.ndarray:
+def guard_band(
+    geometries, splits: np.ndarray, fractions: Sequence[float], tolerance: float = 0.0
+) -> np.ndarray:
     """Mask of chips to drop so that chips of different splits neither overlap nor touch.
 
-    Of two intersecting chips in different splits, the one in the split with the
-    larger target fraction is dropped (ties: the earlier split in train, val, test).
+    Of two chips in different splits at most ``tolerance`` apart (intersecting or
+    touching at 0), the one in the split with the larger target fraction is dropped
+    (ties: the earlier split in train, val, test).
 
     Args:
         geometries: shapely polygons (array-like) of the chips.
         splits: split name per chip.
         fractions: the target fractions of train, val, test.
+        tolerance: distance (CRS units) under which two chips count as touching; a
+            millionth of the chip size absorbs floating-point gaps between neighbours.
     """
     import shapely
 
     geoms = np.asarray(geometries)
     tree = shapely.STRtree(geoms)
-    a, b = tree.query(geoms, predicate="intersects")
+    a, b = tree.query(geoms, predicate="dwithin", distance=tolerance)
     rank = {s: (-f, i) for i, (s, f) in enumerate(zip(SPLITS, fractions))}
     drop = np.zeros(len(geoms), dtype=bool)
     for i, j in zip(a, b):
