@@ -83,27 +83,40 @@ def _check_configs(args: Sequence[str]) -> None:
 
 
 def build_cli(command: str, args: list[str], run_dir: str | None = None) -> Any:
-    """The LightningCLI of a training command, instantiated but not run."""
+    """The LightningCLI of a training command, instantiated but not run.
+
+    Runs go to ``trainer.default_root_dir`` (default ``runs/<command>``), one
+    ``version_N`` folder each with CSV and TensorBoard logs, checkpoints and the resolved
+    ``config.yaml``. The loggers are made after parsing (so an overridden root is
+    honoured) and are left out of the saved config, which therefore runs again as it is
+    (``rsmm <command> --config <run>/config.yaml``) into a new version folder.
+    """
     import warnings
 
+    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     from rsmm.datamodules.base import MultiModalDataModule
+
+    class RunCLI(LightningCLI):
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            trainer = self._get(self.config_init, "trainer", default={})
+            if trainer.get("logger") is None:  # not chosen by the user
+                root = trainer.get("default_root_dir") or default_root
+                csv = CSVLogger(root, name="")
+                kwargs["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version)]
+            return super().instantiate_trainer(**kwargs)
 
     # rsmm parses its own argv and hands the rest over, which is what args= is for
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     task = _task_class(command)
-    root = run_dir or f"runs/{command}"
-    from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-
-    csv = CSVLogger(root, name="")
+    default_root = run_dir or f"runs/{command}"
     trainer_defaults = {
-        "default_root_dir": root,
-        "logger": [csv, TensorBoardLogger(root, name="", version=csv.version)],
+        "default_root_dir": default_root,
         "callbacks": [ModelCheckpoint(save_last=True)],
     }
-    return LightningCLI(
+    return RunCLI(
         model_class=task,
         datamodule_class=MultiModalDataModule,
         subclass_mode_data=True,
@@ -137,30 +150,66 @@ def _help(command: str) -> str:
     }[command]
 
 
+def _check_checkpoint(path: str) -> None:
+    """A readable rsmm checkpoint, or one line naming the file."""
+    from rsmm.export import read_checkpoint
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    read_checkpoint(path)  # ExportError (a ValueError) naming the file when unreadable
+
+
+def _is_state_dict_mismatch(err: BaseException) -> bool:
+    return isinstance(err, RuntimeError) and "Error(s) in loading state_dict" in str(err)
+
+
+def _discard_failed_run(log_dir: str | None, existed: bool) -> None:
+    """Remove the run folder a failed command created, unless it holds a checkpoint."""
+    import shutil
+
+    if log_dir is None or existed or not Path(log_dir).is_dir():
+        return
+    if not any(Path(log_dir).rglob("*.ckpt")):
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
 def run_training(command: str, args: list[str]) -> dict[str, float]:
     """Run one of the training commands; returns the final logged metrics."""
     args = list(args)
     ckpt = _pop_option(args, "--ckpt_path")
     _check_configs(args)
+    asks_help = any(a in ("-h", "--help") for a in args)
     if command == "linear-probe":
         args += ["--model.freeze_backbone", "true"]
-    if command == "test" and ckpt is None:
+    if command == "test" and ckpt is None and not asks_help:
         raise ValueError("rsmm test needs --ckpt_path <checkpoint>")
-    if ckpt is not None and not Path(ckpt).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
+    if ckpt is not None:
+        _check_checkpoint(ckpt)
     cli = build_cli(command, args)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
-    if command == "test":
-        trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
-    else:
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
-        if command != "pretrain" and dm.has_test_split():
-            trainer.test(
-                model,
-                datamodule=dm,
-                ckpt_path="last" if trainer.checkpoint_callback else None,
-                weights_only=True,
-            )
+    log_dir = trainer.log_dir
+    existed = log_dir is not None and Path(log_dir).exists()
+    try:
+        if command == "test":
+            trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+        else:
+            trainer.fit(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+            if command != "pretrain" and dm.has_test_split():
+                trainer.test(
+                    model,
+                    datamodule=dm,
+                    ckpt_path="last" if trainer.checkpoint_callback else None,
+                    weights_only=True,
+                )
+    except (*USER_ERRORS, RuntimeError) as err:
+        _discard_failed_run(log_dir, existed)
+        if _is_state_dict_mismatch(err):
+            detail = " ".join(str(err).split())
+            raise ValueError(
+                f"checkpoint {ckpt} does not fit this model (another task, backbone or "
+                f"modality set?): {detail[:300]}"
+            ) from None
+        raise
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     print(f"run directory: {trainer.log_dir}")
     if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.last_model_path:

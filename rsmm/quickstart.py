@@ -4,10 +4,10 @@ Writes a small co-registered scene the way real downloads arrive
 (:func:`rsmm.stacks.scene.generate_scene`: Sentinel-1 VV/VH in dB in Web Mercator,
 Sentinel-2 reflectance tiles in UTM, NAIP in a state plane, land-cover labels), builds
 its chip manifest exactly as ``rsmm manifest build`` does, pre-trains one encoder per
-modality with multimodal NT-Xent, fine-tunes a linear probe on 10 % of the labelled
-training chips from the pre-trained encoders and from random ones, exports the
-encoders, and prints a comparison table with the paths of the outputs (a PNG report
-among them).
+modality with multimodal NT-Xent, fine-tunes on 10 % of the labelled training chips
+(the whole network, and a linear probe on frozen encoders) from the pre-trained
+encoders and from random ones, exports the encoders, and prints a comparison table with
+the paths of the outputs (a PNG report among them).
 """
 
 from __future__ import annotations
@@ -33,8 +33,16 @@ from rsmm.tasks import FinetuneTask, PretrainTask
 
 MODALITIES = ("s1", "s2", "naip")
 
-#: (scene side m, chip stride m, pre-training epochs, probe epochs) per mode
+#: (scene side m, chip stride m, pre-training epochs, fine-tuning epochs) per mode
 SETTINGS = {"fast": (1600.0, 80.0, 1, 2), "full": (2560.0, 40.0, 6, 30)}
+
+#: the downstream protocols: (name, FinetuneTask options); both start from random and
+#: from pre-trained encoders
+PROTOCOLS = (
+    ("fine-tuned", {"freeze_backbone": False, "lr": 3e-3, "backbone_lr": 1e-3}),
+    ("linear probe", {"freeze_backbone": True, "lr": 1e-2}),
+)
+INITS = ("random init", "rsmm pre-trained")
 
 
 def _trainer(out: Path, epochs: int) -> Trainer:
@@ -80,8 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="rsmm quickstart",
         description="Generate a co-registered S1/S2/NAIP GeoTIFF scene, build its chip "
-        "manifest, pre-train one encoder per modality, fine-tune a linear probe on 10%% of "
-        "the labels, compare with random initialisation, export the encoders and write a "
+        "manifest, pre-train one encoder per modality, fine-tune (and linear-probe) on 10%% "
+        "of the labels, compare with random initialisation, export the encoders and write a "
         "PNG report. The output folder's scene/, chips.* and run folders are replaced.",
     )
     p.add_argument("--out", default="rsmm-quickstart", help="output directory")
@@ -90,7 +98,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    for run in ("pretrain", "random_init", "rsmm_pre-trained"):
+    runs = [f"{n}, {p}".replace(" ", "_").replace(",", "") for p, _ in PROTOCOLS for n in INITS]
+    for run in ("pretrain", "random_init", "rsmm_pre-trained", *runs):
         shutil.rmtree(out / run, ignore_errors=True)
     warnings.filterwarnings("ignore", message=".*estimated them.*")
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -113,27 +122,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     knn = tr.callback_metrics.get("val/knn_acc")
 
     results, confusions, embeddings = {}, {}, {}
-    for name, init in (("random init", None), ("rsmm pre-trained", str(ckpt))):
-        step = 3 if init is None else 4
-        print(f"[{step}/5] linear probe on 10% of the labelled chips from {name} ...")
-        seed_everything(a.seed + 1, verbose=False)
-        dmf = CoRegisteredStackDataModule(**common, label_fraction=0.1, seed=a.seed)
-        ft = FinetuneTask(backbone="tiny_cnn", pretrained=init, freeze_backbone=True, lr=1e-2)
-        trf = _trainer(out / name.replace(" ", "_"), ft_ep)
-        trf.fit(ft, dmf)
-        res = trf.test(ft, dmf, verbose=False)[0]
-        results[name] = res
-        confusions[name] = read_confusion(Path(trf.log_dir) / "confusion.csv")
-        feats, labels = embed_test_split(ft, dmf)
-        embeddings[name] = (pca_2d(feats), labels)
+    dmf = None
+    for protocol, options in PROTOCOLS:
+        for name in INITS:
+            init = None if name == "random init" else str(ckpt)
+            step = 3 if protocol == "fine-tuned" else 4
+            print(f"[{step}/5] {protocol} on 10% of the labelled chips from {name} ...")
+            seed_everything(a.seed + 1, verbose=False)
+            dmf = CoRegisteredStackDataModule(**common, label_fraction=0.1, seed=a.seed)
+            ft = FinetuneTask(backbone="tiny_cnn", pretrained=init, **options)
+            key = f"{name}, {protocol}"
+            trf = _trainer(out / key.replace(" ", "_").replace(",", ""), ft_ep)
+            trf.fit(ft, dmf)
+            results[key] = trf.test(ft, dmf, verbose=False)[0]
+            if protocol == "fine-tuned":
+                confusions[key] = read_confusion(Path(trf.log_dir) / "confusion.csv")
+            else:  # the frozen encoders' own features
+                feats, labels = embed_test_split(ft, dmf)
+                embeddings[name] = (pca_2d(feats), labels)
     print("[5/5] exporting the encoders and writing the report ...")
-    export = export_encoders(ckpt, out / "encoders", overwrite=True, format="torchgeo")
+    card_metrics = {
+        f"{key} (10% labels), test {m}": float(r[f"test/{m}"])
+        for key, r in results.items()
+        for m in ("OA", "kappa")
+    }
+    if knn is not None:
+        card_metrics["k-NN accuracy of the pre-trained features, validation"] = float(knn)
+    export = export_encoders(
+        ckpt, out / "encoders", overwrite=True, format="torchgeo", metrics=card_metrics
+    )
 
     print()
-    print("| initialisation | OA | AA | kappa |")
-    print("| --- | --- | --- | --- |")
-    for name, r in results.items():
-        print(f"| {name} | {r['test/OA']:.3f} | {r['test/AA']:.3f} | {r['test/kappa']:.3f} |")
+    print("| initialisation | protocol | OA | AA | kappa |")
+    print("| --- | --- | --- | --- | --- |")
+    for key, r in results.items():
+        name, protocol = key.split(", ")
+        print(
+            f"| {name} | {protocol} | {r['test/OA']:.3f} | {r['test/AA']:.3f} "
+            f"| {r['test/kappa']:.3f} |"
+        )
     if knn is not None:
         print(
             f"\nk-NN accuracy of the pre-trained features on the validation split: {float(knn):.3f}"
@@ -144,11 +171,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         confusions=confusions,
         embeddings=embeddings,
         classes=dmf.classes,
-        title="rsmm quickstart: S1 + S2 + NAIP, linear probe on 10% of the labelled chips",
+        title="rsmm quickstart: S1 + S2 + NAIP, 10% of the labelled chips (confusion: "
+        "fine-tuned; embeddings: frozen encoders)",
     )
     print(f"\nmanifest:   {manifest}\nchip map:   {out / 'chips.png'}")
     print(f"checkpoint: {ckpt}\nencoders:   {export}\nreport:     {report}")
-    gain = results["rsmm pre-trained"]["test/OA"] - results["random init"]["test/OA"]
-    print(f"\npre-training gain in overall accuracy: {gain:+.3f}")
+    for protocol, _ in PROTOCOLS:
+        gain = (
+            results[f"rsmm pre-trained, {protocol}"]["test/OA"]
+            - results[f"random init, {protocol}"]["test/OA"]
+        )
+        print(f"pre-training gain in overall accuracy, {protocol}: {gain:+.3f}")
     torch.save({k: dict(v) for k, v in results.items()}, out / "results.pt")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -82,7 +83,7 @@ def test_export_then_load_encoder_is_bit_exact(runs: Path, tmp_path: Path) -> No
     assert set(meta["modalities"]) == {"s1", "s2"}
     s2 = meta["modalities"]["s2"]
     assert s2["in_chans"] == 13 and s2["bands"][0] == "B01" and len(s2["mean"]) == 13
-    assert s2["gsd"][:2] == [60.0, 10.0]
+    assert s2["native_gsd"][:2] == [60.0, 10.0] and s2["gsd"] == 10.0
     assert (out / "MODEL_CARD.md").read_text().startswith("# rsmm encoders")
 
     from rsmm.tasks import PretrainTask
@@ -158,6 +159,52 @@ def test_user_errors_one_line_nonzero(
     assert "different modality set" in capsys.readouterr().err
     assert main(["test", "--config", str(CONFIGS / "finetune.yaml")]) == 2
     assert "--ckpt_path" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("version_*"))  # the failed run left no run folder behind
+
+
+def test_test_command_errors_are_one_line_and_leave_no_run(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pre = runs / "runs/pretrain/version_0/checkpoints/last.ckpt"
+    bad = tmp_path / "bad.ckpt"
+    bad.write_bytes(b"not a checkpoint")
+    finetune = str(CONFIGS / "finetune.yaml")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        # a corrupt checkpoint
+        assert main(["test", "--config", finetune, *TINY, "--ckpt_path", str(bad)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "cannot read checkpoint" in err and "bad.ckpt" in err
+        # a checkpoint of another task (pre-training) given to the fine-tuning test
+        assert main(["test", "--config", finetune, *TINY, "--ckpt_path", str(pre)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "does not fit this model" in err
+        # a corrupt pre-trained checkpoint, found while fitting
+        code = main(["finetune", "--config", finetune, *TINY, "--model.pretrained", str(bad)])
+        assert code == 2 and "bad.ckpt" in capsys.readouterr().err
+    assert not list(tmp_path.rglob("version_*"))
+    # help does not need a checkpoint
+    with pytest.raises(SystemExit) as exc:
+        main(["test", "--help"])
+    assert exc.value.code == 0 and "--ckpt_path" in capsys.readouterr().out
+
+
+def test_saved_config_runs_again_and_the_root_dir_is_honoured(
+    runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    saved = runs / "runs/pretrain/version_0/config.yaml"
+    text = saved.read_text()
+    assert "Unable to serialize" not in text
+    root = tmp_path / "elsewhere"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert (
+            main(["pretrain", "--config", str(saved), "--trainer.default_root_dir", str(root)]) == 0
+        )
+    run = root / "version_0"
+    assert (run / "checkpoints/last.ckpt").is_file() and (run / "metrics.csv").is_file()
+    assert list(run.glob("events.out.tfevents.*"))  # CSV and TensorBoard share the folder
+    assert not (tmp_path / "runs").exists()
 
 
 def test_help_and_unknown_command(capsys: pytest.CaptureFixture) -> None:
@@ -180,8 +227,12 @@ def test_help_and_unknown_command(capsys: pytest.CaptureFixture) -> None:
 def test_quickstart_fast(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["quickstart", "--fast", "--out", str(tmp_path / "qs")]) == 0
     out = capsys.readouterr().out
-    assert "| rsmm pre-trained |" in out and "| random init |" in out
+    for init in ("random init", "rsmm pre-trained"):
+        for protocol in ("fine-tuned", "linear probe"):
+            assert re.search(rf"\| {init} \| {protocol} \| [0-9.]+ \| [0-9.]+ \| -?[0-9.]+ \|", out)
     assert (tmp_path / "qs" / "encoders" / "rsmm-encoders.json").is_file()
+    card = (tmp_path / "qs" / "encoders" / "MODEL_CARD.md").read_text()
+    assert "## Metrics" in card and "rsmm pre-trained, fine-tuned (10% labels), test OA" in card
     report = tmp_path / "qs" / "report.png"
     assert f"report:     {report}" in out and report.read_bytes()[:4] == b"\x89PNG"
 

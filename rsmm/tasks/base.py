@@ -21,7 +21,10 @@ from rsmm.models.multimodal import MultiModalEncoder
 
 
 def data_info_from(datamodule: Any) -> dict[str, Any]:
-    """What a task records about its data: bands, statistics, sensors, units, classes."""
+    """What a task records about its data: bands, statistics, sensors, units, classes,
+    and the pixel size (m) each modality was trained at (``None`` where unknown)."""
+    from rsmm.export import training_gsd
+
     stats = datamodule.stats
     return {
         "dataset": type(datamodule.reference_dataset).__name__,
@@ -31,6 +34,7 @@ def data_info_from(datamodule: Any) -> dict[str, Any]:
         "sensors": dict(datamodule.sensors),
         "units": dict(datamodule.units),
         "classes": list(datamodule.classes),
+        "gsd": training_gsd(datamodule.reference_dataset),
     }
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from rsmm.losses.classification import (
     supcon_mixture,
 )
 from rsmm.losses.contrastive import mm_supcon
-from rsmm.models.multimodal import MultiModalEncoder
+from rsmm.models.multimodal import MultiModalEncoder, per_modality
 from rsmm.tasks.base import MultiModalTask
 from rsmm.tasks.metrics import classification_metrics, save_confusion, summarise
 
@@ -36,25 +37,48 @@ class CheckpointError(ValueError):
     """A pre-trained checkpoint cannot be used for this fine-tuning."""
 
 
-def load_pretrained_encoder(path: str | Path, modalities: list[str]) -> dict[str, Tensor]:
-    """Encoder tensors of ``modalities`` from an rsmm checkpoint or export directory.
+@dataclass(frozen=True)
+class PretrainedEncoders:
+    """Encoder tensors of a pre-training checkpoint or export, and what they were trained on.
 
-    Returns a state dict with keys relative to :class:`MultiModalEncoder`
-    (``backbones.<m>.*`` and, from checkpoints, ``projectors.<m>.*``).
+    Attributes:
+        path: the checkpoint file or export directory.
+        state_dict: tensors keyed relative to :class:`MultiModalEncoder`
+            (``backbones.<m>.*`` and, from checkpoints, ``projectors.<m>.*``).
+        architectures: ``{modality: timm architecture}`` (``None`` when not recorded).
+        bands: ``{modality: band names in the order trained on}`` (``None`` when not
+            recorded).
     """
-    path = Path(path)
-    if path.is_dir():
-        from rsmm.export import read_export
 
-        _, tensors = read_export(path, modalities)
-        return {f"backbones.{m}.{k}": v for m, sd in tensors.items() for k, v in sd.items()}
-    if not path.is_file():
-        raise CheckpointError(f"pre-trained checkpoint not found: {path}")
+    path: Path
+    state_dict: dict[str, Tensor]
+    architectures: dict[str, str | None]
+    bands: dict[str, list[str] | None]
+
+
+def read_pretrained(path: str | Path, modalities: list[str]) -> PretrainedEncoders:
+    """The encoders of ``modalities`` from an rsmm checkpoint or export directory.
+
+    Raises:
+        CheckpointError: for a missing or unreadable file, or one without an encoder for
+            some of ``modalities`` (pre-trained on a different modality set).
+    """
+    from rsmm.export import ExportError, read_checkpoint, read_export
+
+    path = Path(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-        sd = ckpt["state_dict"]
-    except Exception as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+        if path.is_dir():
+            meta, tensors = read_export(path, modalities)
+            entries = {m: meta["modalities"][m] for m in modalities}
+            return PretrainedEncoders(
+                path,
+                {f"backbones.{m}.{k}": v for m, sd in tensors.items() for k, v in sd.items()},
+                {m: e.get("architecture") for m, e in entries.items()},
+                {m: e.get("bands") for m, e in entries.items()},
+            )
+        hp, sd = read_checkpoint(path)
+    except ExportError as err:
+        raise CheckpointError(f"pre-trained weights: {err}") from err
     have = sorted({k.split(".")[2] for k in sd if k.startswith("encoder.backbones.")})
     missing = [m for m in modalities if m not in have]
     if missing:
@@ -71,7 +95,67 @@ def load_pretrained_encoder(path: str | Path, modalities: list[str]) -> dict[str
             and parts[2] in modalities
         ):
             out[".".join(parts[1:])] = v
-    return out
+    archs = per_modality(hp.get("backbone"), list(hp["in_channels"]), "backbone")
+    bands = (hp.get("data_info") or {}).get("bands") or {}
+    return PretrainedEncoders(
+        path, out, {m: archs.get(m) for m in modalities}, {m: bands.get(m) for m in modalities}
+    )
+
+
+def load_pretrained_encoder(path: str | Path, modalities: list[str]) -> dict[str, Tensor]:
+    """Encoder tensors of ``modalities`` from an rsmm checkpoint or export directory.
+
+    Returns a state dict with keys relative to :class:`MultiModalEncoder`
+    (``backbones.<m>.*`` and, from checkpoints, ``projectors.<m>.*``).
+    """
+    return read_pretrained(path, modalities).state_dict
+
+
+def check_pretrained(
+    pre: PretrainedEncoders,
+    encoder: MultiModalEncoder,
+    bands: Mapping[str, list[str]] | None = None,
+) -> None:
+    """Check that pre-trained backbones fit ``encoder`` exactly, and were trained on the
+    bands the model reads, in the same order.
+
+    Every ``backbones.<m>.*`` tensor the encoder has must be in ``pre`` with the same
+    shape, and ``pre`` may have no other backbone tensor for a loaded modality (heads
+    and projectors may differ). Band lists unknown on either side are not compared.
+
+    Raises:
+        CheckpointError: naming ``pre.path``, the architectures and the mismatch.
+    """
+    from rsmm.export import ExportError, check_bands
+
+    own = encoder.state_dict()
+    for m in pre.architectures:
+        prefix = f"backbones.{m}."
+        ours = {k for k in own if k.startswith(prefix)}
+        theirs = {k for k in pre.state_dict if k.startswith(prefix)}
+        missing, unexpected = sorted(ours - theirs), sorted(theirs - ours)
+        shapes = [
+            f"{k[len(prefix) :]} {tuple(pre.state_dict[k].shape)} vs {tuple(own[k].shape)}"
+            for k in sorted(ours & theirs)
+            if pre.state_dict[k].shape != own[k].shape
+        ]
+        if missing or unexpected or shapes:
+            problems = [
+                f"{len(keys)} {what} (e.g. {', '.join(k[len(prefix) :] for k in keys[:3])})"
+                for what, keys in (("missing tensors", missing), ("unexpected tensors", unexpected))
+                if keys
+            ]
+            if shapes:
+                problems.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])})")
+            raise CheckpointError(
+                f"{pre.path}: its {m} backbone ({pre.architectures[m] or 'unknown architecture'})"
+                f" does not fit this model's ({encoder.archs[m]}, {encoder.in_channels[m]} bands):"
+                f" {', '.join(problems)}"
+            )
+        try:
+            check_bands(pre.path, m, pre.bands.get(m), (bands or {}).get(m))
+        except ExportError as err:
+            raise CheckpointError(str(err)) from err
 
 
 class FinetuneTask(MultiModalTask):
@@ -187,7 +271,9 @@ class FinetuneTask(MultiModalTask):
             hidden_dim=hp.hidden_dim,
         )
         if hp.pretrained:
-            sd = load_pretrained_encoder(hp.pretrained, list(self.modalities))
+            pre = read_pretrained(hp.pretrained, list(self.modalities))
+            check_pretrained(pre, self.encoder, (hp.data_info or {}).get("bands"))
+            sd = pre.state_dict
             own = self.encoder.state_dict()
             proj = [k for k in sd if k.startswith("projectors.")]
             if hp.alpha <= 0 or any(k not in own or own[k].shape != sd[k].shape for k in proj):
