@@ -13,6 +13,7 @@ line ``rsmm: error: ...`` and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +38,8 @@ commands:
   benchmark     side-by-side performance tables against peers
   grid          a results grid (pre-training x protocols x seeds) -> one mean ± std table
 
-`rsmm <command> --help` explains each command's options."""
+`rsmm <command> --help` explains each command's options. Errors a user can cause are one
+line; set RSMM_DEBUG=1 to see the full traceback instead."""
 
 TRAIN_COMMANDS = ("pretrain", "finetune", "linear-probe", "test")
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -485,6 +487,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rsmm: error: unknown command {command!r}; see `rsmm --help`", file=sys.stderr)
         return 2
     except USER_ERRORS as err:
+        if os.environ.get("RSMM_DEBUG"):  # the full traceback, for bug reports
+            raise
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         hint = f" (see `rsmm {command} --help`)" if isinstance(err, argparse.ArgumentError) else ""
         line = " ".join(str(msg).split())  # jsonargparse's messages span lines

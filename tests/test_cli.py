@@ -162,6 +162,16 @@ def test_user_errors_one_line_nonzero(
     assert not list(tmp_path.rglob("version_*"))  # the failed run left no run folder behind
 
 
+def test_rsmm_debug_shows_the_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    args = ["export", str(tmp_path / "none.ckpt"), str(tmp_path / "out")]
+    assert main(args) == 2 and "checkpoint not found" in capsys.readouterr().err
+    monkeypatch.setenv("RSMM_DEBUG", "1")
+    with pytest.raises(ValueError, match="checkpoint not found"):
+        main(args)
+
+
 def test_test_command_errors_are_one_line_and_leave_no_run(
     runs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

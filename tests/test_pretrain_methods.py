@@ -106,3 +106,19 @@ def test_dense_loss_is_global_plus_dense() -> None:
     assert total.item() == pytest.approx((0.75 * glob + 0.25 * dense).item(), rel=1e-6)
     with pytest.raises(ValueError, match="dense: unknown"):
         PretrainTask(dense="nearest")
+
+
+@pytest.mark.parametrize(
+    ("loss", "options", "message"),
+    [
+        ("ntxent", {"tau": 0.1}, r"loss 'ntxent' takes no options"),
+        ("supcon", {"alpha": 0.5}, r"loss 'supcon' takes no options"),
+        ("ot_sample", {"epsilon": 0.1}, r"\['epsilon'\] are not options of loss 'ot_sample'"),
+        ("sw_ssl", {"sliced": "linear"}, r"\['sliced'\] are not options of loss 'sw_ssl'"),
+    ],
+)
+def test_unknown_loss_options_fail_when_configured(loss: str, options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PretrainTask(loss=loss, loss_kwargs=options)
+    if loss == "ot_sample":  # a known option passes
+        PretrainTask(loss=loss, loss_kwargs={"eps": 0.1, "n_iters": 5})

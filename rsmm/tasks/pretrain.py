@@ -59,6 +59,26 @@ def pairwise_losses() -> dict[str, Callable[..., Tensor]]:
     }
 
 
+def _check_pairwise_options(loss: str, options: dict[str, Any] | None) -> None:
+    """Unknown ``loss_kwargs`` of a pairwise objective fail when the task is configured
+    (not at the first training step)."""
+    import inspect
+
+    from rsmm.losses import ot
+
+    fn = ot.ssw_ssl if loss == "sw_ssl" else pairwise_losses()[loss]
+    params = list(inspect.signature(fn).parameters.values())[2:]  # after zA, zB
+    if any(q.kind is q.VAR_KEYWORD for q in params):
+        return
+    allowed = [q.name for q in params if q.name != "sliced" or loss != "sw_ssl"]
+    unknown = sorted(set(options or {}) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"loss_kwargs: {unknown} are not options of loss {loss!r} "
+            f"(it takes {', '.join(allowed) or 'none'})"
+        )
+
+
 PAIRWISE = (
     "ot_sample", "ot_feature", "coot", "ssw_ssl", "sw_ssl", "align_uniform",
     "infonce_alignment", "gca_ince", "gca_rince", "gca_uot",
@@ -187,6 +207,13 @@ class PretrainTask(MultiModalTask):
         known = CONTRASTIVE + PAIRWISE + SSL_METHODS
         if loss not in known:
             raise ValueError(f"loss: unknown {loss!r}; choose one of {', '.join(known)}")
+        if loss in CONTRASTIVE and loss_kwargs:
+            raise ValueError(
+                f"loss_kwargs: loss {loss!r} takes no options (its temperature is "
+                f"`temperature`), got {sorted(loss_kwargs)}"
+            )
+        if loss in PAIRWISE:
+            _check_pairwise_options(loss, loss_kwargs)
         if loss in SSL_METHODS:
             check_options(loss, loss_kwargs)
             if dense is not None:
