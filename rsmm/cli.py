@@ -265,7 +265,20 @@ def _add_build_parser(sub: Any) -> None:
     b.add_argument("--spec", help="stack YAML (see rsmm.stacks.spec); flags override it")
     for m, what in (("s1", "Sentinel-1"), ("s2", "Sentinel-2"), ("naip", "NAIP")):
         b.add_argument(f"--{m}", metavar="DIR", help=f"folder of {what} GeoTIFFs")
-        b.add_argument(f"--{m}-bands", metavar="B1,B2", help=f"{what} band names in file order")
+        b.add_argument(
+            f"--{m}-bands",
+            metavar="B1,B2",
+            help=f"{what} band names in file order, - for a band not to read "
+            "(e.g. --s1-bands VV,VH,- for a VV, VH, angle export)",
+        )
+    b.add_argument(
+        "--optional",
+        action="append",
+        metavar="MODALITY",
+        help="a modality that need not cover every chip (e.g. naip; repeatable or comma "
+        "separated): chips cover the other modalities' overlap, and a 'modalities' column "
+        "says which cover each chip",
+    )
     b.add_argument("--s1-units", choices=("db", "linear"), help="Sentinel-1 values (default db)")
     b.add_argument("--naip-gsd", type=float, help="NAIP target GSD in m (default: the files')")
     b.add_argument(
@@ -303,6 +316,7 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
         LabelSpec,
         ModalitySpec,
         StackSpec,
+        check_optional,
         load_spec,
         parse_fractions,
         parse_length,
@@ -325,6 +339,8 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
             mods[m] = replace(mods[m], **kw)
     if not mods:
         raise ValueError("give the modality folders (--s1/--s2/--naip) or --spec stack.yaml")
+    for m in check_optional(a.optional or (), mods, "--optional"):
+        mods[m] = replace(mods[m], required=False)
     fields: dict[str, Any] = {"modalities": mods}
     if a.chip_size:
         fields["chip_size"] = parse_length(a.chip_size, "--chip-size")

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch.utils.data import DataLoader, Dataset
 
 from rsmm.datamodules.base import MultiModalDataModule
-from rsmm.datasets.stacks import CoRegisteredStack
+from rsmm.datasets.base import MultiModalDataset
+from rsmm.datasets.stacks import CoRegisteredStack, NoCoveredChipsError
 
 
 class CoRegisteredStackDataModule(MultiModalDataModule):
@@ -18,7 +20,10 @@ class CoRegisteredStackDataModule(MultiModalDataModule):
     by ``rsmm manifest build``); ``label_fraction`` draws a stratified, seeded subset
     of the labelled train chips; augmentation runs on the device like every rsmm
     datamodule. A split with no chip in the manifest is left out (pre-training can run
-    on train alone).
+    on train alone). With optional modalities in the manifest, every split keeps only
+    the chips covered by all the requested ``modalities`` (the dataset warns how many);
+    a val or test split left with none is left out with a warning, an empty train split
+    is an error.
 
     Args:
         root: the chip manifest (``chips.parquet``).
@@ -51,9 +56,20 @@ class CoRegisteredStackDataModule(MultiModalDataModule):
             return []
         return super().val_dataloader()
 
+    def make_dataset(self, split: str, **kwargs: Any) -> MultiModalDataset | None:
+        """The split's dataset; ``None`` for a val/test split that no chip of which is
+        covered by every requested modality (left out, with a warning)."""
+        try:
+            return super().make_dataset(split, **kwargs)
+        except NoCoveredChipsError as err:
+            if split == "train":
+                raise
+            warnings.warn(f"the {split} split is left out: {err}", UserWarning, stacklevel=2)
+            return None
+
     def _build_splits(self, stage: str | None) -> dict[str, Dataset]:
         out = {}
         for key, ds in super()._build_splits(stage).items():
-            if len(ds) > 0 or key == "train":
+            if ds is not None and (len(ds) > 0 or key == "train"):
                 out[key] = ds
         return out

@@ -5,11 +5,16 @@
 reads the chip's bounds from every modality's files at the modality's own GSD (a
 600 m chip is 60 x 60 Sentinel pixels and 1000 x 1000 0.6 m NAIP pixels), in the
 manifest's CRS, with windowed reads through cached file handles.
+
+A manifest may have optional modalities (NAIP over part of the area): the dataset
+keeps only the chips covered by every modality it returns, so a batch never lacks
+one, and warns how many chips that leaves.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,10 @@ from rsmm.stacks.spec import parse_length, spec_from_dirs
 from rsmm.stacks.splits import SPLITS
 
 
+class NoCoveredChipsError(ValueError):
+    """None of a split's chips is covered by every requested modality."""
+
+
 class CoRegisteredStack(MultiModalDataset):
     """A user stack's chips as rsmm samples.
 
@@ -38,7 +47,9 @@ class CoRegisteredStack(MultiModalDataset):
             :class:`~rsmm.stacks.manifest.ChipManifest`), or ``{modality: folder}`` to
             build one in memory (with ``chip_size`` and ``**build_kwargs``).
         split: ``"train"``, ``"val"``, ``"test"`` or ``None`` for every chip.
-        modalities: modality keys to return (default: all of the manifest).
+        modalities: modality keys to return (default: all of the manifest); only the
+            chips covered by all of them are kept (see the manifest's ``modalities``
+            column; the left-out chips are in :attr:`skipped`).
         bands: optional ``{modality: band names}`` subsets.
         chip_size: with folders, the chip size (``"640m"``, ``"64px"`` of the
             reference modality, Sentinel-2 if present); with a manifest, an optional
@@ -48,6 +59,8 @@ class CoRegisteredStack(MultiModalDataset):
     Raises:
         FileNotFoundError: for a missing manifest.
         ValueError: for an unknown split or modality, or a chip size that differs.
+        NoCoveredChipsError: when the split has chips but none is covered by every
+            requested modality.
     """
 
     def __init__(
@@ -77,8 +90,8 @@ class CoRegisteredStack(MultiModalDataset):
         super().__init__(modalities or chips.modalities, bands)
         rows = chips.chips
         if split is not None:
-            rows = rows[rows["split"] == split]
-        self.chips = rows.reset_index(drop=True)
+            rows = rows[(rows["split"] == split).to_numpy()]
+        self.chips = self._covered(rows, chips).reset_index(drop=True)
         self.crs: str = chips.meta["crs"]
         self.chip_size_m: float = float(chips.meta["chip_size_m"])
         info = chips.meta["modalities"]
@@ -96,7 +109,39 @@ class CoRegisteredStack(MultiModalDataset):
                 "size": int(info[m]["chip_pixels"]),
                 "nodata": info[m].get("nodata"),
                 "resampling": info[m].get("resampling", "nearest"),
+                "indexes": info[m].get("band_indexes"),
             }
+
+    def _covered(self, rows: Any, chips: ChipManifest) -> Any:
+        """The chips of ``rows`` covered by every modality of :attr:`modalities`."""
+        optional = [m for m in self.modalities if m in chips.optional]
+        if not optional or not len(rows):
+            return rows
+        have = [set(str(v).split(",")) for v in rows["modalities"]]
+        keep = np.array([set(optional) <= h for h in have], dtype=bool)
+        for cid, h, k in zip(rows["chip_id"], have, keep):
+            if not k:
+                self._skip(str(cid), "not covered by " + ", ".join(sorted(set(optional) - h)))
+        where = f"{chips.path or 'the chip manifest'}" + (
+            f" (split {self.split})" if self.split else ""
+        )
+        wanted = ", ".join(self.modalities)
+        if not keep.any():
+            counts = ", ".join(f"{m} covers {sum(m in h for h in have)}" for m in optional)
+            raise NoCoveredChipsError(
+                f"none of the {len(rows)} chips of {where} is covered by every requested "
+                f"modality ({wanted}): {counts}; leave {', '.join(optional)} out of "
+                "modalities"
+            )
+        if not keep.all():
+            warnings.warn(
+                f"CoRegisteredStack: {int(keep.sum())} of the {len(rows)} chips of {where} "
+                f"are covered by every requested modality ({wanted}); "
+                f"{self.skipped_summary()}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return rows[keep]
 
     def _load_manifest(self) -> DatasetManifest:
         return self.chip_manifest.dataset_manifest()
@@ -120,7 +165,13 @@ class CoRegisteredStack(MultiModalDataset):
         for m in self.modalities:
             r = self._read[m]
             arr = read_window(
-                r["files"][index], bounds, r["size"], self.crs, r["nodata"], r["resampling"]
+                r["files"][index],
+                bounds,
+                r["size"],
+                self.crs,
+                r["nodata"],
+                r["resampling"],
+                indexes=r["indexes"],
             )
             out[m] = (arr, window_transform(bounds, r["size"]))
         return out

@@ -5,18 +5,22 @@
    and indexed by torchgeo in one common projected CRS in metres (:func:`choose_crs`):
    the spec's, else the CRS of the Sentinel-2 files, else of the first modality, else
    (geographic or distorting CRSs such as Web Mercator) the area's UTM zone.
-2. The common footprint is the intersection of the modalities' footprints; chips of
-   ``chip_size`` metres are laid on a grid with ``stride`` metres, anchored on the
-   Sentinel-2 (reference) pixel grid, and kept where the footprint covers them. Chip
-   size and stride must be whole numbers of pixels at every modality's target GSD
-   (the block size, of reference pixels); chip edges are whole reference pixels.
+2. The common footprint is the intersection of the *required* modalities' footprints;
+   chips of ``chip_size`` metres are laid on a grid with ``stride`` metres, anchored on
+   the pixel grid of the reference modality (Sentinel-2 if required, else the first
+   required one), and kept where the footprint covers them. Chip size and stride must
+   be whole numbers of pixels at every modality's target GSD (the block size, of
+   reference pixels); chip edges are whole reference pixels.
 3. For every chip, one acquisition per modality is chosen (the best covering one; with
    ``max_days``, Sentinel-1/-2 acquisitions at most that many days apart), the chip
-   is read at each modality's GSD, and the chip is dropped if a modality misses more
-   than ``max_nodata`` of its pixels or the cloud fraction exceeds ``max_cloud``
-   (chips outside the cloud layer keep a NaN cloud fraction and are kept).
+   is read at each modality's GSD, and the chip is dropped if a required modality
+   misses more than ``max_nodata`` of its pixels or the cloud fraction exceeds
+   ``max_cloud`` (chips outside the cloud layer keep a NaN cloud fraction and are
+   kept). An optional modality covers the chip when it misses at most ``max_nodata``;
+   the ``modalities`` column lists the modalities covering each chip.
 4. Labels, spatial block splits with a guard band, and per-band statistics of the
-   train chips complete the :class:`~rsmm.stacks.manifest.ChipManifest`.
+   train chips (of an optional modality: the train chips it covers) complete the
+   :class:`~rsmm.stacks.manifest.ChipManifest`.
 """
 
 from __future__ import annotations
@@ -237,27 +241,62 @@ def _acquisitions(index, chip) -> list[tuple[datetime | None, list[str], float]]
     return out
 
 
-def _choose(
-    options: dict[str, list], timed: list[str], max_days: float | None
-) -> dict[str, tuple] | None:
-    """One acquisition per modality; ``None`` when no time-compatible choice exists."""
-    chosen = {k: opts[0] for k, opts in options.items() if opts}
-    if len(chosen) < len(options):
+def _nearest(options: list[tuple], date: datetime, max_days: float) -> tuple | None:
+    """The best covering acquisition of ``options`` at most ``max_days`` from ``date``."""
+    near = [a for a in options if abs((a[0] - date).days) <= max_days]
+    if not near:
         return None
-    if max_days is None or len(timed) < 2:
-        return chosen
-    ref, others = timed[0], timed[1:]
-    for acq in options[ref]:
-        picks = {ref: acq}
-        for k in others:
-            near = [a for a in options[k] if abs((a[0] - acq[0]).days) <= max_days]
-            if not near:
+    return min(near, key=lambda a: (-round(a[2], 6), abs((a[0] - date).days)))
+
+
+def _choose(
+    options: dict[str, list],
+    timed: list[str],
+    max_days: float | None,
+    required: list[str] | None = None,
+) -> dict[str, tuple] | None:
+    """One acquisition per modality; ``None`` when no time-compatible choice exists.
+
+    Args:
+        options: ``{modality: acquisitions}`` from :func:`_acquisitions`, best first.
+        timed: the modalities ``max_days`` applies to (the reference first).
+        max_days: tolerance between timed acquisitions, or ``None``.
+        required: modalities that must be chosen (default: all); an optional one
+            without a (time-compatible) acquisition is left out of the result.
+    """
+    required = list(options) if required is None else required
+    chosen = {k: options[k][0] for k in required if options[k]}
+    if len(chosen) < len(required):
+        return None
+    timed_req = [k for k in timed if k in required]
+    anchor = None
+    if max_days is not None and len(timed_req) >= 2:
+        ref, others = timed_req[0], timed_req[1:]
+        for acq in options[ref]:
+            picks = {ref: acq}
+            for k in others:
+                pick = _nearest(options[k], acq[0], max_days)
+                if pick is None:
+                    break
+                picks[k] = pick
+            else:
+                chosen.update(picks)
+                anchor = acq[0]
                 break
-            picks[k] = min(near, key=lambda a: (-round(a[2], 6), abs((a[0] - acq[0]).days)))
         else:
-            chosen.update(picks)
-            return chosen
-    return None
+            return None
+    elif max_days is not None and timed_req:
+        anchor = chosen[timed_req[0]][0]
+    for k in options:
+        if k in required or not options[k]:
+            continue
+        if anchor is not None and k in timed:
+            pick = _nearest(options[k], anchor, max_days)  # type: ignore[arg-type]
+            if pick is not None:
+                chosen[k] = pick
+        else:
+            chosen[k] = options[k][0]
+    return chosen
 
 
 def _read_paths(source: ModalitySource, paths: list[str]) -> list[list[str]] | list[str]:
@@ -358,16 +397,25 @@ def build_manifest(
     index = {k: _footprints(s, crs) for k, s in sources.items()}
     foot = {k: shapely.union_all(ix.geometry.values) for k, ix in index.items()}
     keys = list(sources)
-    for i, a in enumerate(keys):
-        for b in keys[i + 1 :]:
-            if not foot[a].intersects(foot[b]) or foot[a].intersection(foot[b]).area == 0:
+    required = [k for k in keys if spec.modalities[k].required]
+    optional = [k for k in keys if k not in required]
+    for i, a in enumerate(required):
+        for b in required[i + 1 :]:
+            if not _overlaps(foot[a], foot[b]):
                 raise ValueError(
                     f"the {a} files ({spec.modalities[a].root}) and the {b} files "
                     f"({spec.modalities[b].root}) do not overlap (footprints in {crs_name}: "
                     f"{_fmt(foot[a].bounds)} and {_fmt(foot[b].bounds)})"
                 )
-    common = shapely.intersection_all(list(foot.values()))
-    ref = next((k for k in keys if sources[k].spec.sensor == "s2"), keys[0])
+    common = shapely.intersection_all([foot[k] for k in required])
+    for k in optional:
+        if not _overlaps(foot[k], common):
+            raise ValueError(
+                f"the optional {k} files ({spec.modalities[k].root}) do not overlap the "
+                f"required modalities ({', '.join(required)}) (footprints in {crs_name}: "
+                f"{_fmt(foot[k].bounds)} and {_fmt(common.bounds)})"
+            )
+    ref = next((k for k in required if sources[k].spec.sensor == "s2"), required[0])
     g = sources[ref].gsd
     # the reference modality first: chip, stride and block are counted in its pixels
     gsds = {ref: g, **{k: s.gsd for k, s in sources.items() if k != ref}}
@@ -389,7 +437,7 @@ def build_manifest(
     xmin, ymin, xmax, ymax = common.bounds
     if chip_m > xmax - xmin or chip_m > ymax - ymin:
         raise ValueError(
-            f"chip size {chip_m:g} m is larger than the overlap of the modalities "
+            f"chip size {chip_m:g} m is larger than the overlap of the required modalities "
             f"({xmax - xmin:.0f} m x {ymax - ymin:.0f} m in {crs_name})"
         )
     ax, ay = (0.0, 0.0)
@@ -412,7 +460,7 @@ def build_manifest(
     inside = shapely.covers(common.buffer(1e-6 * chip_m), boxes)
     if not inside.any():
         raise ValueError(
-            f"no chip of {chip_m:g} m fits inside the overlap of the modalities "
+            f"no chip of {chip_m:g} m fits inside the overlap of the required modalities "
             f"({_fmt(common.bounds)} in {crs_name}); use a smaller --chip-size"
         )
     cols, rows, boxes = cols[inside], rows[inside], boxes[inside]
@@ -440,26 +488,43 @@ def build_manifest(
         if progress is not None:
             progress(n_done, len(boxes))
         options = {k: _acquisitions(index[k], chip) for k in keys}
-        chosen = _choose(options, timed, spec.max_days)
+        for k in optional:  # files that only touch the chip do not cover it
+            options[k] = [a for a in options[k] if a[2] > 0]
+        chosen = _choose(options, timed, spec.max_days, required)
         if chosen is None:
-            dropped[f"no {'/'.join(timed)} acquisitions within {spec.max_days:g} days"] += 1
+            timed_req = "/".join(k for k in timed if k in required)
+            dropped[f"no {timed_req} acquisitions within {spec.max_days:g} days"] += 1
             continue
         row: dict[str, Any] = {"chip_id": f"x{c:04d}_y{r:04d}", "geometry": chip}
-        chip_sums, reason = {}, None
+        chip_sums, reason, covered = {}, None, []
         for k in keys:
-            date, paths, _ = chosen[k]
             s = sources[k]
+            row[f"nodata_{k}"], row[f"files_{k}"] = float("nan"), "[]"
+            if s.dated:
+                row[f"date_{k}"] = None
+            if k not in chosen:  # an optional modality with no file over the chip
+                continue
+            date, paths, _ = chosen[k]
             arr = read_window(
-                _read_paths(s, paths), chip.bounds, pixels[k], crs, s.spec.nodata, s.spec.resampling
+                _read_paths(s, paths),
+                chip.bounds,
+                pixels[k],
+                crs,
+                s.spec.nodata,
+                s.spec.resampling,
+                indexes=s.band_indexes,
             )
             bad = np.isnan(arr)
             frac = float(bad.any(0).mean())
             row[f"nodata_{k}"] = frac
+            if frac > spec.max_nodata:
+                if k in required and reason is None:
+                    reason = f"more than {spec.max_nodata:.0%} nodata in {k}"
+                continue
+            covered.append(k)
             row[f"files_{k}"] = json.dumps(paths)
             if s.dated:
                 row[f"date_{k}"] = date.date().isoformat()
-            if frac > spec.max_nodata and reason is None:
-                reason = f"more than {spec.max_nodata:.0%} nodata in {k}"
             flat = np.where(bad, 0.0, arr).reshape(len(arr), -1).astype(np.float64)
             chip_sums[k] = np.stack(
                 [(~bad).reshape(len(arr), -1).sum(1), flat.sum(1), (flat**2).sum(1)]
@@ -477,6 +542,7 @@ def build_manifest(
         if label_raster is not None:
             v = read_window([label_raster[0]], chip.bounds, label_raster[1], crs)[0]
             row["label"] = raster_majority(v, spec.labels.min_cover, label_raster[0])
+        row["modalities"] = ",".join(covered)
         rows_out.append(row)
         sums.append(chip_sums)
     if not rows_out:
@@ -531,16 +597,21 @@ def build_manifest(
     # -- statistics of the train chips --------------------------------------------------------
     train = np.flatnonzero(chips["split"].to_numpy() == "train")
     stats: dict[str, dict[str, list[float]]] | None = None
+    stats_chips: dict[str, int] = {}
     if len(train):
         stats = {}
         for k in keys:
-            n, s1, s2 = np.sum([sums[i][k] for i in train], axis=0)
+            parts = [sums[i][k] for i in train if k in sums[i]]
+            stats_chips[k] = len(parts)
+            if not parts:  # an optional modality covering no train chip
+                continue
+            n, s1, s2 = np.sum(parts, axis=0)
             mean = s1 / np.maximum(n, 1)
             std = np.sqrt(np.maximum(s2 / np.maximum(n, 1) - mean**2, 0))
             stats[k] = {
                 b: [float(m), float(max(sd, 1e-6))] for b, m, sd in zip(sources[k].bands, mean, std)
             }
-    columns = ["chip_id", "split", "block", "label", "class_name"]
+    columns = ["chip_id", "split", "block", "label", "class_name", "modalities"]
     columns += [c for c in chips.columns if c.startswith(("nodata_", "date_"))]
     columns += [c for c in ("cloud_fraction",) if c in chips.columns]
     columns += [f"files_{k}" for k in keys] + ["geometry"]
@@ -570,7 +641,9 @@ def build_manifest(
                 "glob": s.spec.glob,
                 "sensor": s.spec.sensor,
                 "bands": list(s.bands),
+                "band_indexes": None if s.band_indexes is None else list(s.band_indexes),
                 "separate_files": s.separate_files,
+                "required": k in required,
                 "units": s.spec.units,
                 "offset": s.spec.offset,
                 "gsd": s.gsd,
@@ -585,6 +658,7 @@ def build_manifest(
         "label_source": label_source,
         "stats": stats,
         "stats_source": f"{len(train)} train chips of this manifest" if stats else None,
+        "stats_chips": stats_chips,
         "dropped": dict(dropped),
         "ignored": {
             k: [{"path": p, "reason": r} for p, r in s.ignored]
@@ -595,6 +669,11 @@ def build_manifest(
     }
     foot["common"] = common
     return ChipManifest(chips=chips, meta=meta, extra={"footprints": foot})
+
+
+def _overlaps(a, b) -> bool:
+    """Whether two footprints share some area (not only an edge)."""
+    return bool(a.intersects(b)) and a.intersection(b).area > 0
 
 
 def _fmt(bounds: tuple[float, ...]) -> str:

@@ -8,24 +8,31 @@ One row per chip::
     block            spatial block id (see :mod:`rsmm.stacks.splits`)
     label            int64 class id, -1 = unlabelled
     class_name       class name, or None
-    nodata_<m>       fraction of the chip's pixels missing in modality m
+    modalities       comma-separated modalities covering the chip ("s2,s1,naip"): every
+                     required one, and each optional one missing at most max_nodata
+    nodata_<m>       fraction of the chip's pixels missing in modality m (NaN: no file
+                     of an optional modality m over the chip)
     cloud_fraction   cloudy fraction (when a cloud layer was given)
     date_<m>         acquisition date YYYY-MM-DD (when the files carry dates)
     files_<m>        JSON list of the files read for the chip, relative to the
-                     manifest's folder ("{band}" stands for the band of per-band files)
+                     manifest's folder ("{band}" stands for the band of per-band files);
+                     "[]" where an optional modality m does not cover the chip
 
 and a JSON blob under the key ``rsmm`` of the Parquet schema metadata::
 
     {"format_version": 1, "rsmm_version": ..., "crs": "EPSG:...", "crs_source": ...,
      "reference": modality whose pixel grid anchors the chips, "chip_size_m": ...,
      "stride_m": ..., "block_size_m": ..., "split_fractions": [...], "seed": ...,
-     "modalities": {m: {"root", "sensor", "bands", "units", "offset", "gsd",
-                        "chip_pixels", "nodata", "resampling", "separate_files"}},
+     "modalities": {m: {"root", "sensor", "bands", "band_indexes", "units", "offset",
+                        "gsd", "chip_pixels", "nodata", "resampling", "separate_files",
+                        "required"}},
      "classes": [...], "label_source": ..., "stats": {m: {band: [mean, std]}},
-     "stats_source": ..., "dropped": {reason: count}, "max_nodata": ...,
+     "stats_source": ..., "stats_chips": {m: train chips the stats of m come from},
+     "dropped": {reason: count}, "max_nodata": ...,
      "ignored": {m: [{"path", "reason"}]}, ...}
 
-``ignored`` lists the files under a modality's folder that were not used (no band
+``band_indexes`` are the 1-based positions of ``bands`` in multi-band files whose
+spec skips some bands (``VV,VH,-``), ``null`` when every band is read. ``ignored`` lists the files under a modality's folder that were not used (no band
 name in the file name, an acquisition missing a band, a band not read).
 
 File paths are stored relative to the manifest's folder, so a data tree can move with
@@ -37,6 +44,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +80,18 @@ class ChipManifest:
     def classes(self) -> list[str]:
         return list(self.meta.get("classes") or [])
 
+    @property
+    def optional(self) -> list[str]:
+        """The optional modalities (those that need not cover every chip)."""
+        return [m for m, i in self.meta["modalities"].items() if not i.get("required", True)]
+
+    def covers(self, modalities: Sequence[str]) -> np.ndarray:
+        """Boolean mask of the chips covered by every modality of ``modalities``."""
+        want = set(modalities)
+        return np.array(
+            [want <= set(str(v).split(",")) for v in self.chips["modalities"]], dtype=bool
+        )
+
     def files(self, row: int, modality: str) -> list[str]:
         """Files of modality ``modality`` read for chip ``row`` (``{band}`` templates)."""
         return json.loads(self.chips[f"files_{modality}"].iat[row])
@@ -82,13 +102,17 @@ class ChipManifest:
         mods = {}
         for m, info in self.meta["modalities"].items():
             s = stats.get(m)
+            source = self.meta.get("stats_source")
+            n = (self.meta.get("stats_chips") or {}).get(m)
+            if s is not None and n is not None and not info.get("required", True):
+                source = f"the {n} train chips of this manifest covered by {m}"
             mods[m] = ModalityInfo(
                 sensor=info["sensor"],
                 bands=tuple(info["bands"]),
                 units=info["units"],
                 offset=float(info.get("offset", 0.0)),
                 stats=None if s is None else {b: (float(v[0]), float(v[1])) for b, v in s.items()},
-                stats_source=self.meta.get("stats_source"),
+                stats_source=source,
             )
         name = f"stack:{self.path.stem}" if self.path is not None else "stack"
         return DatasetManifest(
@@ -107,6 +131,15 @@ class ChipManifest:
             lines.append(f"crs: {self.meta['crs']} = {self.meta['crs_source']}")
         per_split = ", ".join(f"{s} {int((c['split'] == s).sum())}" for s in SPLITS)
         lines.append(f"splits: {per_split}")
+        for m in self.optional:
+            cov = self.covers([m])
+            parts = ", ".join(
+                f"{s} {int((cov & (c['split'] == s).to_numpy()).sum())}" for s in SPLITS
+            )
+            lines.append(
+                f"optional {m}: covers {int(cov.sum())} of {len(c)} chips ({parts}); "
+                f"CoRegisteredStack(modalities=[..., {m!r}]) keeps only those"
+            )
         if self.classes:
             counts = {s: c.loc[c["split"] == s, "label"].to_numpy() for s in SPLITS}
             lines.append("class: " + " / ".join(SPLITS))
@@ -303,5 +336,7 @@ def read_manifest(path: str | Path) -> ChipManifest:
         ]
         root = meta["modalities"][m]["root"]
         meta["modalities"][m]["root"] = root if Path(root).is_absolute() else str(base / root)
+    if "modalities" not in chips.columns:  # written before optional modalities existed
+        chips["modalities"] = ",".join(meta["modalities"])
     chips["label"] = np.asarray(chips["label"], dtype=np.int64)
     return ChipManifest(chips=chips, meta=meta, path=path)

@@ -27,7 +27,7 @@ from rasterio.crs import CRS
 
 from rsmm.datasets.io import DatasetFileError, DatasetNotFoundError
 from rsmm.sensors import get_sensor
-from rsmm.stacks.spec import ModalitySpec
+from rsmm.stacks.spec import SKIP_BAND, ModalitySpec
 
 BAND_PLACEHOLDER = "{band}"
 _DATE = re.compile(r"(?<!\d)((?:19|20)\d{6})(?!\d)")
@@ -172,7 +172,10 @@ class ModalitySource:
     Attributes:
         spec: the modality's :class:`~rsmm.stacks.spec.ModalitySpec`.
         items: one :class:`RasterItem` per acquisition file (or per-band file group).
-        bands: stored band names (file order, or the per-band files read).
+        bands: the band names read (file order, or the per-band files read).
+        band_indexes: 1-based indexes of ``bands`` in multi-band files where the spec
+            skips some (``"-"``), else ``None`` (every band of the files is read).
+        file_bands: the files' bands in order, ``"-"`` for a skipped one.
         separate_files: whether each band is its own file.
         gsd: target ground sample distance in metres.
         crs: the CRS of the first file.
@@ -191,7 +194,14 @@ class ModalitySource:
             found = {t[-1] for t in tokens.values() if t}
             separate = len(found) > 1 and sum(bool(t) for t in tokens.values()) * 2 >= len(files)
         self.separate_files = bool(separate)
+        self.band_indexes: tuple[int, ...] | None = None
         if self.separate_files:
+            if spec.bands is not None and SKIP_BAND in spec.bands:
+                raise DatasetFileError(
+                    f"{spec.key}: the files under {spec.root} hold one band each; "
+                    f"{SKIP_BAND!r} skips a band of multi-band files, so list only the "
+                    "bands to read"
+                )
             self.items, self.bands = self._group_band_files(files, pattern, spec)
         else:
             self.items = [RasterItem(f, parse_date(Path(f).name)) for f in files]
@@ -210,7 +220,14 @@ class ModalitySource:
                 raise DatasetFileError(
                     f"{spec.key}: files under {spec.root} have different band counts {sorted(counts)}"
                 )
-            self.bands = self._guess_bands(spec, sensor.name, counts.pop())
+            self.file_bands = self._guess_bands(spec, sensor.name, counts.pop())
+            self.bands = tuple(b for b in self.file_bands if b != SKIP_BAND)
+            if len(self.bands) < len(self.file_bands):
+                self.band_indexes = tuple(
+                    i for i, b in enumerate(self.file_bands, 1) if b != SKIP_BAND
+                )
+        else:
+            self.file_bands = tuple(self.bands)
         self.gsd = self._target_gsd(spec, sensor.name, infos)
         if any(i.date is None for i in self.items):
             self.items = [RasterItem(i.path, None) for i in self.items]
@@ -263,14 +280,17 @@ class ModalitySource:
             if len(spec.bands) != count:
                 raise DatasetFileError(
                     f"{spec.key}: the files under {spec.root} have {count} bands but "
-                    f"{len(spec.bands)} band names were given ({', '.join(spec.bands)})"
+                    f"{len(spec.bands)} band names were given ({', '.join(spec.bands)}); "
+                    f"give one name per band, {SKIP_BAND!r} for a band not to read "
+                    f"(e.g. VV,VH,{SKIP_BAND} for VV, VH and an angle band)"
                 )
             return spec.bands
         guess = DEFAULT_BANDS.get(sensor, {}).get(count)
         if guess is None:
             raise DatasetFileError(
                 f"{spec.key}: cannot tell which {count} bands the files under {spec.root} "
-                "store; give the band names in file order"
+                f"store; give the band names in file order, {SKIP_BAND!r} for a band not "
+                f"to read (e.g. --{spec.key}-bands VV,VH,{SKIP_BAND})"
             )
         return guess
 
@@ -317,13 +337,17 @@ def make_raster_dataset(source: ModalitySource, crs: CRS, res: float | None = No
     band_group = ""
     if source.separate_files:
         band_group = _band_pattern(source.bands).pattern
+    # skipped bands get placeholder names, so torchgeo reads the named ones by position
+    all_bands = tuple(
+        b if b != SKIP_BAND else f"skipped_band_{i}" for i, b in enumerate(source.file_bands, 1)
+    )
     date_group = r"(?=.*?(?<!\d)(?P<date>(?:19|20)\d{6})(?!\d))" if source.dated else ""
     attrs = {
         "__doc__": f"GeoTIFFs of modality {source.spec.key!r} of a user stack.",
         "filename_glob": "*",
         "filename_regex": rf"^{date_group}.*?{band_group}",
         "date_format": "%Y%m%d",
-        "all_bands": tuple(source.bands),
+        "all_bands": all_bands,
         "separate_files": source.separate_files,
     }
     cls = type(f"{source.spec.key.upper()}StackRaster", (RasterDataset,), attrs)
@@ -376,6 +400,7 @@ def read_window(
     nodata: float | None = None,
     resampling: str = "nearest",
     dtype: type = np.float32,
+    indexes: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Read ``bounds`` (in ``crs``) into a ``C x size x size`` array.
 
@@ -388,6 +413,8 @@ def read_window(
         nodata: stored value marking missing pixels (default: each file's own).
         resampling: a :class:`rasterio.enums.Resampling` name.
         dtype: float output dtype; missing pixels are NaN.
+        indexes: 1-based bands read from multi-band files (default: all of them);
+            single-band files of per-band products are read whole.
 
     Raises:
         DatasetFileError: naming a file that cannot be read.
@@ -399,14 +426,20 @@ def read_window(
     transform = window_transform(bounds, size)
     out: np.ndarray | None = None
     for entry in paths:
-        files = [entry] if isinstance(entry, str) else list(entry)
+        multiband = isinstance(entry, str)
+        files = [entry] if multiband else list(entry)
         parts = []
         for path in files:
             src = open_cached(path)
-            tmp = np.full((src.count, size, size), np.nan, dtype=dtype)
+            bands = list(indexes) if multiband and indexes else list(range(1, src.count + 1))
+            if max(bands) > src.count or min(bands) < 1:
+                raise DatasetFileError(
+                    f"GeoTIFF {path} has {src.count} bands; cannot read band(s) {bands}"
+                )
+            tmp = np.full((len(bands), size, size), np.nan, dtype=dtype)
             try:
                 reproject(
-                    source=_band(src),
+                    source=_band(src, bands),
                     destination=tmp,
                     dst_transform=transform,
                     dst_crs=crs,
@@ -429,7 +462,7 @@ def read_window(
     return out
 
 
-def _band(src):
+def _band(src, indexes: list[int]):
     import rasterio
 
-    return rasterio.band(src, list(range(1, src.count + 1)))
+    return rasterio.band(src, indexes)

@@ -13,8 +13,8 @@ from a small YAML file (:func:`load_spec`) or from command-line folders
     max_days: 10               # optional: intersect acquisitions in time
     modalities:
       s2: {root: s2/, sensor: s2, bands: [B02, B03, B04, B08], units: reflectance_x1e4}
-      s1: {root: s1/, units: db, separate_files: true}
-      naip: {root: naip/}
+      s1: {root: s1/, units: db, bands: [VV, VH, "-"]}   # "-": a band to skip (angle)
+      naip: {root: naip/, required: false}   # chips also where NAIP is missing
     labels: {path: labels.gpkg, column: class, layer: fields}
     split: [0.7, 0.15, 0.15]
     block_size: 2400m
@@ -40,6 +40,8 @@ CLOUD_KINDS = ("scl", "qa60", "mask")
 #: SCL classes counted as cloud: cloud shadow, cloud medium/high probability, thin cirrus.
 SCL_CLOUD_VALUES = (3, 8, 9, 10)
 RESAMPLING = ("nearest", "bilinear", "cubic", "average")
+#: Band name marking a band of a multi-band file that is not read (``VV,VH,-``).
+SKIP_BAND = "-"
 
 
 def parse_length(text: str | float | int, name: str) -> tuple[float, str]:
@@ -70,8 +72,10 @@ class ModalitySpec:
         key: modality key of the samples (``"s1"``, ``"s2"``, ``"naip"``).
         root: folder searched recursively for ``glob``.
         sensor: sensor name of :mod:`rsmm.sensors` (default: the key).
-        bands: stored band names: in file order for multi-band files, or the bands
-            to read for one-file-per-band products (``None``: guessed from the files).
+        bands: stored band names: in file order for multi-band files, with ``"-"``
+            for a band not to read (``VV, VH, -`` for a GEE Sentinel-1 export with an
+            incidence-angle band, ``..., B12, -`` for an S2 stack carrying SCL), or the
+            bands to read for one-file-per-band products (``None``: guessed from the files).
         separate_files: one file per band, the band name a token of the file name
             (``scene_VV.tif``); ``None``: detected from the file names.
         units: ``db`` | ``linear`` | ``dn`` | ``reflectance_x1e4``.
@@ -84,6 +88,10 @@ class ModalitySpec:
         resampling: ``nearest`` (keeps stored values, the default), ``bilinear``, ...
         use_time: whether ``max_days`` applies to this modality (default: Sentinel-1
             and Sentinel-2 only; aerial surveys such as NAIP are years apart).
+        required: chips are laid over the overlap of the required modalities and
+            dropped when one misses more than ``max_nodata``; an optional modality
+            (``False``) is read where it covers a chip and recorded as not covering
+            it elsewhere (the manifest's ``modalities`` column).
     """
 
     key: str
@@ -98,6 +106,7 @@ class ModalitySpec:
     glob: str = "*.tif"
     resampling: str = "nearest"
     use_time: bool | None = None
+    required: bool = True
 
     def __post_init__(self) -> None:
         sensor = get_sensor(self.sensor or self.key)
@@ -105,7 +114,17 @@ class ModalitySpec:
             object.__setattr__(self, "use_time", sensor.name in ("s1", "s2"))
         object.__setattr__(self, "sensor", sensor.name)
         if self.bands is not None:
-            object.__setattr__(self, "bands", sensor.check_bands(self.bands))
+            bands = tuple(str(b).strip() for b in self.bands)
+            named = tuple(b for b in bands if b != SKIP_BAND)
+            if not named:
+                raise ValueError(f"{self.key}: bands: no band to read in {list(bands)}")
+            if len(named) < len(bands) and self.separate_files:
+                raise ValueError(
+                    f"{self.key}: bands: {SKIP_BAND!r} skips a band of multi-band files; "
+                    "with one file per band, list only the bands to read"
+                )
+            sensor.check_bands(named)
+            object.__setattr__(self, "bands", bands)
         units = self.units or default_units(sensor.name)
         check_units(units)
         if sensor.is_sar and units not in SAR_UNITS:
@@ -118,6 +137,13 @@ class ModalitySpec:
                 f"{self.key}: resampling must be one of {', '.join(RESAMPLING)}, "
                 f"got {self.resampling!r}"
             )
+        if not isinstance(self.required, bool):
+            raise ValueError(f"{self.key}: required must be true or false, got {self.required!r}")
+
+    @property
+    def named_bands(self) -> tuple[str, ...] | None:
+        """The band names to read, without the skipped (``"-"``) positions."""
+        return None if self.bands is None else tuple(b for b in self.bands if b != SKIP_BAND)
 
 
 @dataclass(frozen=True)
@@ -180,6 +206,11 @@ class StackSpec:
     def __post_init__(self) -> None:
         if not self.modalities:
             raise ValueError("a stack needs at least one modality folder")
+        if not any(m.required for m in self.modalities.values()):
+            raise ValueError(
+                f"every modality ({', '.join(self.modalities)}) is optional; at least one "
+                "must be required (chips are laid over the required modalities' overlap)"
+            )
         if len(self.split) != 3 or any(f < 0 for f in self.split):
             raise ValueError(f"split: three non-negative fractions expected, got {self.split}")
         if abs(sum(self.split) - 1) > 1e-6:
@@ -230,7 +261,14 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec
         if "root" not in m:
             raise ValueError(f"stack spec {source}: modality {key!r} needs a 'root' folder")
         kw = dict(m)
+        if isinstance(kw.get("bands"), str):
+            kw["bands"] = kw["bands"].split(",")
         if kw.get("bands") is not None:
+            if not all(isinstance(b, str) for b in kw["bands"]):
+                raise ValueError(
+                    f"stack spec {source}: bands of {key!r} must be names (quote a skipped "
+                    f'band: "-"), got {kw["bands"]!r}'
+                )
             kw["bands"] = tuple(kw["bands"])
         mods[key] = ModalitySpec(key=key, **kw)
     labels = data.get("labels")
@@ -296,10 +334,28 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
+def check_optional(optional: Sequence[str] | str, modalities: Any, name: str) -> tuple[str, ...]:
+    """Modality keys marked optional (a sequence or a comma list), checked against ``modalities``.
+
+    Raises:
+        ValueError: naming ``name`` (the parameter) and the unknown key.
+    """
+    items = [optional] if isinstance(optional, str) else list(optional)
+    keys = tuple(k.strip() for item in items for k in str(item).split(",") if k.strip())
+    unknown = [k for k in keys if k not in modalities]
+    if unknown:
+        raise ValueError(
+            f"{name}: {', '.join(unknown)} is not a modality of the stack "
+            f"(modalities: {', '.join(modalities)})"
+        )
+    return keys
+
+
 def spec_from_dirs(
     dirs: Mapping[str, str | Path],
     units: Mapping[str, str] | None = None,
     bands: Mapping[str, Sequence[str]] | None = None,
+    optional: Sequence[str] = (),
     **kwargs: Any,
 ) -> StackSpec:
     """A spec from ``{modality: folder}`` (the sensor is the modality key).
@@ -307,16 +363,23 @@ def spec_from_dirs(
     Args:
         dirs: ``{"s1": folder, "s2": folder, "naip": folder}``.
         units: optional ``{modality: units}``.
-        bands: optional ``{modality: band names}``.
+        bands: optional ``{modality: band names}`` (``"-"`` skips a band of the files).
+        optional: modalities that need not cover every chip (see
+            :attr:`ModalitySpec.required`).
         **kwargs: other :class:`StackSpec` fields (``chip_size`` as ``"640m"`` etc.).
+
+    Raises:
+        ValueError: for an optional modality that is not among ``dirs``.
     """
     units, bands = dict(units or {}), dict(bands or {})
+    optional = check_optional(optional, dirs, "optional")
     mods = {
         k: ModalitySpec(
             key=k,
             root=str(d),
             units=units.get(k),
             bands=None if bands.get(k) is None else tuple(bands[k]),
+            required=k not in optional,
         )
         for k, d in dirs.items()
     }
