@@ -269,7 +269,8 @@ def _add_build_parser(sub: Any) -> None:
             f"--{m}-bands",
             metavar="B1,B2",
             help=f"{what} band names in file order, - for a band not to read "
-            "(e.g. --s1-bands VV,VH,- for a VV, VH, angle export)",
+            "(e.g. --s1-bands VV,VH,- for a VV, VH, angle export; write "
+            "--s1-bands=-,VV,VH when the list starts with -)",
         )
     b.add_argument(
         "--optional",
