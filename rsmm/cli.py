@@ -189,6 +189,8 @@ def run_training(command: str, args: list[str]) -> dict[str, float]:
         _check_checkpoint(ckpt)
     cli = build_cli(command, args)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    if ckpt is not None and hasattr(model, "restoring"):
+        model.restoring = True  # every weight comes from the checkpoint
     log_dir = trainer.log_dir
     existed = log_dir is not None and Path(log_dir).exists()
     try:

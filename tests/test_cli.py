@@ -162,6 +162,27 @@ def test_user_errors_one_line_nonzero(
     assert not list(tmp_path.rglob("version_*"))  # the failed run left no run folder behind
 
 
+def test_testing_a_finetuned_checkpoint_does_not_need_the_pretraining_file(
+    runs: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    moved = tmp_path / "pre.ckpt"
+    shutil.copy(runs / "runs/pretrain/version_0/checkpoints/last.ckpt", moved)
+    finetune = str(CONFIGS / "finetune.yaml")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        assert (
+            main(["finetune", "--config", finetune, *TINY, "--model.pretrained", str(moved)]) == 0
+        )
+        moved.unlink()  # the pre-training file is gone
+        ft = tmp_path / "runs/finetune/version_0/checkpoints/last.ckpt"
+        args = ["test", "--config", finetune, *TINY, "--ckpt_path", str(ft)]
+        args += ["--model.pretrained", str(moved)]  # as the fine-tuning's config says
+        assert main(args) == 0
+    assert (tmp_path / "runs/test/version_0/metrics.csv").is_file()
+
+
 def test_rsmm_debug_shows_the_traceback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

@@ -237,6 +237,9 @@ class FinetuneTask(MultiModalTask):
             raise ValueError("alpha > 0 (SupCon mixture) needs single-label targets")
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        #: set to True before fitting/testing with a checkpoint that holds every weight: the
+        #: ``pretrained`` file is then not read (it may have moved since)
+        self.restoring = False
         self.save_hyperparameters()
         self._maybe_build()
 
@@ -270,7 +273,9 @@ class FinetuneTask(MultiModalTask):
             projection_dim=hp.projection_dim if hp.alpha > 0 else 0,
             hidden_dim=hp.hidden_dim,
         )
-        if hp.pretrained:
+        # a run restored from a checkpoint takes every weight from it, so the pre-training
+        # file need not exist any more (`restoring` is set by `rsmm test` and resumes)
+        if hp.pretrained and not self.restoring:
             pre = read_pretrained(hp.pretrained, list(self.modalities))
             check_pretrained(pre, self.encoder, (hp.data_info or {}).get("bands"))
             sd = pre.state_dict
