@@ -13,6 +13,7 @@ line ``rsmm: error: ...`` and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -187,10 +188,15 @@ def run_training(command: str, args: list[str]) -> dict[str, float]:
         raise ValueError("rsmm test needs --ckpt_path <checkpoint>")
     if ckpt is not None:
         _check_checkpoint(ckpt)
-    cli = build_cli(command, args)
+    from rsmm.tasks.finetune import weights_from_checkpoint
+
+    # with a checkpoint every weight comes from it: the pre-training file is not read
+    restore = weights_from_checkpoint() if ckpt is not None else contextlib.nullcontext()
+    with restore:
+        cli = build_cli(command, args)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     if ckpt is not None and hasattr(model, "restoring"):
-        model.restoring = True  # every weight comes from the checkpoint
+        model.restoring = True  # for builds in setup(), once the datamodule is known
     log_dir = trainer.log_dir
     existed = log_dir is not None and Path(log_dir).exists()
     try:
@@ -206,6 +212,8 @@ def run_training(command: str, args: list[str]) -> dict[str, float]:
                     weights_only=True,
                 )
     except (*USER_ERRORS, RuntimeError) as err:
+        if not isinstance(err, USER_ERRORS) and not _is_state_dict_mismatch(err):
+            raise  # a crash, not a user error: keep its logs for debugging
         _discard_failed_run(log_dir, existed)
         if _is_state_dict_mismatch(err):
             detail = " ".join(str(err).split())
@@ -369,8 +377,6 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
 
 
 def _cmd_manifest_build(a: argparse.Namespace) -> int:
-    import os
-
     from rsmm.stacks import build_manifest, write_manifest
     from rsmm.stacks.manifest import check_output_path, render_figure
 

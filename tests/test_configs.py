@@ -162,9 +162,9 @@ def _copy_with(path: Path, tmp_path: Path, **model: Any) -> Path:
     [
         ("eurosat/finetune_ms.yaml", {"backbone": "resnet_eighteen"}, "resnet_eighteen"),
         ("meterml/pretrain_s1_s2_aug.yaml", {"backbone": "resnet_eighteen"}, "resnet_eighteen"),
-        # a pairwise OT objective takes loss_kwargs only when the loss is computed
+        # unknown options of a pairwise OT objective and of an SSL method fail when the
+        # task is created
         ("ot/pretrain_ot_sample.yaml", {"loss_kwargs": {"bogus": 3}}, "bogus"),
-        # an SSL method checks its options when the task is created
         ("eurosat/pretrain_ms_byol.yaml", {"loss_kwargs": {"bogus": 3}}, "bogus"),
     ],
 )

@@ -98,3 +98,25 @@ def test_load_encoder_names_a_tampered_weights_file(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"s2\.safetensors does not fit") as err:
         load_encoder(out, "s2")
     assert dropped in str(err.value)
+
+
+def test_load_from_checkpoint_does_not_need_the_pretraining_file(tmp_path: Path) -> None:
+    import lightning
+
+    pre = pretrain_checkpoint(tmp_path / "pre.ckpt")
+    task = finetune(pre)
+    ckpt = tmp_path / "ft.ckpt"
+    torch.save(
+        {
+            "hyper_parameters": dict(task.hparams),
+            "state_dict": task.state_dict(),
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        ckpt,
+    )
+    pre.unlink()  # the pre-training file has moved away
+    restored = FinetuneTask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True)
+    for k, v in task.state_dict().items():
+        assert torch.equal(restored.state_dict()[k], v), k
+    with pytest.raises(CheckpointError, match="not found"):  # a fresh task still needs it
+        finetune(pre)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -368,6 +369,19 @@ def test_edited_config_or_new_pretraining_do_not_reuse_done_cells(tmp_path: Path
     ckpt.write_bytes(b"other weights")
     with pytest.raises(GridError, match="another version of the pre-training checkpoint"):
         run_grid(grid, fake, echo=lambda _: None)
+
+    # a copy with new timestamps but the same contents is still the same checkpoint
+    ckpt.write_bytes(b"weights")
+    os.utime(ckpt, ns=(1, 1))
+    assert run_grid(grid, lambda c, a, w: pytest.fail("re-ran a done cell"), echo=lambda _: None)
+
+    # records written before fingerprints existed are reused, with a warning
+    for record in grid.out.rglob("result.json"):
+        data = json.loads(record.read_text())
+        del data["inputs"]
+        record.write_text(json.dumps(data))
+    with pytest.warns(UserWarning, match="predates input fingerprints"):
+        run_grid(grid, lambda c, a, w: pytest.fail("re-ran a done cell"), echo=lambda _: None)
 
 
 def test_keep_going_skips_what_depends_on_a_failed_run(tmp_path: Path) -> None:

@@ -312,6 +312,12 @@ def test_one_directional_multimodal_moco_pairs_every_query_with_every_key() -> N
     expected = sum(moco_infonce(a, b, queue, 0.2) for a in queries for b in keys) / 4
     assert got.item() == pytest.approx(expected.item(), rel=1e-5)
     assert int(task.method.keys.queue_ptr) == 8
+    # validation batches have one view per modality: cross-modal pairs, nothing queued
+    task.eval()
+    one_view = {m: vs[:1] for m, vs in views.items()}
+    val, _ = task.shared_step(one_view)
+    assert torch.isfinite(val) and int(task.method.keys.queue_ptr) == 8
+    task.validation_step({"s2": one_view["s2"][0], "s1": one_view["s1"][0]}, 0)
 
 
 def test_byol_task_step_matches_lightly() -> None:
@@ -357,6 +363,7 @@ def test_method_options_are_checked() -> None:
         ("moco", {"momentum_end": -0.1}, "loss_kwargs.momentum_end"),
         ("moco", {"queue_size": 0}, "loss_kwargs.queue_size must be an integer >= 1"),
         ("moco", {"queue_size": 2.5}, "loss_kwargs.queue_size"),
+        ("moco", {"queue_size": True}, "loss_kwargs.queue_size"),
         ("moco", {"symmetric": "yes"}, "loss_kwargs.symmetric must be true or false"),
         ("byol", {"predictor_hidden_dim": 0}, "loss_kwargs.predictor_hidden_dim"),
         ("barlow_twins", {"lambda_param": -1}, "loss_kwargs.lambda_param must be a number >= 0"),

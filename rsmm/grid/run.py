@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -103,14 +105,29 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def inputs_of(config: Path, checkpoint: Path | None = None) -> dict[str, Any]:
-    """What a cell's result depends on beyond its command line: the config file's
-    contents (SHA-256) and, downstream, the pre-training checkpoint it starts from (size
-    and modification time, so a re-run pre-training invalidates the cells built on it)."""
-    out: dict[str, Any] = {"config_sha256": hashlib.sha256(config.read_bytes()).hexdigest()}
+    """What a cell's result depends on beyond its command line: the SHA-256 of the
+    config file and, downstream, of the pre-training checkpoint it starts from (so an
+    edited config or a re-run pre-training invalidates the cells built on them)."""
+    out: dict[str, Any] = {"config_sha256": _sha256(config)}
     if checkpoint is not None:
-        st = checkpoint.stat() if checkpoint.is_file() else None
-        out["checkpoint"] = None if st is None else [st.st_size, st.st_mtime_ns]
+        out["checkpoint_sha256"] = _sha256(checkpoint) if checkpoint.is_file() else None
     return out
+
+
+def _sha256(path: Path) -> str:
+    """SHA-256 of a file, cached per (path, size, mtime) within the process (a grid
+    hashes the same pre-training checkpoint for each of its downstream cells)."""
+    st = path.stat()
+    return _sha256_cached(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _recorded(
@@ -125,9 +142,19 @@ def _recorded(
             f"{shlex.join(data.get('args') or [])}) than this grid asks for (rsmm {command} "
             f"{shlex.join(args)}): remove that cell or choose another output directory"
         )
-    changed = [k for k, v in inputs.items() if data.get("inputs", {}).get(k) != v]
+    if "inputs" not in data:  # recorded by rsmm before cells were fingerprinted
+        warnings.warn(
+            f"{path} predates input fingerprints: reused without checking that its config "
+            "and pre-training checkpoint are unchanged",
+            stacklevel=2,
+        )
+        return data
+    changed = [k for k, v in inputs.items() if data["inputs"].get(k) != v]
     if changed:
-        what = {"config_sha256": "the config file", "checkpoint": "the pre-training checkpoint"}
+        what = {
+            "config_sha256": "the config file",
+            "checkpoint_sha256": "the pre-training checkpoint",
+        }
         raise GridError(
             f"{path} was computed from another version of "
             f"{' and '.join(what[k] for k in changed)}: remove that cell (or the whole row) "

@@ -12,7 +12,9 @@ kept in eval mode).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,6 +160,24 @@ def check_pretrained(
             raise CheckpointError(str(err)) from err
 
 
+#: set while a fine-tuning task is restored from its own checkpoint (see
+#: :func:`weights_from_checkpoint`)
+_RESTORING: ContextVar[bool] = ContextVar("rsmm_finetune_restoring", default=False)
+
+
+@contextmanager
+def weights_from_checkpoint() -> Iterator[None]:
+    """Within this block, fine-tuning tasks built do not read their ``pretrained``
+    file: every weight will come from the task's own checkpoint (``rsmm test``, a
+    resume, :meth:`FinetuneTask.load_from_checkpoint`), and the pre-training file may
+    have moved since."""
+    token = _RESTORING.set(True)
+    try:
+        yield
+    finally:
+        _RESTORING.reset(token)
+
+
 class FinetuneTask(MultiModalTask):
     """Supervised fine-tuning (or linear probing) of per-modality encoders.
 
@@ -237,8 +257,8 @@ class FinetuneTask(MultiModalTask):
             raise ValueError("alpha > 0 (SupCon mixture) needs single-label targets")
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        #: set to True before fitting/testing with a checkpoint that holds every weight: the
-        #: ``pretrained`` file is then not read (it may have moved since)
+        #: True: the ``pretrained`` file is not read, every weight will come from a
+        #: checkpoint (set by ``rsmm test``/resumes; see also :func:`weights_from_checkpoint`)
         self.restoring = False
         self.save_hyperparameters()
         self._maybe_build()
@@ -261,6 +281,13 @@ class FinetuneTask(MultiModalTask):
             self.hparams["class_weights"] = inverse_frequency_weights(counts).tolist()
         super().setup(stage)
 
+    @classmethod
+    def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> FinetuneTask:  # type: ignore[override]
+        """Lightning's ``load_from_checkpoint``, without reading the ``pretrained`` file
+        (the checkpoint holds every weight)."""
+        with weights_from_checkpoint():
+            return super().load_from_checkpoint(*args, **kwargs)
+
     def configure_models(self) -> None:
         hp = self.hparams
         if hp.num_classes is None:
@@ -273,9 +300,9 @@ class FinetuneTask(MultiModalTask):
             projection_dim=hp.projection_dim if hp.alpha > 0 else 0,
             hidden_dim=hp.hidden_dim,
         )
-        # a run restored from a checkpoint takes every weight from it, so the pre-training
-        # file need not exist any more (`restoring` is set by `rsmm test` and resumes)
-        if hp.pretrained and not self.restoring:
+        # a task restored from its own checkpoint takes every weight from it, so the
+        # pre-training file need not exist any more
+        if hp.pretrained and not (self.restoring or _RESTORING.get()):
             pre = read_pretrained(hp.pretrained, list(self.modalities))
             check_pretrained(pre, self.encoder, (hp.data_info or {}).get("bands"))
             sd = pre.state_dict

@@ -151,8 +151,10 @@ class MoCo(_Momentum):
     sample and modality. It needs two views per modality. ``symmetric=True`` (default)
     scores every ordered pair of (modality, view) groups and queues the keys of all
     groups: twice the forward passes, and a queue of ``queue_size`` holds
-    ``queue_size / groups`` distinct samples. Both views pass through one BatchNorm
-    batch (no shuffling BN), as in torchgeo's ``MoCoTask``.
+    ``queue_size / groups`` distinct samples. No shuffling BN: with ``symmetric=True``
+    the views of a modality share one BatchNorm batch; with ``symmetric=False`` the
+    query and key views are separate batches, as in torchgeo's ``MoCoTask``. Validation
+    batches (one view per modality) are scored symmetrically across modalities.
     """
 
     name = "moco"
@@ -171,7 +173,8 @@ class MoCo(_Momentum):
     @classmethod
     def check_values(cls, options: Mapping[str, Any]) -> None:
         super().check_values(options)
-        if not isinstance(options["queue_size"], int) or options["queue_size"] < 1:
+        size = options["queue_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(
                 f"loss_kwargs.queue_size must be an integer >= 1, got {options['queue_size']!r}"
             )
@@ -184,8 +187,12 @@ class MoCo(_Momentum):
         self, encoder: MultiModalEncoder, views: Views, gather: Gather
     ) -> tuple[Tensor, dict[str, Tensor]]:
         pairs = None
-        if not self.symmetric:
-            short = [m for m, vs in views.items() if len(vs) < 2]
+        short = [m for m, vs in views.items() if len(vs) < 2]
+        if not self.symmetric and short and not self.training:
+            # evaluation batches have one view per modality: score the cross-modal pairs
+            # symmetrically (nothing is queued outside training)
+            views_q = views_k = views
+        elif not self.symmetric:
             if short:
                 raise ValueError(
                     f"loss_kwargs.symmetric=false needs two views per modality (query view 1, "
