@@ -24,6 +24,7 @@ import math
 import shutil
 import tempfile
 import uuid
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -182,13 +183,15 @@ def method_description(hp: Mapping[str, Any], task: str | None) -> str:
 
 
 def run_directory(checkpoint: str | Path) -> Path | None:
-    """The run folder of a checkpoint (Lightning's ``<run>/version_N/checkpoints/x.ckpt``
-    layout, or the checkpoint's own folder) when it holds ``metrics.csv`` or ``config.yaml``."""
+    """The run folder of a checkpoint in Lightning's ``<run>/version_N/checkpoints/x.ckpt``
+    layout when it holds ``metrics.csv`` or ``config.yaml``; ``None`` for a checkpoint
+    anywhere else (files that merely sit beside it are not taken for its run's)."""
     ckpt = Path(checkpoint).resolve()
-    candidates = [ckpt.parent.parent] if ckpt.parent.name == "checkpoints" else []
-    for run in [*candidates, ckpt.parent]:
-        if (run / "metrics.csv").is_file() or (run / "config.yaml").is_file():
-            return run
+    if ckpt.parent.name != "checkpoints" or not ckpt.parent.parent.name.startswith("version_"):
+        return None
+    run = ckpt.parent.parent
+    if (run / "metrics.csv").is_file() or (run / "config.yaml").is_file():
+        return run
     return None
 
 
@@ -214,8 +217,11 @@ def _read_run_config(run: Path | None) -> Any:
         return None
     try:
         return _jsonable(yaml.safe_load(path.read_text()))
-    except yaml.YAMLError as err:
-        raise ExportError(f"cannot read the run configuration {path}: {err}") from err
+    except yaml.YAMLError as err:  # the weights are still worth exporting
+        warnings.warn(
+            f"run configuration {path} not recorded: it is not valid YAML ({err})", stacklevel=2
+        )
+        return None
 
 
 def _jsonable(obj: Any) -> Any:

@@ -138,6 +138,26 @@ def test_model_card_method_metrics_and_run_config(tmp_path: Path) -> None:
     assert "- OA: 0.9000" in meta2.read_text() and "test/OA" not in meta2.read_text()
 
 
+def test_only_a_lightning_run_folder_feeds_the_card(tmp_path: Path) -> None:
+    task = FinetuneTask(in_channels={"s2": 5}, backbone="tiny_cnn", num_classes=2, data_info=info())
+    ckpt = run_folder(tmp_path, task)
+    # files merely beside a checkpoint elsewhere are not taken for its run's
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    (loose / "metrics.csv").write_text("test/OA\n0.99\n")
+    (loose / "config.yaml").write_text("unrelated: true\n")
+    lone = loose / "model.ckpt"
+    lone.write_bytes(ckpt.read_bytes())
+    meta = json.loads((export_encoders(lone, tmp_path / "e1") / META_FILE).read_text())
+    assert not meta["metrics"] and meta["run_config"] is None
+    # a run config that is not valid YAML is left out with a warning, the export goes on
+    (ckpt.parents[1] / "config.yaml").write_text("model: [unclosed\n")
+    with pytest.warns(UserWarning, match="not valid YAML"):
+        out = export_encoders(ckpt, tmp_path / "e2")
+    meta = json.loads((out / META_FILE).read_text())
+    assert meta["run_config"] is None and meta["metrics"]["test/OA"] == 0.625
+
+
 def test_model_card_method_of_a_pretraining(tmp_path: Path) -> None:
     out = export_encoders(pretrain(tmp_path / "p.ckpt", info()), tmp_path / "e")
     card = (out / "MODEL_CARD.md").read_text()
