@@ -176,6 +176,21 @@ def _discard_failed_run(log_dir: str | None, existed: bool) -> None:
         shutil.rmtree(log_dir, ignore_errors=True)
 
 
+def _run_trainer(command: str, trainer: Any, model: Any, dm: Any, ckpt: str | None) -> None:
+    """Fit (then test, when fine-tuning on data with a test split) or test."""
+    if command == "test":
+        trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+        return
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+    if command != "pretrain" and dm.has_test_split():
+        trainer.test(
+            model,
+            datamodule=dm,
+            ckpt_path="last" if trainer.checkpoint_callback else None,
+            weights_only=True,
+        )
+
+
 def run_training(command: str, args: list[str]) -> dict[str, float]:
     """Run one of the training commands; returns the final logged metrics."""
     args = list(args)
@@ -190,38 +205,28 @@ def run_training(command: str, args: list[str]) -> dict[str, float]:
         _check_checkpoint(ckpt)
     from rsmm.tasks.finetune import weights_from_checkpoint
 
-    # with a checkpoint every weight comes from it: the pre-training file is not read
+    # with a checkpoint every weight comes from it: tasks built while parsing or in
+    # setup() do not read their pre-training file
     restore = weights_from_checkpoint() if ckpt is not None else contextlib.nullcontext()
     with restore:
         cli = build_cli(command, args)
-    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
-    if ckpt is not None and hasattr(model, "restoring"):
-        model.restoring = True  # for builds in setup(), once the datamodule is known
-    log_dir = trainer.log_dir
-    existed = log_dir is not None and Path(log_dir).exists()
-    try:
-        if command == "test":
-            trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
-        else:
-            trainer.fit(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
-            if command != "pretrain" and dm.has_test_split():
-                trainer.test(
-                    model,
-                    datamodule=dm,
-                    ckpt_path="last" if trainer.checkpoint_callback else None,
-                    weights_only=True,
-                )
-    except (*USER_ERRORS, RuntimeError) as err:
-        if not isinstance(err, USER_ERRORS) and not _is_state_dict_mismatch(err):
-            raise  # a crash, not a user error: keep its logs for debugging
-        _discard_failed_run(log_dir, existed)
-        if _is_state_dict_mismatch(err):
+        trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+        log_dir = trainer.log_dir
+        existed = log_dir is not None and Path(log_dir).exists()
+        try:
+            _run_trainer(command, trainer, model, dm, ckpt)
+        except USER_ERRORS:
+            _discard_failed_run(log_dir, existed)
+            raise
+        except RuntimeError as err:
+            if not _is_state_dict_mismatch(err):
+                raise  # a crash, not a user error: keep its logs for debugging
+            _discard_failed_run(log_dir, existed)
             detail = " ".join(str(err).split())
             raise ValueError(
                 f"checkpoint {ckpt} does not fit this model (another task, backbone or "
                 f"modality set?): {detail[:300]}"
             ) from None
-        raise
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     print(f"run directory: {trainer.log_dir}")
     if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.last_model_path:

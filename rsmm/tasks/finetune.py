@@ -257,9 +257,6 @@ class FinetuneTask(MultiModalTask):
             raise ValueError("alpha > 0 (SupCon mixture) needs single-label targets")
         if not 0 <= alpha <= 1:
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-        #: True: the ``pretrained`` file is not read, every weight will come from a
-        #: checkpoint (set by ``rsmm test``/resumes; see also :func:`weights_from_checkpoint`)
-        self.restoring = False
         self.save_hyperparameters()
         self._maybe_build()
 
@@ -302,7 +299,7 @@ class FinetuneTask(MultiModalTask):
         )
         # a task restored from its own checkpoint takes every weight from it, so the
         # pre-training file need not exist any more
-        if hp.pretrained and not (self.restoring or _RESTORING.get()):
+        if hp.pretrained and not _RESTORING.get():
             pre = read_pretrained(hp.pretrained, list(self.modalities))
             check_pretrained(pre, self.encoder, (hp.data_info or {}).get("bands"))
             sd = pre.state_dict
@@ -316,13 +313,8 @@ class FinetuneTask(MultiModalTask):
                         stacklevel=2,
                     )
                 sd = {k: v for k, v in sd.items() if k.startswith("backbones.")}
-            try:
-                self.encoder.load_state_dict(sd, strict=False)
-            except RuntimeError as err:
-                raise CheckpointError(
-                    f"{hp.pretrained} does not fit this encoder (another backbone or band set?): "
-                    f"{str(err).splitlines()[0]}"
-                ) from err
+            # check_pretrained and the projector filter above leave nothing that can clash
+            self.encoder.load_state_dict(sd, strict=False)
         dim = self.encoder.num_features()
         names = (hp.data_info or {}).get("classes") or [str(i) for i in range(hp.num_classes)]
         self.class_names = list(names)[: hp.num_classes]
