@@ -257,14 +257,13 @@ class BandAugment:
             chunk = out[part]
             if out is not work:
                 chunk.copy_(work[part])
-            whole = step >= n
             result = self._apply_ops(
                 m,
                 chunk,
-                drawn if whole else [(op, _rows(p, part)) for op, p in drawn],
+                drawn if step >= n else [(op, _rows(p, part)) for op, p in drawn],
                 device_generator,
             )
-            if result is not chunk and result.data_ptr() != chunk.data_ptr():
+            if result.data_ptr() != chunk.data_ptr():  # an op that returned a new tensor
                 chunk.copy_(result)
         return out.to(out_dtype), params
 

@@ -187,24 +187,20 @@ class MoCo(_Momentum):
         self, encoder: MultiModalEncoder, views: Views, gather: Gather
     ) -> tuple[Tensor, dict[str, Tensor]]:
         pairs = None
+        views_q = views_k = views
         short = [m for m, vs in views.items() if len(vs) < 2]
-        if not self.symmetric and short and not self.training:
-            # evaluation batches have one view per modality: score the cross-modal pairs
-            # symmetrically (nothing is queued outside training)
-            views_q = views_k = views
-        elif not self.symmetric:
+        # one direction; an evaluation batch with one view per modality is scored
+        # symmetrically across modalities instead (nothing is queued outside training)
+        if not self.symmetric and (self.training or not short):
             if short:
                 raise ValueError(
                     f"loss_kwargs.symmetric=false needs two views per modality (query view 1, "
                     f"key view 2, as MoCo v2); modalities {short} have one (set data views: 2)"
                 )
-            # queries: first views only; keys: last views only (one direction)
             n_mod = len(views)
             pairs = [(a, b) for a in range(n_mod) for b in range(n_mod)]
             views_q = {m: list(vs[:1]) for m, vs in views.items()}
             views_k = {m: list(vs[-1:]) for m, vs in views.items()}
-        else:
-            views_q = views_k = views
         z, feats = project_groups(encoder, views_q)
         queries = [F.normalize(g, dim=1) for g in z]
         keys = [F.normalize(g, dim=1) for g in self.target_groups(views_k)]
@@ -358,14 +354,22 @@ def check_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any
         raise ValueError(f"loss: unknown {name!r}; choose one of {', '.join(SSL_METHODS)}")
     options = dict(options or {})
     allowed = METHODS[name].defaults
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"loss_kwargs: {unknown} are not options of loss {name!r} "
-            f"(it takes {', '.join(allowed) or 'none'})"
-        )
+    reject_unknown_options(name, options, allowed)
     METHODS[name].check_values({**allowed, **options})
     return options
+
+
+def reject_unknown_options(
+    loss: str, options: Mapping[str, Any] | None, allowed: Sequence[str] | Mapping[str, Any]
+) -> None:
+    """``ValueError`` naming the ``loss_kwargs`` of ``options`` that loss ``loss`` does
+    not take (``allowed``, in the order the message lists them)."""
+    unknown = sorted(set(options or {}) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"loss_kwargs: {unknown} are not options of loss {loss!r} "
+            f"(it takes {', '.join(allowed) or 'none'})"
+        )
 
 
 def _check_number(

@@ -28,7 +28,13 @@ from torch import Tensor
 from rsmm.losses.contrastive import per_anchor_contrastive, supcon_positives
 from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.tasks.base import MultiModalTask
-from rsmm.tasks.methods import SSL_METHODS, SSLMethod, build_method, check_options
+from rsmm.tasks.methods import (
+    SSL_METHODS,
+    SSLMethod,
+    build_method,
+    check_options,
+    reject_unknown_options,
+)
 
 CONTRASTIVE = ("ntxent", "supcon")
 
@@ -71,12 +77,7 @@ def _check_pairwise_options(loss: str, options: dict[str, Any] | None) -> None:
     if any(q.kind is q.VAR_KEYWORD for q in params):
         return
     allowed = [q.name for q in params if q.name != "sliced" or loss != "sw_ssl"]
-    unknown = sorted(set(options or {}) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"loss_kwargs: {unknown} are not options of loss {loss!r} "
-            f"(it takes {', '.join(allowed) or 'none'})"
-        )
+    reject_unknown_options(loss, options, allowed)
 
 
 PAIRWISE = (
