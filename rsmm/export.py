@@ -17,7 +17,6 @@ replaces a previous export.
 
 from __future__ import annotations
 
-import csv
 import inspect
 import json
 import math
@@ -196,18 +195,11 @@ def run_directory(checkpoint: str | Path) -> Path | None:
 
 
 def last_logged_metrics(path: str | Path) -> dict[str, float]:
-    """Last logged value of every ``test/*`` then ``val/*`` column of a CSVLogger file."""
-    last: dict[str, float] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
-            for k, v in row.items():
-                if k and k.startswith(("val/", "test/")) and v not in (None, ""):
-                    try:
-                        value = float(v)
-                    except ValueError:
-                        continue
-                    if math.isfinite(value):
-                        last[k] = value
+    """Last logged finite value of every ``test/*`` then ``val/*`` column of a CSVLogger
+    file."""
+    from rsmm.report import last_logged
+
+    last = {k: v for k, v in last_logged(path, ("val/", "test/")).items() if math.isfinite(v)}
     return {k: last[k] for k in sorted(last, key=lambda k: (not k.startswith("test/"), k))}
 
 

@@ -19,6 +19,22 @@ import torch
 from torch import Tensor
 
 
+def last_logged(metrics_csv: str | Path, prefixes: tuple[str, ...]) -> dict[str, float]:
+    """The last logged value of every column of a Lightning CSV logger's ``metrics.csv``
+    whose name starts with one of ``prefixes`` (cells that are empty or not numbers are
+    skipped)."""
+    last: dict[str, float] = {}
+    with Path(metrics_csv).open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            for k, v in row.items():
+                if k and k.startswith(prefixes) and v not in (None, ""):
+                    try:
+                        last[k] = float(v)
+                    except ValueError:
+                        continue
+    return last
+
+
 def read_logged(metrics_csv: str | Path, key: str) -> tuple[np.ndarray, np.ndarray]:
     """``(steps, values)`` of one metric in a Lightning CSV logger's ``metrics.csv``.
 

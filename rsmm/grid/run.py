@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import json
@@ -87,15 +86,11 @@ def in_process_runner(command: str, args: list[str], workdir: Path) -> None:
 
 def read_test_metrics(metrics_csv: Path) -> dict[str, float]:
     """The ``test/<metric>`` values of a CSVLogger ``metrics.csv`` (last logged wins)."""
-    out: dict[str, float] = {}
+    from rsmm.report import last_logged
+
     if not metrics_csv.is_file():
-        return out
-    with metrics_csv.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            for k, v in row.items():
-                if k and k.startswith("test/") and v not in (None, ""):
-                    out[k.removeprefix("test/")] = float(v)
-    return out
+        return {}
+    return {k.removeprefix("test/"): v for k, v in last_logged(metrics_csv, ("test/",)).items()}
 
 
 def _write_json(path: Path, data: Any) -> None:
