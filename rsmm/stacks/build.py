@@ -46,6 +46,7 @@ from rsmm.stacks.sources import (
     make_raster_dataset,
     parse_date,
     read_window,
+    union_bounds,
 )
 from rsmm.stacks.spec import SCL_CLOUD_VALUES, StackSpec
 from rsmm.stacks.splits import SPLITS, assign_blocks, block_ids, guard_band
@@ -111,18 +112,9 @@ def _crs_name(crs) -> str:
 
 
 def _lonlat_area(sources: dict[str, ModalitySource]) -> tuple[float, float, float, float]:
-    """``(west, south, east, north)`` in degrees of all the files of ``sources``."""
-    import rasterio
-    from rasterio.warp import transform_bounds
-
-    boxes = []
-    for s in sources.values():
-        first = s.bands[0] if s.separate_files else ""
-        for item in s.items:
-            with rasterio.open(item.band_path(first)) as src:
-                boxes.append(transform_bounds(src.crs, "EPSG:4326", *src.bounds))
-    b = np.asarray(boxes, dtype=np.float64)
-    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
+    """``(west, south, east, north)`` in degrees of all the files of ``sources`` (read
+    when the files were checked)."""
+    return union_bounds([s.lonlat_bounds for s in sources.values()])
 
 
 def _crs_problem(crs, area: tuple[float, float, float, float]) -> str | None:

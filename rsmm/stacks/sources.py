@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from rasterio.crs import CRS
@@ -77,28 +78,42 @@ def _band_pattern(bands: Sequence[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9])(?P<band>{names})(?![A-Za-z0-9])")
 
 
-def check_geotiff(path: str | Path) -> tuple[CRS, tuple[float, float], int]:
-    """Open a GeoTIFF and read its last pixel of every band.
+class GeoTiffInfo(NamedTuple):
+    """What :func:`check_geotiff` reads of a file's header."""
 
-    Returns:
-        ``(crs, (xres, yres), band count)``.
+    crs: CRS
+    res: tuple[float, float]
+    count: int
+    #: ``(west, south, east, north)`` in degrees (EPSG:4326)
+    lonlat_bounds: tuple[float, float, float, float]
+
+
+def check_geotiff(path: str | Path) -> GeoTiffInfo:
+    """Open a GeoTIFF and read its last pixel of every band.
 
     Raises:
         DatasetFileError: naming the file if it is corrupt, truncated or has no CRS.
     """
     import rasterio
     from rasterio.errors import RasterioError
+    from rasterio.warp import transform_bounds
     from rasterio.windows import Window
 
     try:
         with rasterio.open(path) as src:
             src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
-            crs, res, count = src.crs, src.res, src.count
+            crs, res, count, bounds = src.crs, src.res, src.count, src.bounds
     except (RasterioError, OSError) as err:
         raise DatasetFileError(f"corrupt or unreadable GeoTIFF {path}: {err}") from err
     if crs is None:
         raise DatasetFileError(f"GeoTIFF {path} has no CRS (it cannot be placed on the ground)")
-    return crs, res, count
+    return GeoTiffInfo(crs, res, count, transform_bounds(crs, "EPSG:4326", *bounds))
+
+
+def union_bounds(boxes: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
+    """The ``(xmin, ymin, xmax, ymax)`` box holding every one of ``boxes``."""
+    b = np.asarray(boxes, dtype=np.float64)
+    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
 
 
 class CorruptFilesError(DatasetFileError):
@@ -119,7 +134,7 @@ class CorruptFilesError(DatasetFileError):
         super().__init__(text)
 
 
-def check_geotiffs(paths: Sequence[str]) -> dict[str, tuple[CRS, tuple[float, float], int]]:
+def check_geotiffs(paths: Sequence[str]) -> dict[str, GeoTiffInfo]:
     """:func:`check_geotiff` on every file of ``paths``.
 
     Raises:
@@ -213,9 +228,11 @@ class ModalitySource:
                 for b in (self.bands if self.separate_files else ("",))
             ]
         )
-        self.crs: CRS = next(iter(infos.values()))[0]
+        self.crs: CRS = next(iter(infos.values())).crs
+        #: ``(west, south, east, north)`` in degrees of all the files
+        self.lonlat_bounds = union_bounds([i.lonlat_bounds for i in infos.values()])
         if not self.separate_files:
-            counts = {c for _, _, c in infos.values()}
+            counts = {i.count for i in infos.values()}
             if len(counts) > 1:
                 raise DatasetFileError(
                     f"{spec.key}: files under {spec.root} have different band counts {sorted(counts)}"
@@ -294,14 +311,12 @@ class ModalitySource:
             )
         return guess
 
-    def _target_gsd(
-        self, spec: ModalitySpec, sensor: str, infos: dict[str, tuple[CRS, tuple, int]]
-    ) -> float:
+    def _target_gsd(self, spec: ModalitySpec, sensor: str, infos: dict[str, GeoTiffInfo]) -> float:
         if spec.gsd is not None:
             return float(spec.gsd)
         if sensor in ("s1", "s2"):
             return float(min(get_sensor(sensor).band(b).gsd or 10.0 for b in self.bands))
-        crs, res, _ = next(iter(infos.values()))
+        crs, res = next(iter(infos.values()))[:2]
         if not crs.is_projected:
             raise ValueError(
                 f"{spec.key}: files are in a geographic CRS ({crs}); give the target gsd in metres"
