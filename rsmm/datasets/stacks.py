@@ -24,7 +24,7 @@ import torch
 
 from rsmm.datasets.base import MultiModalDataset, Sample
 from rsmm.manifests import DatasetManifest
-from rsmm.stacks.manifest import ChipManifest, read_manifest
+from rsmm.stacks.manifest import ChipManifest, coverage, read_manifest
 from rsmm.stacks.sources import read_window, window_transform
 from rsmm.stacks.spec import parse_length, spec_from_dirs
 from rsmm.stacks.splits import SPLITS
@@ -117,7 +117,7 @@ class CoRegisteredStack(MultiModalDataset):
         optional = [m for m in self.modalities if m in chips.optional]
         if not optional or not len(rows):
             return rows
-        have = [set(str(v).split(",")) for v in rows["modalities"]]
+        have = coverage(rows)
         keep = np.array([set(optional) <= h for h in have], dtype=bool)
         for cid, h, k in zip(rows["chip_id"], have, keep):
             if not k:

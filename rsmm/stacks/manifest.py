@@ -88,9 +88,7 @@ class ChipManifest:
     def covers(self, modalities: Sequence[str]) -> np.ndarray:
         """Boolean mask of the chips covered by every modality of ``modalities``."""
         want = set(modalities)
-        return np.array(
-            [want <= set(str(v).split(",")) for v in self.chips["modalities"]], dtype=bool
-        )
+        return np.array([want <= have for have in coverage(self.chips)], dtype=bool)
 
     def files(self, row: int, modality: str) -> list[str]:
         """Files of modality ``modality`` read for chip ``row`` (``{band}`` templates)."""
@@ -249,6 +247,11 @@ def write_manifest(manifest: ChipManifest, path: str | Path) -> Path:
         raise
     manifest.path = path
     return path
+
+
+def coverage(chips: Any) -> list[set[str]]:
+    """The modalities covering each chip of a manifest table (its ``modalities`` column)."""
+    return [set(str(v).split(",")) for v in chips["modalities"]]
 
 
 def render_figure(fig, path: str | Path) -> Path:
