@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from rsmm.errors import ConfigError, RsmmError
+
 DESCRIPTION = """\
 rsmm: multimodal pre-training for co-registered remote-sensing imagery.
 
@@ -43,15 +45,11 @@ commands:
 line; set RSMM_DEBUG=1 to see the full traceback instead."""
 
 TRAIN_COMMANDS = ("pretrain", "finetune", "linear-probe", "test")
+# one line for these; anything else is a bug and shows its traceback
 USER_ERRORS: tuple[type[BaseException], ...] = (
+    RsmmError,
     argparse.ArgumentError,  # jsonargparse's unknown / invalid option (exit_on_error=False)
-    FileNotFoundError,
-    NotADirectoryError,
-    ValueError,
-    KeyError,
-    IsADirectoryError,
-    PermissionError,
-    FileExistsError,
+    OSError,  # a path the user gave: missing, a directory, not writable, disk full
 )
 
 
@@ -200,7 +198,7 @@ def run_training(command: str, args: list[str]) -> dict[str, float]:
     if command == "linear-probe":
         args += ["--model.freeze_backbone", "true"]
     if command == "test" and ckpt is None and not asks_help:
-        raise ValueError("rsmm test needs --ckpt_path <checkpoint>")
+        raise ConfigError("rsmm test needs --ckpt_path <checkpoint>")
     if ckpt is not None:
         _check_checkpoint(ckpt)
     from rsmm.tasks.finetune import weights_from_checkpoint
@@ -223,7 +221,7 @@ def run_training(command: str, args: list[str]) -> dict[str, float]:
                 raise  # a crash, not a user error: keep its logs for debugging
             _discard_failed_run(log_dir, existed)
             detail = " ".join(str(err).split())
-            raise ValueError(
+            raise ConfigError(
                 f"checkpoint {ckpt} does not fit this model (another task, backbone or "
                 f"modality set?): {detail[:300]}"
             ) from None
@@ -354,7 +352,7 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
         elif m in mods and kw:
             mods[m] = replace(mods[m], **kw)
     if not mods:
-        raise ValueError("give the modality folders (--s1/--s2/--naip) or --spec stack.yaml")
+        raise ConfigError("give the modality folders (--s1/--s2/--naip) or --spec stack.yaml")
     for m in check_optional(a.optional or (), mods, "--optional"):
         mods[m] = replace(mods[m], required=False)
     fields: dict[str, Any] = {"modalities": mods}
@@ -371,7 +369,7 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
             fields[name] = getattr(a, name)
     classes = tuple(c.strip() for c in a.classes.split(",")) if a.classes else None
     if a.labels and a.label_raster:
-        raise ValueError("give either --labels or --label-raster, not both")
+        raise ConfigError("give either --labels or --label-raster, not both")
     if a.labels:
         fields["labels"] = LabelSpec(a.labels, a.label_column, a.label_layer, classes)
     elif a.label_raster:

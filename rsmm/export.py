@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import rsmm
+from rsmm.errors import ExportError
 from rsmm.models.backbones import build_backbone
 from rsmm.models.multimodal import per_modality
 from rsmm.sensors import get_sensor
@@ -51,10 +52,6 @@ DATASET_GSD: dict[str, dict[str, float | None]] = {
     "eurosat": {"s2": 10.0},
     "resisc45": {"rgb": None},
 }
-
-
-class ExportError(ValueError):
-    """A checkpoint or export directory cannot be used."""
 
 
 def _load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.sensors import check_units, get_sensor
 
 MANIFEST_PACKAGE = "rsmm.data_manifests"
@@ -65,14 +66,14 @@ class ModalityInfo:
             ValueError: if the manifest holds no statistics for some band.
         """
         if self.stats is None:
-            raise ValueError(
+            raise ConfigError(
                 f"no band statistics for sensor {self.sensor!r} in this manifest "
                 f"({self.stats_source or 'none published'}); compute them with "
                 "`rsmm manifest stats`"
             )
         missing = [b for b in bands if b not in self.stats]
         if missing:
-            raise ValueError(f"no statistics for band(s) {missing} of sensor {self.sensor!r}")
+            raise ConfigError(f"no statistics for band(s) {missing} of sensor {self.sensor!r}")
         mean = torch.tensor([self.stats[b][0] for b in bands], dtype=torch.float32)
         std = torch.tensor([self.stats[b][1] for b in bands], dtype=torch.float32)
         return mean, std
@@ -93,7 +94,7 @@ class DatasetManifest:
         try:
             return self.modalities[key]
         except KeyError:
-            raise KeyError(
+            raise UnknownNameError(
                 f"dataset {self.name!r} has no modality {key!r}; available: "
                 f"{', '.join(self.modalities)}"
             ) from None
@@ -148,7 +149,7 @@ def parse_manifest(data: Mapping[str, Any], source: str = "<dict>") -> DatasetMa
             extra={k: v for k, v in data.items() if k not in known},
         )
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"invalid dataset manifest {source}: {err}") from err
+        raise ConfigError(f"invalid dataset manifest {source}: {err}") from err
 
 
 def load_manifest(name_or_path: str | Path) -> DatasetManifest:
@@ -165,7 +166,7 @@ def load_manifest(name_or_path: str | Path) -> DatasetManifest:
             for p in resources.files(MANIFEST_PACKAGE).iterdir()
             if p.name.endswith(".json")
         )
-        raise KeyError(f"no packaged manifest {name_or_path!r}; available: {', '.join(available)}")
+        raise UnknownNameError(f"no packaged manifest {name_or_path!r}; available: {', '.join(available)}")
     return parse_manifest(json.loads(res.read_text()), f"{MANIFEST_PACKAGE}/{name_or_path}.json")
 
 
@@ -198,7 +199,7 @@ def compute_band_stats(
                 acc[mod][1] += s
                 acc[mod][2] += ss
     if not acc:
-        raise ValueError("cannot compute band statistics: the dataset has no samples")
+        raise ConfigError("cannot compute band statistics: the dataset has no samples")
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for mod, (n, s, ss) in acc.items():
         mean = s / n.clamp_min(1)

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rsmm.errors import ConfigError, UnknownNameError
+
 
 def last_logged(metrics_csv: str | Path, prefixes: tuple[str, ...]) -> dict[str, float]:
     """The last logged value of every column of a Lightning CSV logger's ``metrics.csv``
@@ -49,7 +51,7 @@ def read_logged(metrics_csv: str | Path, key: str) -> tuple[np.ndarray, np.ndarr
         rows = list(csv.DictReader(fh))
     columns = rows[0].keys() if rows else []
     if key not in columns:
-        raise KeyError(f"{path} has no column {key!r}; columns: {', '.join(columns)}")
+        raise UnknownNameError(f"{path} has no column {key!r}; columns: {', '.join(columns)}")
     kept = [(int(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
     steps, values = zip(*kept, strict=True) if kept else ((), ())
     return np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=np.float64)
@@ -65,7 +67,7 @@ def read_confusion(confusion_csv: str | Path) -> tuple[np.ndarray, list[str]]:
     classes = header[1:]
     counts = np.asarray([[int(v) for v in row[1:]] for row in rows], dtype=np.int64)
     if counts.shape != (len(classes), len(classes)):
-        raise ValueError(f"{path}: expected a {len(classes)} x {len(classes)} matrix")
+        raise ConfigError(f"{path}: expected a {len(classes)} x {len(classes)} matrix")
     return counts, classes
 
 

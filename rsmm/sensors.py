@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rsmm.errors import ConfigError, UnknownNameError
+
 SensorKind = Literal["optical", "sar"]
 
 #: Units of stored pixel values that rsmm knows how to interpret.
@@ -69,7 +71,7 @@ class Sensor:
         try:
             return self.bands[self._index[name]]
         except KeyError:
-            raise KeyError(
+            raise UnknownNameError(
                 f"sensor {self.name!r} has no band {name!r}; valid bands: {', '.join(self.band_names)}"
             ) from None
 
@@ -82,12 +84,12 @@ class Sensor:
         names = tuple(names)
         unknown = [n for n in names if n not in self._index]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown band(s) {unknown} for sensor {self.name!r}; valid bands: "
                 f"{', '.join(self.band_names)}"
             )
         if len(set(names)) != len(names):
-            raise ValueError(f"repeated band names in {list(names)} for sensor {self.name!r}")
+            raise ConfigError(f"repeated band names in {list(names)} for sensor {self.name!r}")
         return names
 
     @property
@@ -173,7 +175,7 @@ def get_sensor(name: str | Sensor) -> Sensor:
     try:
         return SENSORS[name]
     except KeyError:
-        raise KeyError(
+        raise UnknownNameError(
             f"unknown sensor {name!r}; registered sensors: {', '.join(SENSORS)}"
         ) from None
 
@@ -181,5 +183,5 @@ def get_sensor(name: str | Sensor) -> Sensor:
 def check_units(units: str) -> str:
     """Validate a units string (one of :data:`UNITS`)."""
     if units not in UNITS:
-        raise ValueError(f"unknown units {units!r}; expected one of {', '.join(UNITS)}")
+        raise ConfigError(f"unknown units {units!r}; expected one of {', '.join(UNITS)}")
     return units

@@ -28,6 +28,7 @@ from rsmm.augment.ops import (
     select,
     uniform,
 )
+from rsmm.errors import ConfigError
 
 OPTICAL = frozenset({"optical"})
 ANY_KIND = frozenset({"optical", "sar"})
@@ -58,7 +59,7 @@ def grayscale_weights(info: ModalityInfo, weights: Any = "luminance") -> Tensor:
     if isinstance(weights, Mapping):
         unknown = set(weights) - set(info.bands)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"grayscale weights name band(s) {sorted(unknown)} absent from modality "
                 f"{info.name!r} (bands {list(info.bands)})"
             )
@@ -73,11 +74,11 @@ def grayscale_weights(info: ModalityInfo, weights: Any = "luminance") -> Tensor:
             for i in members:
                 w[i] = luma / len(members)
     else:
-        raise ValueError(
+        raise ConfigError(
             f"grayscale weights must be 'luminance', 'equal' or a mapping, got {weights!r}"
         )
     if float(w.sum()) <= 0:
-        raise ValueError(f"grayscale weights for modality {info.name!r} sum to {float(w.sum())}")
+        raise ConfigError(f"grayscale weights for modality {info.name!r} sum to {float(w.sum())}")
     return w / w.sum()
 
 
@@ -159,7 +160,7 @@ class Grayscale(Op):
     def __init__(self, p: float = 0.2, weights: Any = "luminance") -> None:
         super().__init__(p)
         if not (isinstance(weights, Mapping) or weights in ("luminance", "equal")):
-            raise ValueError(
+            raise ConfigError(
                 f"grayscale.weights must be 'luminance', 'equal' or a mapping, got {weights!r}"
             )
         self.weights = weights
@@ -220,7 +221,7 @@ class GaussianBlur(Op):
         super().__init__(p)
         self.sigma = as_range(sigma, "blur.sigma", low=1e-6)
         if kernel_size != "auto" and (int(kernel_size) < 1 or int(kernel_size) % 2 == 0):
-            raise ValueError(
+            raise ConfigError(
                 f"blur.kernel_size must be 'auto' or an odd positive int, got {kernel_size!r}"
             )
         self.kernel_size = kernel_size
@@ -267,7 +268,7 @@ class BandDropout(Op):
     def __init__(self, p: float = 0.2, bands: int = 1) -> None:
         super().__init__(p)
         if int(bands) < 1:
-            raise ValueError(f"band_dropout.bands must be >= 1, got {bands}")
+            raise ConfigError(f"band_dropout.bands must be >= 1, got {bands}")
         self.bands = int(bands)
 
     def draw(self, n: int, info: ModalityInfo, generator: torch.Generator) -> dict[str, Tensor]:

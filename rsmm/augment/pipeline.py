@@ -30,6 +30,7 @@ from torch import Tensor
 from rsmm.augment.geometry import apply_geometry, draw_geometry
 from rsmm.augment.ops import ModalityInfo, Op
 from rsmm.augment.presets import Preset, load_preset
+from rsmm.errors import ConfigError
 from rsmm.sensors import Sensor, check_units, get_sensor
 
 StatsLike = tuple[Any, Any] | Mapping[str, Sequence[float]]
@@ -53,7 +54,7 @@ def _resolve_stats(info: ModalityInfo, stats: StatsLike) -> tuple[Tensor, Tensor
     if isinstance(stats, Mapping):
         missing = [b for b in info.bands if b not in stats]
         if missing:
-            raise ValueError(f"stats of modality {info.name!r} lack band(s) {missing}")
+            raise ConfigError(f"stats of modality {info.name!r} lack band(s) {missing}")
         pairs = torch.tensor(
             [[float(v) for v in stats[b]] for b in info.bands], dtype=torch.float64
         )
@@ -62,17 +63,17 @@ def _resolve_stats(info: ModalityInfo, stats: StatsLike) -> tuple[Tensor, Tensor
         try:
             mean, std = (torch.as_tensor(t, dtype=torch.float64).flatten() for t in stats)
         except (TypeError, ValueError):
-            raise ValueError(
+            raise ConfigError(
                 f"stats of modality {info.name!r} must be (mean, std) or {{band: (mean, std)}}"
             ) from None
     c = len(info.bands)
     if mean.numel() != c or std.numel() != c:
-        raise ValueError(
+        raise ConfigError(
             f"stats of modality {info.name!r} have {mean.numel()} means and {std.numel()} stds "
             f"for {c} bands {list(info.bands)}"
         )
     if not bool((std > 0).all()) or not bool(torch.isfinite(mean).all()):
-        raise ValueError(f"stats of modality {info.name!r} need finite means and positive stds")
+        raise ConfigError(f"stats of modality {info.name!r} need finite means and positive stds")
     return mean, std
 
 
@@ -134,9 +135,9 @@ class BandAugment:
                 kind or units (the message names the modality).
         """
         if int(views) < 1:
-            raise ValueError(f"views must be >= 1, got {views}")
+            raise ConfigError(f"views must be >= 1, got {views}")
         if chunk_size is not None and int(chunk_size) < 1:
-            raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+            raise ConfigError(f"chunk_size must be >= 1 or None, got {chunk_size}")
         self.chunk_size = chunk_size
         self.preset = load_preset(preset)
         self.views = int(views)
@@ -148,7 +149,7 @@ class BandAugment:
         units = dict(units or {})
         unknown = (set(bands) | set(units)) - set(sensors)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"bands/units given for modalities {sorted(unknown)} absent from sensors"
             )
         for m, s in sensors.items():
@@ -163,12 +164,12 @@ class BandAugment:
                 try:
                     check_units(u)
                 except ValueError as err:
-                    raise ValueError(f"modality {m!r}: {err}") from None
+                    raise ConfigError(f"modality {m!r}: {err}") from None
             info = ModalityInfo(name=m, sensor=sensor, bands=names, units=u)
             for op in self.preset.ops.get(sensor.kind, []):
                 op.check(info)
             if m not in stats:
-                raise ValueError(f"no stats given for modality {m!r}")
+                raise ConfigError(f"no stats given for modality {m!r}")
             self.infos[m] = info
             self._mean_std[m] = _resolve_stats(info, stats[m])
         self._generator: torch.Generator | None = None
@@ -198,7 +199,7 @@ class BandAugment:
     def _check_batch(self, batch: Mapping[str, Tensor]) -> int:
         unknown = set(batch) - set(self.infos)
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"batch has modalities {sorted(unknown)} that BandAugment was not configured "
                 f"for (configured: {sorted(self.infos)})"
             )
@@ -206,13 +207,13 @@ class BandAugment:
         for m, x in batch.items():
             c = len(self.infos[m].bands)
             if x.ndim != 4 or x.shape[1] != c:
-                raise ValueError(
+                raise ConfigError(
                     f"modality {m!r}: expected a B x {c} x H x W batch (bands "
                     f"{list(self.infos[m].bands)}), got shape {tuple(x.shape)}"
                 )
             sizes.add(x.shape[0])
         if len(sizes) > 1:
-            raise ValueError(f"modalities have different batch sizes: {sorted(sizes)}")
+            raise ConfigError(f"modalities have different batch sizes: {sorted(sizes)}")
         return sizes.pop() if sizes else 0
 
     def augment_modality(

@@ -34,6 +34,7 @@ from rsmm.augment import optical as _optical  # noqa: F401
 from rsmm.augment import sar as _sar  # noqa: F401
 from rsmm.augment.geometry import GeometryConfig
 from rsmm.augment.ops import Op, as_range, build_op
+from rsmm.errors import ConfigError
 
 #: Directory of the named presets (``rsmm/augment/recipes``, shipped inside the package).
 PRESET_DIR = Path(__file__).resolve().parent / "recipes"
@@ -69,9 +70,9 @@ def _probability(value: Any, where: str) -> float:
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{where} must be a probability, got {value!r}") from None
+        raise ConfigError(f"{where} must be a probability, got {value!r}") from None
     if not 0 <= p <= 1:
-        raise ValueError(f"{where} must be in [0, 1], got {p}")
+        raise ConfigError(f"{where} must be in [0, 1], got {p}")
     return p
 
 
@@ -79,25 +80,25 @@ def _parse_geometry(spec: Mapping[str, Any] | None, where: str) -> GeometryConfi
     spec = dict(spec or {})
     unknown = set(spec) - _GEOMETRY_KEYS
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{where}.geometry: unknown key(s) {sorted(unknown)}; expected {sorted(_GEOMETRY_KEYS)}"
         )
     crop = spec.get("resized_crop") or {}
     if not isinstance(crop, Mapping) or set(crop) - {"p", "scale", "ratio"}:
-        raise ValueError(
+        raise ConfigError(
             f"{where}.geometry.resized_crop must be a mapping with keys p, scale, ratio; got {crop!r}"
         )
     scale = as_range(crop.get("scale", (1.0, 1.0)), f"{where}.geometry.resized_crop.scale", low=0.0)
     if scale[0] <= 0 or scale[1] > 1:
-        raise ValueError(
+        raise ConfigError(
             f"{where}.geometry.resized_crop.scale must lie in (0, 1], got {list(scale)}"
         )
     ratio = as_range(crop.get("ratio", (1.0, 1.0)), f"{where}.geometry.resized_crop.ratio", low=0.0)
     if ratio[0] <= 0:
-        raise ValueError(f"{where}.geometry.resized_crop.ratio must be positive, got {list(ratio)}")
+        raise ConfigError(f"{where}.geometry.resized_crop.ratio must be positive, got {list(ratio)}")
     mode = spec.get("mode", "bilinear")
     if mode not in ("bilinear", "nearest"):
-        raise ValueError(f"{where}.geometry.mode must be 'bilinear' or 'nearest', got {mode!r}")
+        raise ConfigError(f"{where}.geometry.mode must be 'bilinear' or 'nearest', got {mode!r}")
     return GeometryConfig(
         crop_p=_probability(
             crop.get("p", 1.0 if crop else 0.0), f"{where}.geometry.resized_crop.p"
@@ -119,12 +120,12 @@ def parse_preset(spec: Mapping[str, Any], name: str = "<dict>") -> Preset:
             under a sensor kind it does not support.
     """
     if not isinstance(spec, Mapping):
-        raise ValueError(
+        raise ConfigError(
             f"augmentation preset {name!r} must be a mapping, got {type(spec).__name__}"
         )
     unknown = set(spec) - _TOP_KEYS
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"augmentation preset {name!r}: unknown key(s) {sorted(unknown)}; "
             f"expected {sorted(_TOP_KEYS)}"
         )
@@ -132,13 +133,13 @@ def parse_preset(spec: Mapping[str, Any], name: str = "<dict>") -> Preset:
     for kind in _KINDS:
         entries = spec.get(kind) or []
         if not isinstance(entries, list):
-            raise ValueError(f"augmentation preset {name!r}: {kind!r} must be a list of ops")
+            raise ConfigError(f"augmentation preset {name!r}: {kind!r} must be a list of ops")
         ops[kind] = []
         for i, entry in enumerate(entries):
             where = f"augmentation preset {name!r}, {kind}[{i}]"
             op = build_op(entry, where)
             if kind not in op.kinds:
-                raise ValueError(
+                raise ConfigError(
                     f"{where}: op {op.name!r} is for {'/'.join(sorted(op.kinds))} sensors, "
                     f"not {kind}"
                 )
@@ -168,7 +169,7 @@ def load_preset(preset: str | Path | Mapping[str, Any] | Preset) -> Preset:
     if path.suffix not in (".yaml", ".yml") and not path.exists():
         path = PRESET_DIR / f"{text}.yaml"
         if not path.is_file():
-            raise ValueError(
+            raise ConfigError(
                 f"unknown augmentation preset {text!r}; available presets: "
                 f"{', '.join(available_presets())} (or pass a YAML path or a dict)"
             )
@@ -178,8 +179,8 @@ def load_preset(preset: str | Path | Mapping[str, Any] | Preset) -> Preset:
         try:
             spec = yaml.safe_load(f)
         except yaml.YAMLError as err:
-            raise ValueError(f"augmentation preset file {path} is not valid YAML: {err}") from None
+            raise ConfigError(f"augmentation preset file {path} is not valid YAML: {err}") from None
     try:
         return parse_preset(spec or {}, name=path.stem)
     except ValueError as err:
-        raise ValueError(f"{err} (in {path})") from None
+        raise ConfigError(f"{err} (in {path})") from None

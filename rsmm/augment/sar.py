@@ -31,6 +31,7 @@ from rsmm.augment.ops import (
     register,
     uniform,
 )
+from rsmm.errors import ConfigError
 
 SAR = frozenset({"sar"})
 #: Units that SAR operations can interpret.
@@ -53,12 +54,12 @@ class _SarOp(Op):
     def check(self, info: ModalityInfo) -> None:
         super().check(info)
         if info.units is None:
-            raise ValueError(
+            raise ConfigError(
                 f"augmentation op {self.name!r} needs the units of SAR modality {info.name!r}; "
                 f"pass units={{{info.name!r}: 'db' or 'linear'}} to BandAugment"
             )
         if info.units not in SAR_UNITS:
-            raise ValueError(
+            raise ConfigError(
                 f"augmentation op {self.name!r} cannot interpret modality {info.name!r} stored "
                 f"in units {info.units!r}: SAR ops need backscatter in 'db' or 'linear' power"
             )

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from rsmm.datamodules.splits import stratified_subset
 from rsmm.datasets.base import MultiModalDataset
+from rsmm.errors import ConfigError
 from rsmm.manifests import compute_band_stats
 
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]
@@ -101,11 +102,11 @@ class MultiModalDataModule(LightningDataModule):
         # the task's, and fine-tuning on a subset of the loaded modalities is legitimate
         self.save_hyperparameters(ignore=["modalities"])
         if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if views < 1:
-            raise ValueError(f"views must be >= 1, got {views}")
+            raise ConfigError(f"views must be >= 1, got {views}")
         if not 0 < label_fraction <= 1:
-            raise ValueError(f"label_fraction must be in (0, 1], got {label_fraction}")
+            raise ConfigError(f"label_fraction must be in (0, 1], got {label_fraction}")
         self.root = root
         self.modalities = None if modalities is None else tuple(modalities)
         self.bands = bands
@@ -184,7 +185,7 @@ class MultiModalDataModule(LightningDataModule):
                 idx = stratified_subset(subset_targets(ds), self.label_fraction, self.seed)
                 ds = Subset(ds, idx.tolist())
             if len(ds) == 0:
-                raise ValueError(
+                raise ConfigError(
                     f"the {key} split of {type(self).__name__} (root {self.root}) is empty"
                 )
             self.datasets[key] = ds

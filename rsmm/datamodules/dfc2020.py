@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from rsmm.datamodules.base import MultiModalDataModule
 from rsmm.datamodules.splits import stratified_split
 from rsmm.datasets.dfc2020 import DFC2020
+from rsmm.errors import ConfigError
 
 
 class DFC2020DataModule(MultiModalDataModule):
@@ -56,7 +57,7 @@ class DFC2020DataModule(MultiModalDataModule):
                 ``views``, ``shared_geometry``, ``pin_memory`` ...).
         """
         if not 0 < holdout_fraction < 1:
-            raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+            raise ConfigError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
         super().__init__(
             root,
             modalities=modalities,

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from rsmm.datamodules.base import MultiModalDataModule
 from rsmm.datasets.sen12ms import SEN12MS
+from rsmm.errors import ConfigError
 
 
 def scene_holdout(ids: Sequence[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +80,7 @@ class SEN12MSDataModule(MultiModalDataModule):
                 ``views``, ``shared_geometry``, ``pin_memory`` ...).
         """
         if not 0 <= val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+            raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
         super().__init__(
             root,
             modalities=modalities,

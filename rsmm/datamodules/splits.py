@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rsmm.errors import ConfigError
+
 
 def strata(targets: np.ndarray) -> np.ndarray:
     """Integer stratum per sample: the class id, or for multi-hot labels the first
@@ -21,7 +23,7 @@ def strata(targets: np.ndarray) -> np.ndarray:
     if targets.ndim == 1:
         return targets.astype(np.int64)
     if targets.ndim != 2:
-        raise ValueError(f"targets must be 1-D labels or 2-D multi-hot, got shape {targets.shape}")
+        raise ConfigError(f"targets must be 1-D labels or 2-D multi-hot, got shape {targets.shape}")
     pos = targets > 0.5
     first = np.where(pos.any(1), pos.argmax(1), targets.shape[1])
     unlabelled = (targets < 0).any(1)
@@ -49,7 +51,7 @@ def stratified_subset(targets: np.ndarray, fraction: float, seed: int = 0) -> np
         Sorted int64 indices.
     """
     if not 0 < fraction <= 1:
-        raise ValueError(f"label_fraction must be in (0, 1], got {fraction}")
+        raise ConfigError(f"label_fraction must be in (0, 1], got {fraction}")
     targets = np.asarray(targets)
     if fraction >= 1:
         return np.arange(len(targets), dtype=np.int64)
@@ -59,7 +61,7 @@ def stratified_subset(targets: np.ndarray, fraction: float, seed: int = 0) -> np
         k = max(1, round(fraction * len(idx)))
         chosen.append(idx[:k])
     if not chosen:
-        raise ValueError("label_fraction < 1 needs labelled samples, but none is labelled")
+        raise ConfigError("label_fraction < 1 needs labelled samples, but none is labelled")
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
@@ -73,7 +75,7 @@ def stratified_split(
     the same way as one more stratum.
     """
     if abs(sum(fractions) - 1) > 1e-6 or any(f < 0 for f in fractions):
-        raise ValueError(f"split fractions must be non-negative and sum to 1, got {fractions}")
+        raise ConfigError(f"split fractions must be non-negative and sum to 1, got {fractions}")
     s = strata(np.asarray(targets))
     rng = np.random.default_rng(seed)
     parts: list[list[np.ndarray]] = [[] for _ in fractions]

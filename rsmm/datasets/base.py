@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from torchgeo.datasets import NonGeoDataset
 
 from rsmm.datasets.io import fill_nonfinite
+from rsmm.errors import ConfigError
 from rsmm.manifests import DatasetManifest, load_manifest
 from rsmm.sensors import get_sensor
 
@@ -66,20 +67,20 @@ class MultiModalDataset(NonGeoDataset):
             modalities = (modalities,)
         modalities = tuple(modalities)
         if not modalities:
-            raise ValueError("modalities: select at least one modality")
+            raise ConfigError("modalities: select at least one modality")
         unknown = [m for m in modalities if m not in self.manifest.modalities]
         if unknown:
-            raise ValueError(
+            raise ConfigError(
                 f"modalities: {unknown} not in dataset {self.manifest.name!r}; available: "
                 f"{', '.join(self.manifest.modalities)}"
             )
         if len(set(modalities)) != len(modalities):
-            raise ValueError(f"modalities: repeated entries in {list(modalities)}")
+            raise ConfigError(f"modalities: repeated entries in {list(modalities)}")
         self.modalities: tuple[str, ...] = modalities
         bands = dict(bands or {})
         extra = [m for m in bands if m not in modalities]
         if extra:
-            raise ValueError(f"bands: given for modality {extra} which is not selected")
+            raise ConfigError(f"bands: given for modality {extra} which is not selected")
         self.bands: dict[str, tuple[str, ...]] = {}
         for m in modalities:
             info = self.manifest.modality(m)
@@ -87,12 +88,12 @@ class MultiModalDataset(NonGeoDataset):
             get_sensor(info.sensor).check_bands(chosen)
             missing = [b for b in chosen if b not in info.bands]
             if missing:
-                raise ValueError(
+                raise ConfigError(
                     f"bands: {missing} are not stored by {self.manifest.name!r} for modality "
                     f"{m!r} (stored: {', '.join(info.bands)})"
                 )
             if not chosen:
-                raise ValueError(f"bands: empty band list for modality {m!r}")
+                raise ConfigError(f"bands: empty band list for modality {m!r}")
             self.bands[m] = chosen
         self.skipped: list[tuple[str, str]] = []
 

@@ -25,6 +25,7 @@ from torchgeo.datasets.errors import DatasetNotFoundError as TorchGeoDatasetNotF
 
 from rsmm.datasets.base import MultiModalDataset, Sample
 from rsmm.datasets.io import DatasetFileError, DatasetNotFoundError, require_dir
+from rsmm.errors import ConfigError
 
 BandsArg = Sequence[str] | Mapping[str, Sequence[str]] | None
 
@@ -137,7 +138,7 @@ class PublishedClassFolderDataset(MultiModalDataset):
             (self.modality,) if modalities is None else modalities, self.band_selection(bands)
         )
         if split not in self.splits:
-            raise ValueError(f"split must be one of {', '.join(self.splits)}; got {split!r}")
+            raise ConfigError(f"split must be one of {', '.join(self.splits)}; got {split!r}")
         name = type(self).__name__
         self.root = Path(root)
         self.split = split

@@ -14,6 +14,7 @@ import torch
 from rsmm.datasets.base import MultiModalDataset, Sample
 from rsmm.datasets.io import DatasetFileError, read_geotiff, require_dir
 from rsmm.datasets.landcover import DFC_CLASSES, class_names, dfc_scene_class, to_scheme
+from rsmm.errors import ConfigError
 
 
 class DFC2020(MultiModalDataset):
@@ -70,7 +71,7 @@ class DFC2020(MultiModalDataset):
                 is unreadable.
         """
         if split not in self.releases:
-            raise ValueError(f"split must be one of {sorted(self.releases)}, got {split!r}")
+            raise ConfigError(f"split must be one of {sorted(self.releases)}, got {split!r}")
         names = class_names(num_classes)
         super().__init__(modalities, bands)
         self.root = Path(root)

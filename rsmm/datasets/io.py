@@ -16,13 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-class DatasetFileError(ValueError):
-    """A dataset file is missing, unreadable or not what the dataset expects."""
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset root (or a required part of it) does not exist."""
+from rsmm.errors import DatasetFileError, DatasetNotFoundError
 
 
 def require_dir(path: str | Path, what: str) -> Path:

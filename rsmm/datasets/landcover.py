@@ -18,6 +18,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from rsmm.errors import ConfigError
+
 #: The 10 simplified IGBP classes; the index is the class id (dfc value minus one).
 DFC_CLASSES: tuple[str, ...] = (
     "Forest",
@@ -63,7 +65,7 @@ def class_names(num_classes: int) -> tuple[str, ...]:
         return DFC_CLASSES
     if num_classes == 8:
         return DFC_CLASSES_8
-    raise ValueError(f"num_classes must be 8 or 10, got {num_classes}")
+    raise ConfigError(f"num_classes must be 8 or 10, got {num_classes}")
 
 
 def majority_value(values: np.ndarray, ignore: Iterable[int] = ()) -> int | None:
@@ -81,7 +83,7 @@ def majority_value(values: np.ndarray, ignore: Iterable[int] = ()) -> int | None
     if flat.size == 0:
         return None
     if flat.min() < 0:
-        raise ValueError("majority_value expects non-negative integer values")
+        raise ConfigError("majority_value expects non-negative integer values")
     counts = np.bincount(flat)
     for v in ignore:
         if 0 <= v < counts.size:

@@ -42,6 +42,7 @@ from rsmm.datasets.io import (
     read_npy,
     require_dir,
 )
+from rsmm.errors import ConfigError
 from rsmm.manifests import load_manifest
 
 #: Sentinel-2 resolution names accepted by ``s2_bands``, finest first.
@@ -128,10 +129,10 @@ class MeterML(MultiModalDataset):
             ValueError: for an unknown split, band, resolution or ``Type`` in the geojson.
         """
         if split not in self.splits:
-            raise ValueError(f"split must be one of {self.splits}, got {split!r}")
+            raise ConfigError(f"split must be one of {self.splits}, got {split!r}")
         bands = dict(bands or {})
         if s2_bands is not None and "s2" in bands:
-            raise ValueError("give the Sentinel-2 bands either as s2_bands or as bands['s2']")
+            raise ConfigError("give the Sentinel-2 bands either as s2_bands or as bands['s2']")
         spec = s2_bands if s2_bands is not None else bands.get("s2")
         if isinstance(modalities, str):
             modalities = (modalities,)
@@ -176,7 +177,7 @@ class MeterML(MultiModalDataset):
         for part in str(type_).split(self._separator):
             name = self._aliases.get(part.strip(), part.strip())
             if name not in self.classes:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.geojson}: unknown Type {type_!r} (part {part!r}); known types: "
                     f"{', '.join(self.classes)}, {', '.join(self._aliases)} and "
                     f"{self._separator!r}-joined combinations"
@@ -335,7 +336,7 @@ def _s2_by_resolution(files: Mapping[str, list[_ArrayFile]]) -> dict[str, _Array
     for f in files["s2"]:
         res = next((r for r in S2_RESOLUTIONS if f.name.endswith(f"-{r}.npy")), None)
         if res is None:
-            raise ValueError(f"cannot tell the resolution of Sentinel-2 file {f.name!r}")
+            raise ConfigError(f"cannot tell the resolution of Sentinel-2 file {f.name!r}")
         out[res] = f
     return out
 
@@ -356,13 +357,13 @@ def _resolve_s2_bands(spec: Sequence[str], s2_files: Mapping[str, _ArrayFile]) -
         elif item in stored:
             out.append(item)
         else:
-            raise ValueError(
+            raise ConfigError(
                 f"s2_bands: unknown entry {item!r}; use resolutions "
                 f"{', '.join(s2_files)} or bands {', '.join(stored)}"
             )
     if not out:
-        raise ValueError("s2_bands: empty selection")
+        raise ConfigError("s2_bands: empty selection")
     repeated = sorted({b for b in out if out.count(b) > 1})
     if repeated:
-        raise ValueError(f"s2_bands: band(s) {repeated} selected more than once in {list(spec)}")
+        raise ConfigError(f"s2_bands: band(s) {repeated} selected more than once in {list(spec)}")
     return tuple(out)

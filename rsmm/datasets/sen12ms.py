@@ -16,6 +16,7 @@ from torchgeo.datasets.errors import DatasetNotFoundError as TorchGeoNotFoundErr
 from rsmm.datasets.base import MultiModalDataset, Sample
 from rsmm.datasets.io import DatasetFileError, DatasetNotFoundError, read_geotiff, require_dir
 from rsmm.datasets.landcover import igbp_scene_label
+from rsmm.errors import ConfigError
 
 
 class SEN12MS(MultiModalDataset):
@@ -67,7 +68,7 @@ class SEN12MS(MultiModalDataset):
                 missing (or the checksums do not match).
         """
         if split not in self.splits:
-            raise ValueError(f"split must be one of {list(self.splits)}, got {split!r}")
+            raise ConfigError(f"split must be one of {list(self.splits)}, got {split!r}")
         super().__init__(modalities, bands)
         self.root = require_dir(root, "SEN12MS root")
         self.split = split

@@ -23,15 +23,12 @@ import numpy as np
 import torch
 
 from rsmm.datasets.base import MultiModalDataset, Sample
+from rsmm.errors import ConfigError, NoCoveredChipsError
 from rsmm.manifests import DatasetManifest
 from rsmm.stacks.manifest import ChipManifest, coverage, read_manifest
 from rsmm.stacks.sources import read_window, window_transform
 from rsmm.stacks.spec import parse_length, spec_from_dirs
 from rsmm.stacks.splits import SPLITS
-
-
-class NoCoveredChipsError(ValueError):
-    """None of a split's chips is covered by every requested modality."""
 
 
 class CoRegisteredStack(MultiModalDataset):
@@ -84,7 +81,7 @@ class CoRegisteredStack(MultiModalDataset):
             if chip_size is not None:
                 _check_chip_size(chip_size, chips, manifest_or_dirs)
         if split is not None and split not in SPLITS:
-            raise ValueError(f"split must be one of {', '.join(SPLITS)} or None, got {split!r}")
+            raise ConfigError(f"split must be one of {', '.join(SPLITS)} or None, got {split!r}")
         self.chip_manifest = chips
         self.split = split
         super().__init__(modalities or chips.modalities, bands)
@@ -197,7 +194,7 @@ def _check_chip_size(chip_size: str | float, chips: ChipManifest, source: Any) -
         value *= float(info[ref]["gsd"])
     if abs(value - size) > 1e-6 * size:
         px = ", ".join(f"{m} {i['chip_pixels']} px" for m, i in info.items())
-        raise ValueError(
+        raise ConfigError(
             f"chip_size: {chip_size} differs from the manifest's {size:g} m ({px}) "
             f"({source}); rebuild it"
         )

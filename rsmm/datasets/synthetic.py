@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from rsmm.datasets.base import MultiModalDataset
+from rsmm.errors import ConfigError
 
 
 class SyntheticMultiModal(MultiModalDataset):
@@ -53,9 +54,9 @@ class SyntheticMultiModal(MultiModalDataset):
     ) -> None:
         super().__init__(modalities, bands)
         if split not in self._split_offset:
-            raise ValueError(f"split must be one of {list(self._split_offset)}, got {split!r}")
+            raise ConfigError(f"split must be one of {list(self._split_offset)}, got {split!r}")
         if num_samples < 1 or size < 4:
-            raise ValueError("num_samples must be >= 1 and size >= 4")
+            raise ConfigError("num_samples must be >= 1 and size >= 4")
         self.split, self.num_samples, self.size = split, num_samples, size
         self.naip_scale, self.signal, self.seed = naip_scale, signal, seed
         proto = np.random.default_rng(seed)

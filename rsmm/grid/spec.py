@@ -10,15 +10,13 @@ from typing import Any
 
 import yaml
 
+from rsmm.errors import GridError
+
 DOWNSTREAM_COMMANDS = ("finetune", "linear-probe")
 _SPEC_KEYS = {"name", "out", "seeds", "metrics", "scale", "data_root", "pretrain_per_seed"}
 _SPEC_KEYS |= {"overrides", "blocks", "pretrain", "downstream"}
 _ROW_KEYS = {"name", "config", "overrides", "downstream_overrides", "key"}
 _PROTOCOL_KEYS = {"name", "command", "config", "overrides", "key"}
-
-
-class GridError(ValueError):
-    """A grid spec is invalid, or one of its runs failed."""
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ import torch
 import yaml
 from torch import Tensor
 
+from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.manifests import MANIFEST_PACKAGE
 
 #: Datasets that share another dataset's hierarchy file.
@@ -64,7 +65,7 @@ class LabelTree:
         source: str = "<tree>",
     ) -> None:
         if not nx.is_arborescence(graph):
-            raise ValueError(f"{source}: the hierarchy is not a rooted tree")
+            raise ConfigError(f"{source}: the hierarchy is not a rooted tree")
         self.graph = graph
         self.root = root
         self.source = source
@@ -79,7 +80,7 @@ class LabelTree:
     ) -> LabelTree:
         """Build a tree from the nested mapping described in the module docstring."""
         if not isinstance(data, Mapping) or not data:
-            raise ValueError(f"{source}: a hierarchy must be a non-empty mapping")
+            raise ConfigError(f"{source}: a hierarchy must be a non-empty mapping")
         graph = nx.DiGraph()
         if len(data) == 1:
             ((root, children),) = data.items()
@@ -103,7 +104,7 @@ class LabelTree:
             name = HIERARCHY_ALIASES.get(str(path_or_name), str(path_or_name))
             res = resources.files(MANIFEST_PACKAGE).joinpath(f"hierarchy_{name}.yaml")
             if not res.is_file():
-                raise KeyError(
+                raise UnknownNameError(
                     f"no packaged hierarchy {path_or_name!r}; available: "
                     f"{', '.join(available_hierarchies())}"
                 )
@@ -112,7 +113,7 @@ class LabelTree:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ValueError(f"{source}: invalid YAML: {err}") from err
+            raise ConfigError(f"{source}: invalid YAML: {err}") from err
         return cls.from_dict(data, classes=classes, source=source)
 
     @property
@@ -133,9 +134,9 @@ class LabelTree:
         """Raise ValueError unless every class is a distinct leaf of the tree."""
         missing = [c for c in classes if c not in self.graph or not self.is_leaf(c)]
         if missing:
-            raise ValueError(f"{self.source}: classes {missing} are not leaves of the hierarchy")
+            raise ConfigError(f"{self.source}: classes {missing} are not leaves of the hierarchy")
         if len(set(classes)) != len(classes):
-            raise ValueError(f"classes contain duplicates: {list(classes)}")
+            raise ConfigError(f"classes contain duplicates: {list(classes)}")
 
     def depth(self, node: str) -> int:
         """Number of edges from the root to ``node``."""
@@ -177,7 +178,7 @@ class LabelTree:
 
 def _node_name(name: Any, source: str) -> str:
     if not isinstance(name, str) or not name:
-        raise ValueError(
+        raise ConfigError(
             f"{source}: node names must be non-empty strings, got {name!r} "
             "(quote names YAML reads as numbers or booleans)"
         )
@@ -187,7 +188,7 @@ def _node_name(name: Any, source: str) -> str:
 def _add_node(graph: nx.DiGraph, parent: str, name: Any, source: str) -> str:
     name = _node_name(name, source)
     if name in graph:
-        raise ValueError(f"{source}: node {name!r} appears more than once")
+        raise ConfigError(f"{source}: node {name!r} appears more than once")
     graph.add_edge(parent, name)
     return name
 

@@ -16,6 +16,7 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from rsmm.errors import ConfigError
 from rsmm.hyperbolic.hierarchy import LabelTree
 
 
@@ -30,7 +31,7 @@ def gaussian_uniformity(p: Tensor) -> Tensor:
     """
     n = p.shape[0]
     if n < 2:
-        raise ValueError(f"uniformity needs at least 2 points, got {n}")
+        raise ConfigError(f"uniformity needs at least 2 points, got {n}")
     sq = torch.cdist(p, p).pow(2)
     off = ~torch.eye(n, dtype=torch.bool, device=p.device)
     return torch.logsumexp(-sq[off], dim=0) - math.log(n * (n - 1))
@@ -56,9 +57,9 @@ def uniform_prototypes(
         ``n x d`` float32 tensor of unit rows.
     """
     if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
+        raise ConfigError(f"n must be >= 1, got {n}")
     if d < 2:
-        raise ValueError(f"d must be >= 2, got {d}")
+        raise ConfigError(f"d must be >= 2, got {d}")
     if d == 2:
         angles = torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
         return torch.stack([angles.cos(), angles.sin()], dim=1).float()
@@ -109,11 +110,11 @@ def gw_assignment(
     protos = np.asarray(torch.as_tensor(prototypes, dtype=torch.float64))
     k = c1.shape[0]
     if c1.shape != (k, k) or protos.shape[0] != k:
-        raise ValueError(
+        raise ConfigError(
             f"class_distances must be K x K and prototypes K x d, got {c1.shape} and {protos.shape}"
         )
     if n_init < 1:
-        raise ValueError(f"n_init must be >= 1, got {n_init}")
+        raise ConfigError(f"n_init must be >= 1, got {n_init}")
     c2 = np.clip(1.0 - protos @ protos.T, 0.0, None)
     np.fill_diagonal(c2, 0.0)
     c1 = c1 / max(c1.max(), 1e-12)
@@ -197,7 +198,7 @@ def hierarchical_prototypes(
     if prototypes is None:
         prototypes = uniform_prototypes(len(classes), d, steps=steps, seed=seed)
     elif tuple(prototypes.shape) != (len(classes), d):
-        raise ValueError(f"prototypes must be {len(classes)} x {d}, got {tuple(prototypes.shape)}")
+        raise ConfigError(f"prototypes must be {len(classes)} x {d}, got {tuple(prototypes.shape)}")
     perm = gw_assignment(dist, prototypes, n_init=n_init, seed=seed, refine=refine)
     return prototypes[torch.as_tensor(perm)].float()
 

@@ -17,10 +17,7 @@ from timm.models import adapt_input_conv
 from torch import Tensor, nn
 
 import rsmm.models.alexnet  # noqa: F401  (registers small_alexnet / tiny_cnn with timm)
-
-
-class WeightsError(ValueError):
-    """A weights file cannot be used for a backbone."""
+from rsmm.errors import ConfigError, WeightsError
 
 
 def build_backbone(arch: str, in_chans: int, **kwargs: object) -> nn.Module:
@@ -30,7 +27,7 @@ def build_backbone(arch: str, in_chans: int, **kwargs: object) -> nn.Module:
         ValueError: for an architecture timm does not know.
     """
     if not timm.is_model(arch):
-        raise ValueError(
+        raise ConfigError(
             f"unknown backbone {arch!r}: not a timm model name (see timm.list_models()); "
             "rsmm adds 'small_alexnet' and 'tiny_cnn'"
         )

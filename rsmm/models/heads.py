@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from rsmm.errors import ConfigError
+
 
 class ProjectionHead(nn.Module):
     """MLP projector ``Linear -> [BN] -> ReLU -> ... -> Linear`` (SimCLR's head).
@@ -26,7 +28,7 @@ class ProjectionHead(nn.Module):
     ) -> None:
         super().__init__()
         if num_layers < 1:
-            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+            raise ConfigError(f"num_layers must be >= 1, got {num_layers}")
         layers: list[nn.Module] = []
         d = in_dim
         for _ in range(num_layers - 1):

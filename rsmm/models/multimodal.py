@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.models.backbones import build_backbone, load_backbone_weights
 from rsmm.models.heads import ProjectionHead
 
@@ -25,12 +26,12 @@ def per_modality(
         return dict.fromkeys(modalities, value)
     unknown = [m for m in value if m not in modalities]
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{what}: given for unknown modalities {unknown} (have {list(modalities)})"
         )
     missing = [m for m in modalities if m not in value]
     if missing:
-        raise ValueError(f"{what}: no entry for modalities {missing}")
+        raise ConfigError(f"{what}: no entry for modalities {missing}")
     return {m: value[m] for m in modalities}
 
 
@@ -67,7 +68,7 @@ class MultiModalEncoder(nn.Module):
         super().__init__()
         self.modalities = tuple(in_channels)
         if not self.modalities:
-            raise ValueError("in_channels: at least one modality is needed")
+            raise ConfigError("in_channels: at least one modality is needed")
         self.archs = per_modality(backbone, self.modalities, "backbone")
         files = per_modality(weights, self.modalities, "weights")
         self.in_channels = dict(in_channels)
@@ -111,7 +112,7 @@ class MultiModalEncoder(nn.Module):
         mods = tuple(modalities or x.keys())
         missing = [m for m in mods if m not in x]
         if missing:
-            raise KeyError(f"batch lacks modalities {missing}")
+            raise UnknownNameError(f"batch lacks modalities {missing}")
         return torch.cat([self.backbones[m](x[m]) for m in mods], dim=1)
 
     def embed_views(
@@ -134,14 +135,14 @@ class MultiModalEncoder(nn.Module):
             one per group (one backbone pass gives both pooled and dense features).
         """
         if dense and self.dense_dim <= 0:
-            raise ValueError("dense embeddings need an encoder built with dense_dim > 0")
+            raise ConfigError("dense embeddings need an encoder built with dense_dim > 0")
         zs, groups = [], []
         fs: dict[str, Tensor] = {}
         dense_maps: list[Tensor] = []
         g = 0
         for m, vs in views.items():
             if m not in self.backbones:
-                raise KeyError(f"no encoder for modality {m!r} (have {list(self.modalities)})")
+                raise UnknownNameError(f"no encoder for modality {m!r} (have {list(self.modalities)})")
             x = torch.cat(list(vs), dim=0)
             net = self.backbones[m]
             if dense:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from rsmm.datasets.io import DatasetFileError
+from rsmm.errors import ConfigError
 from rsmm.stacks.labels import class_names, load_vector_labels, raster_majority, vector_chip_labels
 from rsmm.stacks.manifest import FORMAT_VERSION, ChipManifest
 from rsmm.stacks.sources import (
@@ -83,11 +84,11 @@ def choose_crs(spec: StackSpec, sources: dict[str, ModalitySource]) -> tuple[Any
         try:  # pyproj first: rasterio lets GDAL print "ERROR 1: PROJ: ..." on stderr
             given = ProjCRS.from_user_input(spec.crs)
         except ProjCRSError as err:
-            raise ValueError(f"crs: {spec.crs!r} is not a known CRS ({err})") from err
+            raise ConfigError(f"crs: {spec.crs!r} is not a known CRS ({err})") from err
         crs = CRS.from_wkt(given.to_wkt())
         problem = _crs_problem(crs, area)
         if problem is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"crs: {spec.crs} {problem}, so chip metres would not be metres on the "
                 "ground; give a local projected CRS in metres such as "
                 f"the area's UTM zone {_utm_crs(area).to_string()}, or leave --crs out"
@@ -210,7 +211,7 @@ def whole_pixels(name: str, value: tuple[float, str], metres: float, gsds: dict[
         hint = " or ".join(options)
         if len(gsds) > 1:
             hint += f" (multiples of {float(step):g} m fit every modality)"
-        raise ValueError(
+        raise ConfigError(
             f"{name} {value[0]:g}{value[1]} is not a whole number of {k} pixels "
             f"({g:g} m): use {hint}"
         )
@@ -394,7 +395,7 @@ def build_manifest(
     for i, a in enumerate(required):
         for b in required[i + 1 :]:
             if not _overlaps(foot[a], foot[b]):
-                raise ValueError(
+                raise ConfigError(
                     f"the {a} files ({spec.modalities[a].root}) and the {b} files "
                     f"({spec.modalities[b].root}) do not overlap (footprints in {crs_name}: "
                     f"{_fmt(foot[a].bounds)} and {_fmt(foot[b].bounds)})"
@@ -402,7 +403,7 @@ def build_manifest(
     common = shapely.intersection_all([foot[k] for k in required])
     for k in optional:
         if not _overlaps(foot[k], common):
-            raise ValueError(
+            raise ConfigError(
                 f"the optional {k} files ({spec.modalities[k].root}) do not overlap the "
                 f"required modalities ({', '.join(required)}) (footprints in {crs_name}: "
                 f"{_fmt(foot[k].bounds)} and {_fmt(common.bounds)})"
@@ -428,7 +429,7 @@ def build_manifest(
     # -- chip grid on the reference pixel grid ----------------------------------------------
     xmin, ymin, xmax, ymax = common.bounds
     if chip_m > xmax - xmin or chip_m > ymax - ymin:
-        raise ValueError(
+        raise ConfigError(
             f"chip size {chip_m:g} m is larger than the overlap of the required modalities "
             f"({xmax - xmin:.0f} m x {ymax - ymin:.0f} m in {crs_name})"
         )
@@ -451,7 +452,7 @@ def build_manifest(
     boxes = shapely.box(ax + i * g, ay - (j + chip_px) * g, ax + (i + chip_px) * g, ay - j * g)
     inside = shapely.covers(common.buffer(1e-6 * chip_m), boxes)
     if not inside.any():
-        raise ValueError(
+        raise ConfigError(
             f"no chip of {chip_m:g} m fits inside the overlap of the required modalities "
             f"({_fmt(common.bounds)} in {crs_name}); use a smaller --chip-size"
         )
@@ -463,7 +464,7 @@ def build_manifest(
         timed.sort(key=lambda k: k != ref)
         for k in timed:
             if not sources[k].dated:
-                raise ValueError(
+                raise ConfigError(
                     f"max_days: the {k} file names under {spec.modalities[k].root} carry no "
                     "YYYYMMDD date; drop --max-days or rename the files"
                 )
@@ -538,7 +539,7 @@ def build_manifest(
         rows_out.append(row)
         sums.append(chip_sums)
     if not rows_out:
-        raise ValueError(
+        raise ConfigError(
             "no chip left after filtering: " + "; ".join(f"{n} {r}" for r, n in dropped.items())
         )
     chips = gpd.GeoDataFrame(rows_out, geometry="geometry", crs=crs_name)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rsmm.datasets.io import DatasetFileError
+from rsmm.errors import ConfigError
 from rsmm.stacks.spec import LabelSpec
 
 
@@ -41,7 +42,7 @@ def load_vector_labels(spec: LabelSpec, crs: str):
     if not path.is_file():
         raise FileNotFoundError(f"labels file not found: {path}")
     if not spec.column:
-        raise ValueError(f"labels file {path}: give the class column (--label-column)")
+        raise ConfigError(f"labels file {path}: give the class column (--label-column)")
     try:
         gdf = gpd.read_file(path, layer=spec.layer)
     except Exception as err:  # pyogrio raises its own DataSourceError / DataLayerError

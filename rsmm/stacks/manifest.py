@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from rsmm.errors import ConfigError
 from rsmm.manifests import DatasetManifest, ModalityInfo
 from rsmm.stacks.splits import SPLITS
 
@@ -322,12 +323,12 @@ def read_manifest(path: str | Path) -> ChipManifest:
         raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
         chips = gpd.read_parquet(path)
     except Exception as err:  # pyarrow raises ArrowInvalid, OSError...
-        raise ValueError(f"cannot read chip manifest {path}: {err}") from err
+        raise ConfigError(f"cannot read chip manifest {path}: {err}") from err
     if raw is None:
-        raise ValueError(f"{path} is not an rsmm chip manifest (no 'rsmm' metadata)")
+        raise ConfigError(f"{path} is not an rsmm chip manifest (no 'rsmm' metadata)")
     meta = json.loads(raw)
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise ConfigError(
             f"chip manifest {path}: format version {meta.get('format_version')} is not "
             f"supported (expected {FORMAT_VERSION})"
         )

@@ -32,6 +32,7 @@ import numpy as np
 from affine import Affine
 
 from rsmm.datasets.io import write_geotiff
+from rsmm.errors import ConfigError
 from rsmm.sensors import get_sensor
 
 DEFAULT_CLASSES = ("water", "forest", "cropland", "urban", "bare")
@@ -183,15 +184,15 @@ def generate_scene(
     from pyproj import Transformer
 
     if s2_layout not in ("multiband", "per_band"):
-        raise ValueError(f"s2_layout must be 'multiband' or 'per_band', got {s2_layout!r}")
+        raise ConfigError(f"s2_layout must be 'multiband' or 'per_band', got {s2_layout!r}")
     unknown = [c for c in classes if c not in DEFAULT_CLASSES]
     if unknown:
-        raise ValueError(f"classes: unknown {unknown}; choose from {', '.join(DEFAULT_CLASSES)}")
+        raise ConfigError(f"classes: unknown {unknown}; choose from {', '.join(DEFAULT_CLASSES)}")
     if isinstance(extent_m, int | float):
         extent_m = (float(extent_m), float(extent_m))
     width, height = (float(v) for v in extent_m)
     if width % 20 or height % 20 or width < 200 or height < 200:
-        raise ValueError(f"extent_m must be multiples of 20 m, at least 200 m, got {extent_m}")
+        raise ConfigError(f"extent_m must be multiples of 20 m, at least 200 m, got {extent_m}")
     s2 = get_sensor("s2")
     bands = tuple(s2_bands) if s2_bands is not None else s2.band_names
     s2.check_bands(bands)

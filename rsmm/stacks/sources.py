@@ -26,7 +26,7 @@ from typing import NamedTuple
 import numpy as np
 from rasterio.crs import CRS
 
-from rsmm.datasets.io import DatasetFileError, DatasetNotFoundError
+from rsmm.errors import ConfigError, CorruptFilesError, DatasetFileError, DatasetNotFoundError
 from rsmm.sensors import get_sensor
 from rsmm.stacks.spec import SKIP_BAND, ModalitySpec
 
@@ -114,24 +114,6 @@ def union_bounds(boxes: Sequence[Sequence[float]]) -> tuple[float, float, float,
     """The ``(xmin, ymin, xmax, ymax)`` box holding every one of ``boxes``."""
     b = np.asarray(boxes, dtype=np.float64)
     return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
-
-
-class CorruptFilesError(DatasetFileError):
-    """One or more GeoTIFFs that do not open or read; the message names every one.
-
-    Attributes:
-        messages: one message per file (``corrupt or unreadable GeoTIFF <path>: ...``).
-    """
-
-    def __init__(self, messages: Sequence[str]) -> None:
-        self.messages = list(messages)
-        if len(self.messages) == 1:
-            text = self.messages[0]
-        else:
-            text = f"{len(self.messages)} corrupt or unreadable GeoTIFFs: " + "; ".join(
-                self.messages
-            )
-        super().__init__(text)
 
 
 def check_geotiffs(paths: Sequence[str]) -> dict[str, GeoTiffInfo]:
@@ -318,7 +300,7 @@ class ModalitySource:
             return float(min(get_sensor(sensor).band(b).gsd or 10.0 for b in self.bands))
         crs, res = next(iter(infos.values()))[:2]
         if not crs.is_projected:
-            raise ValueError(
+            raise ConfigError(
                 f"{spec.key}: files are in a geographic CRS ({crs}); give the target gsd in metres"
             )
         return float(min(abs(res[0]), abs(res[1])))

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rsmm.errors import ConfigError
 from rsmm.sensors import check_units, get_sensor
 
 #: Units a SAR modality may be stored in.
@@ -57,10 +58,10 @@ def parse_length(text: str | float | int, name: str) -> tuple[float, str]:
     else:
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*(m|px)?\s*", str(text))
         if m is None:
-            raise ValueError(f"{name}: expected a length such as 640m or 64px, got {text!r}")
+            raise ConfigError(f"{name}: expected a length such as 640m or 64px, got {text!r}")
         value, unit = float(m.group(1)), m.group(2) or "m"
     if value <= 0:
-        raise ValueError(f"{name}: must be > 0, got {text!r}")
+        raise ConfigError(f"{name}: must be > 0, got {text!r}")
     return value, unit
 
 
@@ -117,9 +118,9 @@ class ModalitySpec:
             bands = tuple(str(b).strip() for b in self.bands)
             named = tuple(b for b in bands if b != SKIP_BAND)
             if not named:
-                raise ValueError(f"{self.key}: bands: no band to read in {list(bands)}")
+                raise ConfigError(f"{self.key}: bands: no band to read in {list(bands)}")
             if len(named) < len(bands) and self.separate_files:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.key}: bands: {SKIP_BAND!r} skips a band of multi-band files; "
                     "with one file per band, list only the bands to read"
                 )
@@ -128,17 +129,17 @@ class ModalitySpec:
         units = self.units or default_units(sensor.name)
         check_units(units)
         if sensor.is_sar and units not in SAR_UNITS:
-            raise ValueError(f"{self.key}: SAR units must be db or linear, got {units!r}")
+            raise ConfigError(f"{self.key}: SAR units must be db or linear, got {units!r}")
         object.__setattr__(self, "units", units)
         if self.gsd is not None and self.gsd <= 0:
-            raise ValueError(f"{self.key}: gsd must be > 0, got {self.gsd}")
+            raise ConfigError(f"{self.key}: gsd must be > 0, got {self.gsd}")
         if self.resampling not in RESAMPLING:
-            raise ValueError(
+            raise ConfigError(
                 f"{self.key}: resampling must be one of {', '.join(RESAMPLING)}, "
                 f"got {self.resampling!r}"
             )
         if not isinstance(self.required, bool):
-            raise ValueError(f"{self.key}: required must be true or false, got {self.required!r}")
+            raise ConfigError(f"{self.key}: required must be true or false, got {self.required!r}")
 
     @property
     def named_bands(self) -> tuple[str, ...] | None:
@@ -156,7 +157,7 @@ class CloudSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in CLOUD_KINDS:
-            raise ValueError(
+            raise ConfigError(
                 f"cloud layer kind must be one of {', '.join(CLOUD_KINDS)}, got {self.kind!r}"
             )
 
@@ -205,24 +206,24 @@ class StackSpec:
 
     def __post_init__(self) -> None:
         if not self.modalities:
-            raise ValueError("a stack needs at least one modality folder")
+            raise ConfigError("a stack needs at least one modality folder")
         if not any(m.required for m in self.modalities.values()):
-            raise ValueError(
+            raise ConfigError(
                 f"every modality ({', '.join(self.modalities)}) is optional; at least one "
                 "must be required (chips are laid over the required modalities' overlap)"
             )
         if len(self.split) != 3 or any(f < 0 for f in self.split):
-            raise ValueError(f"split: three non-negative fractions expected, got {self.split}")
+            raise ConfigError(f"split: three non-negative fractions expected, got {self.split}")
         if abs(sum(self.split) - 1) > 1e-6:
-            raise ValueError(f"split: fractions must sum to 1, got {self.split}")
+            raise ConfigError(f"split: fractions must sum to 1, got {self.split}")
         if not 0 <= self.max_nodata <= 1:
-            raise ValueError(f"max_nodata must be in [0, 1], got {self.max_nodata}")
+            raise ConfigError(f"max_nodata must be in [0, 1], got {self.max_nodata}")
         if self.max_cloud is not None and not 0 <= self.max_cloud <= 1:
-            raise ValueError(f"max_cloud must be in [0, 1], got {self.max_cloud}")
+            raise ConfigError(f"max_cloud must be in [0, 1], got {self.max_cloud}")
         if self.max_cloud is not None and self.cloud is None:
-            raise ValueError("max_cloud needs a cloud layer (--cloud-layer)")
+            raise ConfigError("max_cloud needs a cloud layer (--cloud-layer)")
         if self.max_days is not None and self.max_days < 0:
-            raise ValueError(f"max_days must be >= 0, got {self.max_days}")
+            raise ConfigError(f"max_days must be >= 0, got {self.max_days}")
 
     def with_paths_relative_to(self, base: str | Path) -> StackSpec:
         """Resolve relative folders and files against ``base`` (the YAML file's folder)."""
@@ -249,7 +250,7 @@ def _length(value: Any, name: str) -> tuple[float, str] | None:
 def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec:
     """Build a :class:`StackSpec` from its YAML form, naming ``source`` on errors."""
     if not isinstance(data, Mapping) or not isinstance(data.get("modalities"), Mapping):
-        raise ValueError(f"stack spec {source}: needs a 'modalities' mapping")
+        raise ConfigError(f"stack spec {source}: needs a 'modalities' mapping")
     known = {f for f in ModalitySpec.__dataclass_fields__ if f != "key"}
     mods = {}
     for key, m in data["modalities"].items():
@@ -257,15 +258,15 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec
             m = {"root": m}
         unknown = set(m) - known
         if unknown:
-            raise ValueError(f"stack spec {source}: unknown keys {sorted(unknown)} for {key!r}")
+            raise ConfigError(f"stack spec {source}: unknown keys {sorted(unknown)} for {key!r}")
         if "root" not in m:
-            raise ValueError(f"stack spec {source}: modality {key!r} needs a 'root' folder")
+            raise ConfigError(f"stack spec {source}: modality {key!r} needs a 'root' folder")
         kw = dict(m)
         if isinstance(kw.get("bands"), str):
             kw["bands"] = kw["bands"].split(",")
         if kw.get("bands") is not None:
             if not all(isinstance(b, str) for b in kw["bands"]):
-                raise ValueError(
+                raise ConfigError(
                     f"stack spec {source}: bands of {key!r} must be names (quote a skipped "
                     f'band: "-"), got {kw["bands"]!r}'
                 )
@@ -301,7 +302,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec
             max_cloud=data.get("max_cloud"),
         )
     except TypeError as err:
-        raise ValueError(f"stack spec {source}: {err}") from err
+        raise ConfigError(f"stack spec {source}: {err}") from err
 
 
 def load_spec(path: str | Path) -> StackSpec:
@@ -319,7 +320,7 @@ def load_spec(path: str | Path) -> StackSpec:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ValueError(f"stack spec {path}: invalid YAML ({err})") from err
+        raise ConfigError(f"stack spec {path}: invalid YAML ({err})") from err
     return spec_from_dict(data, str(path)).with_paths_relative_to(path.parent)
 
 
@@ -330,7 +331,7 @@ def parse_fractions(text: str) -> tuple[float, float, float]:
     except ValueError:
         parts = ()
     if len(parts) != 3:
-        raise ValueError(f"split: expected three fractions such as 0.7,0.15,0.15, got {text!r}")
+        raise ConfigError(f"split: expected three fractions such as 0.7,0.15,0.15, got {text!r}")
     return parts  # type: ignore[return-value]
 
 
@@ -344,7 +345,7 @@ def check_optional(optional: Sequence[str] | str, modalities: Any, name: str) ->
     keys = tuple(k.strip() for item in items for k in str(item).split(",") if k.strip())
     unknown = [k for k in keys if k not in modalities]
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"{name}: {', '.join(unknown)} is not a modality of the stack "
             f"(modalities: {', '.join(modalities)})"
         )

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from rsmm.errors import ConfigError
+
 SPLITS = ("train", "val", "test")
 
 
@@ -35,7 +37,7 @@ def assign_blocks(blocks: np.ndarray, fractions: Sequence[float], seed: int = 0)
     unique, counts = np.unique(blocks, return_counts=True)
     wanted = int((fractions > 0).sum())
     if len(unique) < wanted:
-        raise ValueError(
+        raise ConfigError(
             f"block_size: only {len(unique)} spatial block(s) for {wanted} splits; use a "
             "smaller --block-size (or a larger area)"
         )

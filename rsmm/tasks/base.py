@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from lightning import LightningModule
 
+from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.models.multimodal import MultiModalEncoder
 
 
@@ -74,12 +75,12 @@ class MultiModalTask(LightningModule):
             wanted = self.hparams.get("modalities") or dm_mods
             missing = [m for m in wanted if m not in dm_mods]
             if missing:
-                raise ValueError(
+                raise ConfigError(
                     f"modalities {missing} are not loaded by the datamodule (it loads {list(dm_mods)})"
                 )
             in_ch = {m: len(dm.band_names[m]) for m in wanted}
             if self.hparams.get("in_channels") and dict(self.hparams["in_channels"]) != in_ch:
-                raise ValueError(
+                raise ConfigError(
                     f"the model was built for bands {dict(self.hparams['in_channels'])} but the "
                     f"datamodule gives {in_ch}"
                 )
@@ -87,7 +88,7 @@ class MultiModalTask(LightningModule):
             if not self.hparams.get("data_info"):
                 self.hparams["data_info"] = data_info_from(dm)
         if not self.hparams.get("in_channels"):
-            raise ValueError(
+            raise ConfigError(
                 "the task needs in_channels (bands per modality) or a datamodule to read them from"
             )
         self._maybe_build()
@@ -116,7 +117,7 @@ class MultiModalTask(LightningModule):
         elif name == "sgd":
             opt = torch.optim.SGD(groups, lr=hp.lr, momentum=0.9, weight_decay=hp.weight_decay)
         else:
-            raise ValueError(f"optimizer: unknown {name!r}; use adamw or sgd")
+            raise ConfigError(f"optimizer: unknown {name!r}; use adamw or sgd")
         total = max(1, int(self.trainer.estimated_stepping_batches))
         epochs = max(1, self.trainer.max_epochs or 1)
         warm = int(total * hp.get("warmup_epochs", 0) / epochs)
@@ -153,7 +154,7 @@ class MultiModalTask(LightningModule):
         out = {}
         for m in modalities:
             if m not in batch:
-                raise KeyError(f"the batch has no modality {m!r} (keys: {sorted(batch)})")
+                raise UnknownNameError(f"the batch has no modality {m!r} (keys: {sorted(batch)})")
             v = batch[m]
             out[m] = [v] if isinstance(v, torch.Tensor) else list(v)
         return out

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from rsmm.errors import CheckpointError, ConfigError
 from rsmm.losses.classification import (
     classification_loss,
     inverse_frequency_weights,
@@ -33,10 +34,6 @@ from rsmm.tasks.base import MultiModalTask
 from rsmm.tasks.metrics import classification_metrics, save_confusion, summarise
 
 LOSSES = ("ce", "weighted_ce", "focal", "bce")
-
-
-class CheckpointError(ValueError):
-    """A pre-trained checkpoint cannot be used for this fine-tuning."""
 
 
 @dataclass(frozen=True)
@@ -252,11 +249,11 @@ class FinetuneTask(MultiModalTask):
     ) -> None:
         super().__init__()
         if loss not in LOSSES:
-            raise ValueError(f"loss: unknown {loss!r}; choose one of {', '.join(LOSSES)}")
+            raise ConfigError(f"loss: unknown {loss!r}; choose one of {', '.join(LOSSES)}")
         if multilabel and alpha > 0:
-            raise ValueError("alpha > 0 (SupCon mixture) needs single-label targets")
+            raise ConfigError("alpha > 0 (SupCon mixture) needs single-label targets")
         if not 0 <= alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
         self.save_hyperparameters()
         self._maybe_build()
 
@@ -288,7 +285,7 @@ class FinetuneTask(MultiModalTask):
     def configure_models(self) -> None:
         hp = self.hparams
         if hp.num_classes is None:
-            raise ValueError("num_classes is unknown: pass it or fine-tune with a datamodule")
+            raise ConfigError("num_classes is unknown: pass it or fine-tune with a datamodule")
         self.encoder = MultiModalEncoder(
             hp.in_channels,
             backbone=hp.backbone,
@@ -364,7 +361,7 @@ class FinetuneTask(MultiModalTask):
 
         if kw.get("prototypes") == "hierarchical":
             if self.tree is None:
-                raise ValueError("head_kwargs.prototypes: 'hierarchical' needs `hierarchy`")
+                raise ConfigError("head_kwargs.prototypes: 'hierarchical' needs `hierarchy`")
             kw["prototypes"] = hierarchical_prototypes(self.tree, dim, classes=self.class_names)
         head = build_head(hp.head, dim, hp.num_classes, **kw)
         return nn.Sequential(*bottleneck, head) if bottleneck else head

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from lightly.loss import BarlowTwinsLoss, VICRegLoss
 from torch import Tensor, nn
 
+from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.losses.ssl import cross_group_byol, cross_group_moco, mean_over_pairs, mmcr_loss
 from rsmm.models.heads import ProjectionHead
 from rsmm.models.multimodal import MultiModalEncoder
@@ -59,12 +60,12 @@ def project_groups(
         (modality, view), and ``{modality: backbone features of its V x B rows}``.
     """
     if encoder.projection_dim <= 0:
-        raise ValueError("the SSL methods need a projector: use projection_dim > 0")
+        raise ConfigError("the SSL methods need a projector: use projection_dim > 0")
     groups: list[Tensor] = []
     feats: dict[str, Tensor] = {}
     for m, vs in views.items():
         if m not in encoder.backbones:
-            raise KeyError(f"no encoder for modality {m!r} (have {list(encoder.modalities)})")
+            raise UnknownNameError(f"no encoder for modality {m!r} (have {list(encoder.modalities)})")
         f = encoder.backbones[m](torch.cat(list(vs), dim=0))
         feats[m] = f
         groups.extend(encoder.projectors[m](f).float().chunk(len(vs), dim=0))
@@ -97,7 +98,7 @@ class SSLMethod(nn.Module):
     ) -> None:
         super().__init__()
         if encoder.projection_dim <= 0:
-            raise ValueError(f"loss {self.name!r} needs a projector: use projection_dim > 0")
+            raise ConfigError(f"loss {self.name!r} needs a projector: use projection_dim > 0")
         self.options = {**self.defaults, **check_options(self.name, options)}
         self.temperature = temperature
 
@@ -175,11 +176,11 @@ class MoCo(_Momentum):
         super().check_values(options)
         size = options["queue_size"]
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"loss_kwargs.queue_size must be an integer >= 1, got {options['queue_size']!r}"
             )
         if not isinstance(options["symmetric"], bool):
-            raise ValueError(
+            raise ConfigError(
                 f"loss_kwargs.symmetric must be true or false, got {options['symmetric']!r}"
             )
 
@@ -193,7 +194,7 @@ class MoCo(_Momentum):
         # symmetrically across modalities instead (nothing is queued outside training)
         if not self.symmetric and (self.training or not short):
             if short:
-                raise ValueError(
+                raise ConfigError(
                     f"loss_kwargs.symmetric=false needs two views per modality (query view 1, "
                     f"key view 2, as MoCo v2); modalities {short} have one (set data views: 2)"
                 )
@@ -242,7 +243,7 @@ class BYOL(_Momentum):
         super().check_values(options)
         width = options["predictor_hidden_dim"]
         if width is not None and (not isinstance(width, int) or width < 1):
-            raise ValueError(
+            raise ConfigError(
                 f"loss_kwargs.predictor_hidden_dim must be null or an integer >= 1, got {width!r}"
             )
 
@@ -336,7 +337,7 @@ class MMCR(SSLMethod):
     ) -> tuple[Tensor, dict[str, Tensor]]:
         z, feats = project_groups(encoder, views)
         if len(z) < 2:
-            raise ValueError("mmcr needs two views or two modalities per sample (got one group)")
+            raise ConfigError("mmcr needs two views or two modalities per sample (got one group)")
         per_sample = torch.stack([gather(F.normalize(g, dim=1), True) for g in z], dim=1)
         return mmcr_loss(per_sample, float(self.options["lmda"])), feats
 
@@ -351,7 +352,7 @@ SSL_METHODS = tuple(METHODS)
 def check_options(name: str, options: Mapping[str, Any] | None) -> dict[str, Any]:
     """Validate the ``loss_kwargs`` of method ``name`` (unknown keys are an error)."""
     if name not in METHODS:
-        raise ValueError(f"loss: unknown {name!r}; choose one of {', '.join(SSL_METHODS)}")
+        raise ConfigError(f"loss: unknown {name!r}; choose one of {', '.join(SSL_METHODS)}")
     options = dict(options or {})
     allowed = METHODS[name].defaults
     reject_unknown_options(name, options, allowed)
@@ -366,7 +367,7 @@ def reject_unknown_options(
     not take (``allowed``, in the order the message lists them)."""
     unknown = sorted(set(options or {}) - set(allowed))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"loss_kwargs: {unknown} are not options of loss {loss!r} "
             f"(it takes {', '.join(allowed) or 'none'})"
         )
@@ -388,7 +389,7 @@ def _check_number(
         bound = (
             f"in [{low:g}, {high:g}]" if high is not None else f"{'>' if strict else '>='} {low:g}"
         )
-        raise ValueError(f"loss_kwargs.{key} must be a number {bound}, got {value!r}")
+        raise ConfigError(f"loss_kwargs.{key} must be a number {bound}, got {value!r}")
 
 
 def build_method(

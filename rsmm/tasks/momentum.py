@@ -20,6 +20,8 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import Tensor, nn
 
+from rsmm.errors import ConfigError
+
 
 def momentum_at(step: int, total_steps: int, start: float, end: float) -> float:
     """EMA momentum at optimiser step ``step`` of ``total_steps``: lightly's cosine
@@ -49,7 +51,7 @@ class MomentumTarget(nn.Module):
     def update(self, online: nn.Module, momentum: float) -> None:
         """Move the target towards ``online``: ``target = m target + (1 - m) online``."""
         if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+            raise ConfigError(f"momentum must be in [0, 1], got {momentum}")
         update_momentum(online, self.net, momentum)
 
     def update_once(self, online: nn.Module, momentum: float, step: int) -> bool:
@@ -80,9 +82,9 @@ class KeyQueue(nn.Module):
     def __init__(self, size: int, dim: int) -> None:
         super().__init__()
         if size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {size}")
+            raise ConfigError(f"queue_size must be >= 1, got {size}")
         if dim < 1:
-            raise ValueError(f"the queue's key dimension must be >= 1, got {dim}")
+            raise ConfigError(f"the queue's key dimension must be >= 1, got {dim}")
         self.register_buffer("queue", nn.functional.normalize(torch.randn(size, dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
 
@@ -95,7 +97,7 @@ class KeyQueue(nn.Module):
         """Write ``keys`` (``n x dim``) over the oldest entries, wrapping around; when
         ``n > size`` only the last ``size`` keys are kept."""
         if keys.ndim != 2 or keys.shape[1] != self.queue.shape[1]:
-            raise ValueError(
+            raise ConfigError(
                 f"keys must be n x {self.queue.shape[1]}, got shape {tuple(keys.shape)}"
             )
         keys = keys.detach().to(self.queue.dtype)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rsmm.errors import ConfigError
 from rsmm.losses.contrastive import per_anchor_contrastive, supcon_positives
 from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.tasks.base import MultiModalTask
@@ -207,9 +208,9 @@ class PretrainTask(MultiModalTask):
         super().__init__()
         known = CONTRASTIVE + PAIRWISE + SSL_METHODS
         if loss not in known:
-            raise ValueError(f"loss: unknown {loss!r}; choose one of {', '.join(known)}")
+            raise ConfigError(f"loss: unknown {loss!r}; choose one of {', '.join(known)}")
         if loss in CONTRASTIVE and loss_kwargs:
-            raise ValueError(
+            raise ConfigError(
                 f"loss_kwargs: loss {loss!r} takes no options (its temperature is "
                 f"`temperature`), got {sorted(loss_kwargs)}"
             )
@@ -218,14 +219,14 @@ class PretrainTask(MultiModalTask):
         if loss in SSL_METHODS:
             check_options(loss, loss_kwargs)
             if dense is not None:
-                raise ValueError(f"dense matching is not combined with loss {loss!r}")
+                raise ConfigError(f"dense matching is not combined with loss {loss!r}")
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise ConfigError(f"temperature must be > 0, got {temperature}")
         if dense is not None:
             from rsmm.losses.ot import MATCHING_METHODS
 
             if dense not in MATCHING_METHODS:
-                raise ValueError(
+                raise ConfigError(
                     f"dense: unknown {dense!r}; choose one of {', '.join(MATCHING_METHODS)}"
                 )
         self.save_hyperparameters()
@@ -284,7 +285,7 @@ class PretrainTask(MultiModalTask):
             rows = torch.arange(n_local, device=z.device) + self.global_rank * n_local
         if hp.loss == "supcon":
             if labels is None or labels.ndim != 1:
-                raise ValueError("loss 'supcon' needs integer labels in the batch")
+                raise ConfigError("loss 'supcon' needs integer labels in the batch")
             positives = supcon_positives(ids, labels, rows)
         else:
             anchors = ids if rows is None else ids[rows]
@@ -294,10 +295,10 @@ class PretrainTask(MultiModalTask):
         if world > 1 and hp.gather_distributed:
             total = self.trainer.strategy.reduce(n_valid.float(), reduce_op="sum")
             if total == 0:
-                raise ValueError("no anchor has a positive in the global batch")
+                raise ConfigError("no anchor has a positive in the global batch")
             return per.sum() * world / total
         if n_valid == 0:
-            raise ValueError(
+            raise ConfigError(
                 "no anchor has a positive: use views >= 2 or several modalities (one modality "
                 "with one view has nothing to contrast)"
             )
@@ -321,7 +322,7 @@ class PretrainTask(MultiModalTask):
             groups = g.permute(1, 0, 2, 3).reshape(n_groups, -1, z.shape[1])
         pairs = list(combinations(range(n_groups), 2))
         if not pairs:
-            raise ValueError(
+            raise ConfigError(
                 f"loss {hp.loss!r} needs two views or two modalities to pair (got one group)"
             )
         return sum(fn(groups[a], groups[b], **kw) for a, b in pairs) / len(pairs)
@@ -352,7 +353,7 @@ class PretrainTask(MultiModalTask):
         hp = self.hparams
         pairs = list(combinations(range(len(maps)), 2))
         if not pairs:
-            raise ValueError("dense matching needs two views or two modalities to pair")
+            raise ConfigError("dense matching needs two views or two modalities to pair")
         kw = dict(hp.dense_kwargs or {})
         dense = sum(
             dense_contrastive_loss(maps[a], maps[b], method=hp.dense, tau=hp.temperature, **kw)
