@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-from rsmm.datasets.base import render_modality
+from rsmm.render import render_modality
 from rsmm.sensors import get_sensor
 
 
@@ -23,7 +23,7 @@ def plot_views(
 ) -> Figure:
     """One row per modality rendering: the input sample, then each of its views.
 
-    Each panel is rendered by :func:`rsmm.datasets.base.render_modality` (percentile
+    Each panel is rendered by :func:`rsmm.render.render_modality` (percentile
     stretch per panel, so normalised views display like the input).
 
     Args:
