@@ -34,8 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from rsmm.datasets.io import DatasetFileError
-from rsmm.errors import ConfigError
+from rsmm.errors import ConfigError, DatasetFileError
 from rsmm.stacks.labels import class_names, load_vector_labels, raster_majority, vector_chip_labels
 from rsmm.stacks.manifest import FORMAT_VERSION, ChipManifest
 from rsmm.stacks.sources import (

@@ -17,8 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rsmm.datasets.io import DatasetFileError
-from rsmm.errors import ConfigError
+from rsmm.errors import ConfigError, DatasetFileError
 from rsmm.stacks.spec import LabelSpec
 
 

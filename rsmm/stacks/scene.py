@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 from affine import Affine
 
-from rsmm.datasets.io import write_geotiff
 from rsmm.errors import ConfigError
+from rsmm.io import write_geotiff
 from rsmm.sensors import get_sensor
 
 DEFAULT_CLASSES = ("water", "forest", "cropland", "urban", "bare")
