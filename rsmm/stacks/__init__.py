@@ -6,10 +6,11 @@ of Sentinel-1 / Sentinel-2 / NAIP GeoTIFFs into a GeoParquet chip index that
 synthetic scene to try it on.
 """
 
-from rsmm.stacks.build import build_manifest, common_crs
+from rsmm.stacks.build import build_manifest
+from rsmm.stacks.crs import common_crs
 from rsmm.stacks.manifest import ChipManifest, read_manifest, save_figure, write_manifest
 from rsmm.stacks.scene import Scene, generate_scene
-from rsmm.stacks.sources import ModalitySource, make_raster_dataset, read_window
+from rsmm.stacks.sources import ModalitySource, make_raster_dataset
 from rsmm.stacks.spec import (
     CloudSpec,
     LabelSpec,
@@ -19,6 +20,7 @@ from rsmm.stacks.spec import (
     parse_length,
     spec_from_dirs,
 )
+from rsmm.stacks.windows import read_window
 
 __all__ = [
     "ChipManifest",
