@@ -9,7 +9,7 @@
    (geographic or distorting CRSs such as Web Mercator) the area's UTM zone.
 3. :func:`find_footprints`: the files indexed by torchgeo in that CRS; the common
    footprint is the intersection of the *required* modalities' footprints.
-4. :func:`~rsmm.stacks.grid.chip_grid` and :func:`~rsmm.stacks.grid.lay_chips`: chips
+4. :func:`~rsmm.stacks.layout.chip_grid` and :func:`~rsmm.stacks.layout.lay_chips`: chips
    of ``chip_size`` metres on a grid with ``stride`` metres, anchored on the pixel grid
    of the reference modality (Sentinel-2 if required, else the first required one),
    kept where the footprint covers them. Chip size and stride must be whole numbers
@@ -17,10 +17,10 @@
 5. :class:`~rsmm.stacks.chips.ChipReader`: per chip, one acquisition per modality
    (with ``max_days``, Sentinel-1/-2 acquisitions at most that many days apart), read
    at each modality's GSD; nodata and cloud filters; the ``modalities`` covering it.
-6. :func:`~rsmm.stacks.labels.chip_labels`, :func:`~rsmm.stacks.splits.spatial_split`
-   (spatial blocks with a guard band) and :func:`~rsmm.stacks.stats.train_statistics`
-   (per band over the train chips; of an optional modality: the train chips it covers).
-7. :func:`manifest_meta`: everything above recorded in the
+6. :func:`~rsmm.stacks.labels.chip_labels`, :func:`split_chips` (spatial blocks with
+   a guard band) and :func:`~rsmm.stacks.stats.train_statistics` (per band over the
+   train chips; of an optional modality: the train chips it covers).
+7. :func:`manifest_columns` and :func:`manifest_meta`: everything above recorded in the
    :class:`~rsmm.stacks.manifest.ChipManifest` (written by
    :func:`~rsmm.stacks.manifest.write_manifest`).
 """
@@ -42,7 +42,8 @@ from rsmm.stacks.acquisitions import footprint_index
 from rsmm.stacks.chips import ChipReader, ChipReads
 from rsmm.stacks.crs import choose_crs, common_crs
 from rsmm.stacks.files import check_geotiffs, list_files
-from rsmm.stacks.grid import (
+from rsmm.stacks.labels import chip_labels
+from rsmm.stacks.layout import (
     ChipGrid,
     chip_grid,
     format_bounds,
@@ -50,7 +51,6 @@ from rsmm.stacks.grid import (
     lay_chips,
     whole_pixels,
 )
-from rsmm.stacks.labels import chip_labels
 from rsmm.stacks.manifest import FORMAT_VERSION, ChipManifest
 from rsmm.stacks.sources import ModalitySource
 from rsmm.stacks.spec import StackSpec
@@ -58,7 +58,17 @@ from rsmm.stacks.splits import SPLITS, spatial_split
 from rsmm.stacks.stats import train_statistics
 
 # common_crs and whole_pixels are imported from here by callers of earlier versions
-__all__ = ["Footprints", "build_manifest", "common_crs", "manifest_meta", "whole_pixels"]
+__all__ = [
+    "Footprints",
+    "build_manifest",
+    "common_crs",
+    "find_footprints",
+    "manifest_columns",
+    "manifest_meta",
+    "open_sources",
+    "split_chips",
+    "whole_pixels",
+]
 
 
 def build_manifest(
@@ -93,9 +103,27 @@ def build_manifest(
     chips = gpd.GeoDataFrame(reads.rows, geometry="geometry", crs=crs.to_string())
     chips["label"], classes, label_source = chip_labels(chips, spec.labels, crs.to_string())
     chips["class_name"] = [classes[v] if v >= 0 else None for v in chips["label"]]
+    chips = split_chips(chips, reads, spec, grid, layout.origin)
+    chips = chips[manifest_columns(chips, list(sources))]
+    meta = manifest_meta(
+        spec, sources, crs, crs_note, grid, layout.origin, feet, chips, reads, classes, label_source
+    )
+    return ChipManifest(
+        chips=chips, meta=meta, extra={"footprints": {**feet.polygons, "common": feet.common}}
+    )
+
+
+def split_chips(
+    chips: Any, reads: ChipReads, spec: StackSpec, grid: ChipGrid, origin: tuple[float, float]
+) -> Any:
+    """Add the ``block`` and ``split`` columns; drop the chips in the guard band.
+
+    The dropped chips are counted in ``reads.dropped`` and their band sums removed
+    from ``reads.sums``, which stays aligned with the returned chips.
+    """
     chips["block"], chips["split"], drop = spatial_split(
         chips.geometry.values,
-        layout.origin,
+        origin,
         grid.block_m,
         spec.split,
         spec.seed,
@@ -105,17 +133,15 @@ def build_manifest(
         reads.dropped["in the guard band between splits"] += int(drop.sum())
         chips = chips[~drop].reset_index(drop=True)
         reads.sums = [s for s, d in zip(reads.sums, drop) if not d]
+    return chips
+
+
+def manifest_columns(chips: Any, keys: list[str]) -> list[str]:
+    """The manifest's column order: ids, split and label first, the geometry last."""
     columns = ["chip_id", "split", "block", "label", "class_name", "modalities"]
     columns += [c for c in chips.columns if c.startswith(("nodata_", "date_"))]
     columns += [c for c in ("cloud_fraction",) if c in chips.columns]
-    columns += [f"files_{k}" for k in sources] + ["geometry"]
-    chips = chips[columns]
-    meta = manifest_meta(
-        spec, sources, crs, crs_note, grid, layout.origin, feet, chips, reads, classes, label_source
-    )
-    return ChipManifest(
-        chips=chips, meta=meta, extra={"footprints": {**feet.polygons, "common": feet.common}}
-    )
+    return columns + [f"files_{k}" for k in keys] + ["geometry"]
 
 
 def open_sources(spec: StackSpec) -> tuple[dict[str, ModalitySource], list[str]]:

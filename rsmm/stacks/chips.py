@@ -25,8 +25,8 @@ from rsmm.errors import ConfigError
 from rsmm.stacks.acquisitions import Acquisition, acquisitions, choose_acquisitions
 from rsmm.stacks.clouds import CloudLayer
 from rsmm.stacks.crs import gsd_in_crs
-from rsmm.stacks.grid import ChipGrid, ChipLayout
 from rsmm.stacks.labels import raster_majority
+from rsmm.stacks.layout import ChipGrid, ChipLayout
 from rsmm.stacks.sources import BAND_PLACEHOLDER, ModalitySource
 from rsmm.stacks.spec import StackSpec
 from rsmm.stacks.stats import band_sums

@@ -1,4 +1,4 @@
-"""The chip grid: chip, stride and block sizes in whole pixels, and the chips laid out.
+"""The chip layout: chip, stride and block sizes in whole pixels, and the chips laid out.
 
 Lengths are given in metres or in pixels of the reference modality (Sentinel-2 if
 required, else the first required one). Chip size and stride must be whole numbers
