@@ -16,8 +16,9 @@ from pyproj import Transformer
 from rsmm.cli import main
 from rsmm.datamodules import CoRegisteredStackDataModule
 from rsmm.datasets import CoRegisteredStack
-from rsmm.datasets.io import DatasetFileError, write_geotiff
 from rsmm.datasets.stacks import NoCoveredChipsError
+from rsmm.errors import DatasetFileError
+from rsmm.io import write_geotiff
 from rsmm.stacks import build_manifest, read_manifest, spec_from_dirs, write_manifest
 from rsmm.stacks.spec import spec_from_dict
 

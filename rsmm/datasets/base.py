@@ -24,8 +24,8 @@ import torch
 from matplotlib.figure import Figure
 from torchgeo.datasets import NonGeoDataset
 
-from rsmm.datasets.io import fill_nonfinite
 from rsmm.errors import ConfigError
+from rsmm.io import fill_nonfinite
 from rsmm.manifests import DatasetManifest, load_manifest
 from rsmm.render import render_modality
 from rsmm.sensors import get_sensor
@@ -136,7 +136,7 @@ class MultiModalDataset(NonGeoDataset):
         """Keep the selected bands of a ``C x H x W`` array holding all stored bands.
 
         Returns the float32 tensor (non-finite pixels filled, see
-        :func:`~rsmm.datasets.io.fill_nonfinite`) and the number of filled pixels.
+        :func:`~rsmm.io.fill_nonfinite`) and the number of filled pixels.
         """
         stored = self.manifest.modality(modality).bands
         x = torch.as_tensor(np.asarray(array, dtype=np.float32))

@@ -24,8 +24,8 @@ from torchgeo.datasets import NonGeoClassificationDataset
 from torchgeo.datasets.errors import DatasetNotFoundError as TorchGeoDatasetNotFoundError
 
 from rsmm.datasets.base import MultiModalDataset, Sample
-from rsmm.datasets.io import DatasetFileError, DatasetNotFoundError, require_dir
-from rsmm.errors import ConfigError
+from rsmm.errors import ConfigError, DatasetFileError, DatasetNotFoundError
+from rsmm.io import require_dir
 
 BandsArg = Sequence[str] | Mapping[str, Sequence[str]] | None
 

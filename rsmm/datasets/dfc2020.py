@@ -12,9 +12,9 @@ import numpy as np
 import torch
 
 from rsmm.datasets.base import MultiModalDataset, Sample
-from rsmm.datasets.io import DatasetFileError, read_geotiff, require_dir
 from rsmm.datasets.landcover import DFC_CLASSES, class_names, dfc_scene_class, to_scheme
-from rsmm.errors import ConfigError
+from rsmm.errors import ConfigError, DatasetFileError
+from rsmm.io import read_geotiff, require_dir
 
 
 class DFC2020(MultiModalDataset):

@@ -20,7 +20,7 @@ import numpy as np
 import torchgeo.datasets as tgd
 
 from rsmm.datasets.classlist import PublishedClassFolderDataset
-from rsmm.datasets.io import read_geotiff
+from rsmm.io import read_geotiff
 
 
 class EuroSAT(PublishedClassFolderDataset):

@@ -34,15 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from rsmm.datasets.base import MultiModalDataset, Sample
-from rsmm.datasets.io import (
-    DatasetFileError,
-    DatasetNotFoundError,
-    fill_nonfinite,
-    read_image,
-    read_npy,
-    require_dir,
-)
-from rsmm.errors import ConfigError
+from rsmm.errors import ConfigError, DatasetFileError, DatasetNotFoundError
+from rsmm.io import fill_nonfinite, read_image, read_npy, require_dir
 from rsmm.manifests import load_manifest
 
 #: Sentinel-2 resolution names accepted by ``s2_bands``, finest first.

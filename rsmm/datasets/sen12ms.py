@@ -14,9 +14,9 @@ from torchgeo.datasets import SEN12MS as TorchGeoSEN12MS
 from torchgeo.datasets.errors import DatasetNotFoundError as TorchGeoNotFoundError
 
 from rsmm.datasets.base import MultiModalDataset, Sample
-from rsmm.datasets.io import DatasetFileError, DatasetNotFoundError, read_geotiff, require_dir
 from rsmm.datasets.landcover import igbp_scene_label
-from rsmm.errors import ConfigError
+from rsmm.errors import ConfigError, DatasetFileError, DatasetNotFoundError
+from rsmm.io import read_geotiff, require_dir
 
 
 class SEN12MS(MultiModalDataset):

@@ -25,10 +25,11 @@ import torch
 from rsmm.datasets.base import MultiModalDataset, Sample
 from rsmm.errors import ConfigError, NoCoveredChipsError
 from rsmm.manifests import DatasetManifest
+from rsmm.stacks.build import build_manifest
 from rsmm.stacks.manifest import ChipManifest, coverage, read_manifest
-from rsmm.stacks.sources import read_window, window_transform
 from rsmm.stacks.spec import parse_length, spec_from_dirs
 from rsmm.stacks.splits import SPLITS
+from rsmm.stacks.windows import read_window, window_transform
 
 
 class CoRegisteredStack(MultiModalDataset):
@@ -72,8 +73,6 @@ class CoRegisteredStack(MultiModalDataset):
         if isinstance(manifest_or_dirs, ChipManifest):
             chips = manifest_or_dirs
         elif isinstance(manifest_or_dirs, Mapping):
-            from rsmm.stacks.build import build_manifest  # the builder imports rsmm.datasets
-
             spec = spec_from_dirs(manifest_or_dirs, chip_size=chip_size or "600m", **build_kwargs)
             chips = build_manifest(spec)
         else:

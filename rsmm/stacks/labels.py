@@ -14,11 +14,11 @@ that cannot be transformed (an engineering / local CRS), is an error naming the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from rsmm.datasets.io import DatasetFileError
-from rsmm.errors import ConfigError
+from rsmm.errors import ConfigError, DatasetFileError
 from rsmm.stacks.spec import LabelSpec
 
 
@@ -138,3 +138,39 @@ def raster_majority(values: np.ndarray, min_cover: float = 0.5, source: str = ""
     counts = np.bincount(v)
     best = int(counts.argmax())
     return best if counts[best] >= min_cover * values.size else -1
+
+
+def chip_labels(
+    chips: Any, spec: LabelSpec | None, crs: str
+) -> tuple[np.ndarray, list[str], dict[str, Any] | None]:
+    """Label id of every chip, the class names and the label source recorded.
+
+    Args:
+        chips: GeoDataFrame of the chips in ``crs``; with a label raster, its ``label``
+            column holds the majority class read per chip (:func:`raster_majority`).
+        spec: the labels, or ``None`` (every chip unlabelled, -1).
+        crs: the chips' CRS (vector labels are moved into it).
+
+    Returns:
+        int64 ids (-1: unlabelled), class names in id order, and the manifest's
+        ``label_source`` (``None`` without labels).
+
+    Raises:
+        DatasetFileError: for bad labels, or a raster class without a given name.
+    """
+    if spec is None:
+        return np.full(len(chips), -1, dtype=np.int64), [], None
+    if not spec.is_raster:
+        labels = load_vector_labels(spec, crs)
+        classes = class_names(labels["class"].tolist(), spec.classes, spec.path)
+        ids = vector_chip_labels(chips.geometry, labels, classes, spec.min_cover)
+        return ids, classes, {"path": spec.path, "column": spec.column, "layer": spec.layer}
+    found = chips["label"].to_numpy()
+    top = int(found.max()) if (found >= 0).any() else -1
+    classes = list(spec.classes) if spec.classes else [f"class_{v}" for v in range(top + 1)]
+    if top >= len(classes):
+        raise DatasetFileError(
+            f"label raster {spec.path} holds class {top} but only {len(classes)} "
+            "class names were given"
+        )
+    return found.astype(np.int64), classes, {"path": spec.path, "raster": True}

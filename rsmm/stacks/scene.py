@@ -27,43 +27,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from affine import Affine
 
-from rsmm.datasets.io import write_geotiff
 from rsmm.errors import ConfigError
+from rsmm.io import write_geotiff
 from rsmm.sensors import get_sensor
-
-DEFAULT_CLASSES = ("water", "forest", "cropland", "urban", "bare")
-
-#: Surface reflectance x 1e4 per class, Sentinel-2 bands in registry order
-#: (B01, B02, B03, B04, B05, B06, B07, B08, B8A, B09, B10, B11, B12).
-S2_SIGNATURES = {
-    "water": (1100, 950, 800, 550, 450, 350, 300, 250, 230, 90, 10, 120, 80),
-    "forest": (900, 700, 650, 380, 900, 2400, 2900, 3100, 3250, 1000, 15, 1600, 700),
-    "cropland": (1000, 850, 1050, 750, 1450, 2700, 3300, 3600, 3700, 1150, 15, 2300, 1250),
-    "urban": (1400, 1300, 1300, 1400, 1500, 1650, 1800, 1900, 2000, 700, 20, 2600, 2350),
-    "bare": (1500, 1600, 1950, 2450, 2650, 2800, 2950, 3050, 3150, 950, 20, 3550, 3050),
-}
-#: Mean backscatter (VV, VH) in dB per class.
-S1_SIGNATURES = {
-    "water": (-22.0, -28.0),
-    "forest": (-8.0, -14.0),
-    "cropland": (-11.0, -18.0),
-    "urban": (-3.0, -10.0),
-    "bare": (-15.0, -23.0),
-}
-#: NAIP R, G, B, NIR digital numbers per class.
-NAIP_SIGNATURES = {
-    "water": (40, 60, 80, 20),
-    "forest": (50, 85, 55, 170),
-    "cropland": (130, 150, 85, 185),
-    "urban": (155, 150, 150, 95),
-    "bare": (185, 165, 130, 150),
-}
-#: SCL value per class (4 vegetation, 5 not vegetated, 6 water).
-SCL_VALUES = {"water": 6, "forest": 4, "cropland": 4, "urban": 5, "bare": 5}
+from rsmm.stacks.ground import (
+    DEFAULT_CLASSES,
+    NAIP_SIGNATURES,
+    S1_SIGNATURES,
+    S2_SIGNATURES,
+    SCL_VALUES,
+    field_index,
+    layout_fields,
+)
 
 
 @dataclass
@@ -108,27 +88,6 @@ class Scene:
         return out
 
 
-def _layout_fields(
-    rng: np.random.Generator,
-    bbox: tuple[float, float, float, float],
-    sizes: tuple[float, float],
-    k: int,
-) -> np.ndarray:
-    """Strips of parcels: columns of random widths, each cut in rows of random heights."""
-    xmin, ymin, xmax, ymax = bbox
-    fields = []
-    x = xmin
-    while x < xmax:
-        w = float(rng.uniform(*sizes))
-        y = ymin
-        while y < ymax:
-            h = float(rng.uniform(*sizes))
-            fields.append((x, y, x + w, y + h, int(rng.integers(k))))
-            y += h
-        x += w
-    return np.array(fields, dtype=np.float64)
-
-
 def from_origin(x: float, y: float, xres: float, yres: float) -> Affine:
     """North-up transform with top-left corner ``(x, y)``."""
     return Affine(xres, 0.0, x, 0.0, -yres, y)
@@ -139,6 +98,17 @@ def _grid(transform, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     xs = transform.c + cols * transform.a
     ys = transform.f + rows * transform.e
     return xs, ys
+
+
+class _Area(NamedTuple):
+    """The Sentinel-2 area in its CRS, with its sides as given (not recomputed)."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    width: float
+    height: float
 
 
 def generate_scene(
@@ -160,6 +130,11 @@ def generate_scene(
 ) -> Scene:
     """Write a synthetic S1 / S2 / NAIP scene with labels under ``root`` (see module doc).
 
+    The land-cover map is drawn first (:func:`~rsmm.stacks.ground.layout_fields`, one
+    brightness gain per field), then every layer is rendered from it and written in its own CRS:
+    :func:`_write_s2` (with the SCL layer), :func:`_write_s1`, :func:`_write_naip`,
+    :func:`_write_labels`.
+
     Args:
         root: output folder (created).
         extent_m: ``(width, height)`` of the Sentinel-2 area in metres (multiples of 20).
@@ -178,11 +153,10 @@ def generate_scene(
 
     Returns:
         A :class:`Scene` with the file list and the ground truth.
-    """
-    import geopandas as gpd
-    import shapely
-    from pyproj import Transformer
 
+    Raises:
+        ConfigError: for an unknown layout or class, a bad extent or unknown bands.
+    """
     if s2_layout not in ("multiband", "per_band"):
         raise ConfigError(f"s2_layout must be 'multiband' or 'per_band', got {s2_layout!r}")
     unknown = [c for c in classes if c not in DEFAULT_CLASSES]
@@ -204,7 +178,7 @@ def generate_scene(
     x0, y1 = origin
     x1, y0 = x0 + width, y1 - height
     margin = 400.0
-    fields = _layout_fields(
+    fields = layout_fields(
         rng, (x0 - margin, y0 - margin, x1 + margin, y1 + margin), field_size, len(names)
     )
     cloud_discs = [(x0 + 0.7 * width, y1 - 0.25 * height, 0.12 * min(width, height))]
@@ -212,29 +186,50 @@ def generate_scene(
         root=root,
         classes=names,
         crs={"s2": crs, "s1": s1_crs, "naip": naip_crs, "scl": crs},
-        bounds={},
+        bounds={"s2": (x0, y0, x1, y1), "scl": (x0, y0, x1, y1)},
         s1_nan_bounds=(0, 0, 0, 0),
         fields=fields,
         clouds=cloud_discs if clouds else [],
         dates=dict(dates),
     )
+    gain = rng.normal(1.0, 0.04, len(fields))
+    area = _Area(x0, y0, x1, y1, width, height)
     files: dict[str, list[Path]] = {"s2": [], "s1": [], "naip": [], "scl": []}
-    field_gain = rng.normal(1.0, 0.04, len(fields))
+    files["s2"], files["scl"] = _write_s2(scene, area, gain, rng, bands, s2_layout)
+    files["s1"] = _write_s1(scene, area, gain, rng)
+    files["naip"] = _write_naip(scene, area, gain, rng, naip_gsd)
+    files["labels"] = _write_labels(scene, area)
+    scene.files = files
+    return scene
 
-    def field_index(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        idx = np.full(x.shape, -1, dtype=np.int64)
-        for i, (fx0, fy0, fx1, fy1, _) in enumerate(fields):
-            idx[(x >= fx0) & (x < fx1) & (y >= fy0) & (y < fy1)] = i
-        return idx
 
-    # -- Sentinel-2: two overlapping tiles ------------------------------------------------
-    s2_sig = np.array([[S2_SIGNATURES[c][s2.band_names.index(b)] for b in bands] for c in names])
+def _write_s2(
+    scene: Scene,
+    area: _Area,
+    gain: np.ndarray,
+    rng: np.random.Generator,
+    bands: Sequence[str],
+    layout: str,
+) -> tuple[list[Path], list[Path]]:
+    """Sentinel-2 and its SCL layer as two overlapping tiles (see the module docstring).
+
+    Returns:
+        The S2 files and the SCL files.
+    """
+    s2 = get_sensor("s2")
+    x0, _, x1, y1, width, height = area
+    crs, root, fields = scene.crs["s2"], scene.root, scene.fields
+    sig = np.array(
+        [[S2_SIGNATURES[c][s2.band_names.index(b)] for b in bands] for c in scene.classes]
+    )
     half = round(width / 2 / 60) * 60
     tiles = {"T18SUJ": (x0, min(x1, x0 + half + 80)), "T18SUK": (x0 + half - 80, x1)}
+    out: list[Path] = []
+    scl_files: list[Path] = []
     for t, (tx0, tx1) in tiles.items():
         per_band_res = (
             {b: s2.band(b).gsd for b in bands}
-            if s2_layout == "per_band"
+            if layout == "per_band"
             else dict.fromkeys(bands, 10.0)
         )
         layers = {}
@@ -242,37 +237,43 @@ def generate_scene(
             w, h = int(np.ceil((tx1 - tx0) / res)), int(np.ceil(height / res))
             tr = from_origin(tx0, y1, res, res)
             xs, ys = _grid(tr, h, w)
-            fi = field_index(xs, ys)
+            fi = field_index(fields, xs, ys)
             cls = fields[fi, 4].astype(np.int64)
-            gain = field_gain[fi]
             sel = [i for i, b in enumerate(bands) if per_band_res[b] == res]
-            img = s2_sig[cls][..., sel].transpose(2, 0, 1) * gain[None]
+            img = sig[cls][..., sel].transpose(2, 0, 1) * gain[fi][None]
             img = img * rng.normal(1.0, 0.015, img.shape)
-            if clouds:
+            if scene.clouds:
                 cloud = scene.cloud_at(xs, ys)
                 img[:, cloud] = rng.normal(7000, 300, (len(sel), int(cloud.sum())))
             layers[res] = (np.clip(np.round(img), 1, 10000).astype(np.uint16), tr, sel)
-        scene_id = f"{t}_{dates['s2']}T155819"
-        if s2_layout == "multiband":
+        scene_id = f"{t}_{scene.dates['s2']}T155819"
+        if layout == "multiband":
             img, tr, _ = layers[10.0]
-            files["s2"].append(write_geotiff(root / "s2" / f"{scene_id}_L2A.tif", img, crs, tr, 0))
+            out.append(write_geotiff(root / "s2" / f"{scene_id}_L2A.tif", img, crs, tr, 0))
         else:
             for img, tr, sel in layers.values():
                 for j, i in enumerate(sel):
                     path = root / "s2" / f"{scene_id}_{bands[i]}.tif"
-                    files["s2"].append(write_geotiff(path, img[j : j + 1], crs, tr, 0))
+                    out.append(write_geotiff(path, img[j : j + 1], crs, tr, 0))
         tr = from_origin(tx0, y1, 20.0, 20.0)
         w, h = int(np.ceil((tx1 - tx0) / 20)), int(np.ceil(height / 20))
         xs, ys = _grid(tr, h, w)
-        scl = np.array([SCL_VALUES[c] for c in names], dtype=np.uint8)[scene.class_at(xs, ys)]
-        if clouds:
+        scl_of = np.array([SCL_VALUES[c] for c in scene.classes], dtype=np.uint8)
+        scl = scl_of[scene.class_at(xs, ys)]
+        if scene.clouds:
             scl[scene.cloud_at(xs, ys)] = 9
         path = root / "s2_scl" / f"{scene_id}_SCL.tif"
-        files["scl"].append(write_geotiff(path, scl[None], crs, tr, 0))
-    scene.bounds["s2"] = (x0, y0, x1, y1)
-    scene.bounds["scl"] = (x0, y0, x1, y1)
+        scl_files.append(write_geotiff(path, scl[None], crs, tr, 0))
+    return out, scl_files
 
-    # -- Sentinel-1 in another CRS: wider on three sides, short on the right, NaN strip ---
+
+def _write_s1(scene: Scene, area: _Area, gain: np.ndarray, rng: np.random.Generator) -> list[Path]:
+    """Sentinel-1 VV and VH in dB in ``scene.crs["s1"]``: wider than S2 on three sides,
+    short on the right, with a NaN strip on its left edge (recorded in ``scene``)."""
+    from pyproj import Transformer
+
+    x0, y0, x1, y1, width, height = area
+    crs, s1_crs = scene.crs["s2"], scene.crs["s1"]
     to_s1 = Transformer.from_crs(crs, s1_crs, always_xy=True)
     to_ground = Transformer.from_crs(s1_crs, crs, always_xy=True)
     cx, _ = to_s1.transform(x0 + width / 2, y0 + height / 2)
@@ -286,21 +287,32 @@ def generate_scene(
     tr1 = from_origin(sx0, sy1, res1, res1)
     xs, ys = _grid(tr1, nrow, ncol)
     gx, gy = to_ground.transform(xs, ys)
-    fi = field_index(np.asarray(gx), np.asarray(gy))
-    cls = fields[fi, 4].astype(np.int64)
-    level = np.array([S1_SIGNATURES[c] for c in names])[cls].transpose(2, 0, 1)
-    level = level + 10 * np.log10(field_gain[fi])[None]
+    fi = field_index(scene.fields, np.asarray(gx), np.asarray(gy))
+    cls = scene.fields[fi, 4].astype(np.int64)
+    level = np.array([S1_SIGNATURES[c] for c in scene.classes])[cls].transpose(2, 0, 1)
+    level = level + 10 * np.log10(gain[fi])[None]
     speckle = rng.gamma(4.0, 1 / 4.0, level.shape)
     db = (level + 10 * np.log10(speckle)).astype(np.float32)
     nan_cols = 25
     db[:, :, :nan_cols] = np.nan
     scene.s1_nan_bounds = (sx0, sy1 - nrow * res1, sx0 + nan_cols * res1, sy1)
     scene.bounds["s1"] = (sx0, sy1 - nrow * res1, sx0 + ncol * res1, sy1)
+    out = []
     for i, pol in enumerate(("VV", "VH")):
-        path = root / "s1" / f"S1A_IW_{dates['s1']}T232510_DV_RTC10_G_gpuned_5A2B_{pol}.tif"
-        files["s1"].append(write_geotiff(path, db[i : i + 1], s1_crs, tr1, float("nan")))
+        name = f"S1A_IW_{scene.dates['s1']}T232510_DV_RTC10_G_gpuned_5A2B_{pol}.tif"
+        out.append(write_geotiff(scene.root / "s1" / name, db[i : i + 1], s1_crs, tr1, np.nan))
+    return out
 
-    # -- NAIP in a state plane, upper part of the scene ------------------------------------
+
+def _write_naip(
+    scene: Scene, area: _Area, gain: np.ndarray, rng: np.random.Generator, naip_gsd: float
+) -> list[Path]:
+    """NAIP R, G, B, NIR over the upper part of the scene in ``scene.crs["naip"]``, with
+    a texture per class (crop rows, tree crowns, building blocks)."""
+    from pyproj import Transformer
+
+    x0, _, _, y1, width, height = area
+    crs, naip_crs, fields, names = scene.crs["s2"], scene.crs["naip"], scene.fields, scene.classes
     to_naip = Transformer.from_crs(crs, naip_crs, always_xy=True)
     from_naip = Transformer.from_crs(naip_crs, crs, always_xy=True)
     nx0, ny1 = to_naip.transform(x0 - 60, y1 + 60)
@@ -309,7 +321,7 @@ def generate_scene(
     trn = from_origin(nx0, ny1, naip_gsd, naip_gsd)
     xs, ys = _grid(trn, nrow, ncol)
     gx, gy = (np.asarray(v) for v in from_naip.transform(xs, ys))
-    fi = field_index(gx, gy)
+    fi = field_index(fields, gx, gy)
     cls = fields[fi, 4].astype(np.int64)
     img = np.array([NAIP_SIGNATURES[c] for c in names], dtype=np.float64)[cls].transpose(2, 0, 1)
     texture = np.zeros(gx.shape)
@@ -321,18 +333,27 @@ def generate_scene(
     texture = np.where(name_of == "cropland", 18 * rows, texture)
     texture = np.where(name_of == "forest", 22 * crowns, texture)
     texture = np.where(name_of == "urban", 25 * blocks, texture)
-    img = img * field_gain[fi][None] + texture[None] + rng.normal(0, 4, img.shape)
+    img = img * gain[fi][None] + texture[None] + rng.normal(0, 4, img.shape)
     naip = np.clip(np.round(img), 0, 255).astype(np.uint8)
-    path = root / "naip" / f"m_3807661_ne_18_{int(naip_gsd * 100):03d}_{dates['naip']}.tif"
-    files["naip"].append(write_geotiff(path, naip, naip_crs, trn))
+    name = f"m_3807661_ne_18_{int(naip_gsd * 100):03d}_{scene.dates['naip']}.tif"
+    path = write_geotiff(scene.root / "naip" / name, naip, naip_crs, trn)
     scene.bounds["naip"] = (nx0, ny1 - nrow * naip_gsd, nx0 + ncol * naip_gsd, ny1)
+    return [path]
 
-    # -- labels: polygons, points (EPSG:4326) and a raster ----------------------------------
+
+def _write_labels(scene: Scene, area: _Area) -> list[Path]:
+    """``labels.gpkg`` (layers ``fields`` and ``points``, EPSG:4326) and ``labels.tif``
+    (class ids at 10 m, nodata 255, 100 m wider than the S2 area on every side)."""
+    import geopandas as gpd
+    import shapely
+
+    x0, y0, x1, y1, width, height = area
+    crs, fields, root = scene.crs["s2"], scene.fields, scene.root
     inside = (fields[:, 2] > x0 - 200) & (fields[:, 0] < x1 + 200)
     inside &= (fields[:, 3] > y0 - 200) & (fields[:, 1] < y1 + 200)
     kept = fields[inside]
     polys = [shapely.box(*f[:4]).segmentize(50.0) for f in kept]
-    cls_names = [names[int(c)] for c in kept[:, 4]]
+    cls_names = [scene.classes[int(c)] for c in kept[:, 4]]
     gdf = gpd.GeoDataFrame({"landcover": cls_names}, geometry=polys, crs=crs).to_crs("EPSG:4326")
     gpkg = root / "labels.gpkg"
     if gpkg.exists():
@@ -345,6 +366,4 @@ def generate_scene(
     w, h = int((width + 200) / 10), int((height + 200) / 10)
     xs, ys = _grid(tr, h, w)
     lab = scene.class_at(xs, ys).astype(np.uint8)[None]
-    files["labels"] = [gpkg, write_geotiff(root / "labels.tif", lab, crs, tr, 255)]
-    scene.files = files
-    return scene
+    return [gpkg, write_geotiff(root / "labels.tif", lab, crs, tr, 255)]

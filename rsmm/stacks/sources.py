@@ -1,37 +1,30 @@
-"""The rasters of one modality: finding, checking, indexing and reading them.
+"""The rasters of one modality: which files, which bands, what GSD, indexed how.
 
 :class:`ModalitySource` lists a modality's GeoTIFFs (multi-band files, or one file
 per band with the band name as a token of the file name, ``scene_VV.tif``), checks
-that every file opens and reads (torchgeo's :class:`~torchgeo.datasets.RasterDataset`
-skips unreadable files silently; rsmm names them), parses acquisition dates from the
-file names, and indexes the footprints in the stack's common CRS with a generic
-torchgeo ``RasterDataset`` subclass (:func:`make_raster_dataset`).
-
-:func:`read_window` reads one chip: the chip's bounds in the common CRS, resampled
-into an exact ``size x size`` pixel grid (``chip metres / GSD``) at the modality's own
-GSD, merging the files that cover it. Open file handles are cached per process.
+that every file opens and reads (:mod:`rsmm.stacks.files`), parses acquisition dates
+from the file names, tells which bands the files hold and the modality's target GSD.
+:func:`make_raster_dataset` indexes the footprints in the stack's common CRS with a
+generic torchgeo ``RasterDataset`` subclass. Chips are read by
+:func:`rsmm.stacks.windows.read_window`.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
 
-import numpy as np
 from rasterio.crs import CRS
 
-from rsmm.errors import ConfigError, CorruptFilesError, DatasetFileError, DatasetNotFoundError
+from rsmm.errors import ConfigError, DatasetFileError, DatasetNotFoundError
 from rsmm.sensors import get_sensor
+from rsmm.stacks.files import GeoTiffInfo, check_geotiffs, list_files, parse_date, union_bounds
 from rsmm.stacks.spec import SKIP_BAND, ModalitySpec
 
 BAND_PLACEHOLDER = "{band}"
-_DATE = re.compile(r"(?<!\d)((?:19|20)\d{6})(?!\d)")
 
 #: Stored band order guessed from the band count of multi-band files.
 DEFAULT_BANDS: dict[str, dict[int, tuple[str, ...]]] = {
@@ -47,110 +40,9 @@ DEFAULT_BANDS: dict[str, dict[int, tuple[str, ...]]] = {
 }
 
 
-def list_files(root: str | Path, glob: str, what: str) -> list[str]:
-    """Absolute paths of the files under ``root`` matching ``glob``, sorted.
-
-    Raises:
-        DatasetNotFoundError: if ``root`` is not a folder or nothing matches (the
-            message names ``what``, e.g. the modality, and the folder).
-    """
-    folder = Path(root)
-    if not folder.is_dir():
-        raise DatasetNotFoundError(f"{what} folder not found: {folder} is not a directory")
-    files = sorted(os.path.abspath(p) for p in folder.rglob(glob) if p.is_file())
-    if not files:
-        raise DatasetNotFoundError(f"{what}: no files matching {glob!r} under {folder}")
-    return files
-
-
-def parse_date(name: str) -> datetime | None:
-    """The first ``YYYYMMDD`` date (years 1900-2099) in a file name, or ``None``."""
-    for m in _DATE.finditer(name):
-        try:
-            return datetime.strptime(m.group(1), "%Y%m%d")
-        except ValueError:
-            continue
-    return None
-
-
 def _band_pattern(bands: Sequence[str]) -> re.Pattern[str]:
     names = "|".join(sorted((re.escape(b) for b in bands), key=len, reverse=True))
     return re.compile(rf"(?<![A-Za-z0-9])(?P<band>{names})(?![A-Za-z0-9])")
-
-
-class GeoTiffInfo(NamedTuple):
-    """What :func:`check_geotiff` reads of a file's header."""
-
-    crs: CRS
-    res: tuple[float, float]
-    count: int
-    #: ``(west, south, east, north)`` in degrees (EPSG:4326)
-    lonlat_bounds: tuple[float, float, float, float]
-
-
-def check_geotiff(path: str | Path) -> GeoTiffInfo:
-    """Open a GeoTIFF and read its last pixel of every band.
-
-    Raises:
-        DatasetFileError: naming the file if it is corrupt, truncated or has no CRS.
-    """
-    import rasterio
-    from rasterio.errors import RasterioError
-    from rasterio.warp import transform_bounds
-    from rasterio.windows import Window
-
-    try:
-        with rasterio.open(path) as src:
-            src.read(window=Window(src.width - 1, src.height - 1, 1, 1))
-            crs, res, count, bounds = src.crs, src.res, src.count, src.bounds
-    except (RasterioError, OSError) as err:
-        raise DatasetFileError(f"corrupt or unreadable GeoTIFF {path}: {err}") from err
-    if crs is None:
-        raise DatasetFileError(f"GeoTIFF {path} has no CRS (it cannot be placed on the ground)")
-    return GeoTiffInfo(crs, res, count, transform_bounds(crs, "EPSG:4326", *bounds))
-
-
-def union_bounds(boxes: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
-    """The ``(xmin, ymin, xmax, ymax)`` box holding every one of ``boxes``."""
-    b = np.asarray(boxes, dtype=np.float64)
-    return float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())
-
-
-def check_geotiffs(paths: Sequence[str]) -> dict[str, GeoTiffInfo]:
-    """:func:`check_geotiff` on every file of ``paths``.
-
-    Raises:
-        CorruptFilesError: naming every file that failed, not only the first.
-    """
-    infos, bad = {}, []
-    for path in paths:
-        try:
-            infos[path] = check_geotiff(path)
-        except DatasetFileError as err:
-            bad.append(str(err))
-    if bad:
-        raise CorruptFilesError(bad)
-    return infos
-
-
-def gsd_in_crs(path: str | Path, crs: CRS) -> float:
-    """Pixel size in metres of the GeoTIFF ``path`` once warped into the projected ``crs``.
-
-    A raster in a geographic CRS (degrees, e.g. ESA WorldCover in EPSG:4326) gets the
-    size GDAL would choose when warping it into ``crs``, so that chip pixel counts
-    are ``chip metres / GSD`` in metres, never in degrees.
-    """
-    import rasterio
-    from rasterio.warp import calculate_default_transform
-
-    with rasterio.open(path) as src:
-        if src.crs == crs:
-            return float(min(abs(src.res[0]), abs(src.res[1])))
-        transform, _, _ = calculate_default_transform(
-            src.crs, crs, src.width, src.height, *src.bounds
-        )
-    return float(min(abs(transform.a), abs(transform.e)))
-
 
 @dataclass(frozen=True)
 class RasterItem:
@@ -351,115 +243,3 @@ def make_raster_dataset(source: ModalitySource, crs: CRS, res: float | None = No
     first = source.bands[0] if source.separate_files else ""
     paths = [item.band_path(first) for item in source.items]
     return cls(paths=paths, crs=crs, res=res or source.gsd, bands=source.bands)
-
-
-# -- windowed reads -------------------------------------------------------------------
-
-_HANDLES: OrderedDict[str, object] = OrderedDict()
-_HANDLES_PID = [os.getpid()]
-MAX_OPEN_FILES = 256
-
-
-def open_cached(path: str):
-    """An open rasterio dataset for ``path``, cached per process (LRU, closed on eviction)."""
-    import rasterio
-
-    if _HANDLES_PID[0] != os.getpid():  # forked worker: never share GDAL handles
-        _HANDLES.clear()
-        _HANDLES_PID[0] = os.getpid()
-    src = _HANDLES.get(path)
-    if src is None:
-        try:
-            src = rasterio.open(path)
-        except (rasterio.errors.RasterioError, OSError) as err:
-            raise DatasetFileError(f"cannot read GeoTIFF {path}: {err}") from err
-        _HANDLES[path] = src
-        if len(_HANDLES) > MAX_OPEN_FILES:
-            _HANDLES.popitem(last=False)[1].close()  # type: ignore[attr-defined]
-    else:
-        _HANDLES.move_to_end(path)
-    return src
-
-
-def window_transform(bounds: Sequence[float], size: int):
-    """Affine transform of a ``size x size`` grid exactly covering ``bounds``."""
-    from affine import Affine
-
-    xmin, ymin, xmax, ymax = bounds
-    return Affine((xmax - xmin) / size, 0.0, xmin, 0.0, -(ymax - ymin) / size, ymax)
-
-
-def read_window(
-    paths: Sequence[str] | Sequence[Sequence[str]],
-    bounds: Sequence[float],
-    size: int,
-    crs: CRS,
-    nodata: float | None = None,
-    resampling: str = "nearest",
-    dtype: type = np.float32,
-    indexes: Sequence[int] | None = None,
-) -> np.ndarray:
-    """Read ``bounds`` (in ``crs``) into a ``C x size x size`` array.
-
-    Args:
-        paths: files to merge (the first valid pixel wins); each entry is one
-            multi-band file, or a sequence of single-band files (one per band).
-        bounds: ``(xmin, ymin, xmax, ymax)`` in ``crs``.
-        size: pixels per side; the pixel size is ``(xmax - xmin) / size``.
-        crs: the destination CRS.
-        nodata: stored value marking missing pixels (default: each file's own).
-        resampling: a :class:`rasterio.enums.Resampling` name.
-        dtype: float output dtype; missing pixels are NaN.
-        indexes: 1-based bands read from multi-band files (default: all of them);
-            single-band files of per-band products are read whole.
-
-    Raises:
-        DatasetFileError: naming a file that cannot be read.
-    """
-    from rasterio.enums import Resampling
-    from rasterio.errors import RasterioError
-    from rasterio.warp import reproject
-
-    transform = window_transform(bounds, size)
-    out: np.ndarray | None = None
-    for entry in paths:
-        multiband = isinstance(entry, str)
-        files = [entry] if multiband else list(entry)
-        parts = []
-        for path in files:
-            src = open_cached(path)
-            bands = list(indexes) if multiband and indexes else list(range(1, src.count + 1))
-            if max(bands) > src.count or min(bands) < 1:
-                raise DatasetFileError(
-                    f"GeoTIFF {path} has {src.count} bands; cannot read band(s) {bands}"
-                )
-            tmp = np.full((len(bands), size, size), np.nan, dtype=dtype)
-            try:
-                reproject(
-                    source=_band(src, bands),
-                    destination=tmp,
-                    dst_transform=transform,
-                    dst_crs=crs,
-                    src_nodata=src.nodata if nodata is None else nodata,
-                    dst_nodata=np.nan,
-                    resampling=Resampling[resampling],
-                )
-            except (RasterioError, OSError) as err:
-                raise DatasetFileError(f"cannot read GeoTIFF {path}: {err}") from err
-            parts.append(tmp)
-        arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        if out is None:
-            out = arr
-        else:
-            hole = np.isnan(out) & ~np.isnan(arr)
-            out[hole] = arr[hole]
-        if not np.isnan(out).any():
-            break
-    assert out is not None
-    return out
-
-
-def _band(src, indexes: list[int]):
-    import rasterio
-
-    return rasterio.band(src, indexes)

@@ -12,6 +12,7 @@ chip edges computed in floating point miss each other by a rounding error.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -85,3 +86,35 @@ def guard_band(
             loser = i if rank[splits[i]] < rank[splits[j]] else j
             drop[loser] = True
     return drop
+
+
+def spatial_split(
+    geometries: Any,
+    origin: tuple[float, float],
+    block_m: float,
+    fractions: Sequence[float],
+    seed: int = 0,
+    tolerance: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block, split and guard-band drop mask of every chip (see the module docstring).
+
+    Args:
+        geometries: the chip polygons (array-like).
+        origin: top-left corner of the block grid (the chip grid's origin).
+        block_m: block side in CRS units.
+        fractions: the target fractions of train, val, test.
+        seed: the seed shuffling the blocks.
+        tolerance: see :func:`guard_band`.
+
+    Returns:
+        ``(block ids, split names, chips to drop)``, one entry per chip.
+    """
+    import shapely
+
+    geoms = np.asarray(geometries)
+    centres = shapely.centroid(geoms)
+    blocks = block_ids(
+        np.column_stack([shapely.get_x(centres), shapely.get_y(centres)]), origin, block_m
+    )
+    splits = assign_blocks(blocks, fractions, seed)
+    return blocks, splits, guard_band(geoms, splits, fractions, tolerance=tolerance)

@@ -26,7 +26,7 @@ import rasterio
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from rsmm.datasets.io import write_geotiff
+from rsmm.io import write_geotiff
 
 SIZE = 256
 CRS_UTM = CRS.from_epsg(32631)

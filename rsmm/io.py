@@ -1,8 +1,9 @@
-"""Readers for the file formats the datasets use, with errors that name the file.
+"""Raster, array and image readers and writers, with errors that name the file.
 
-Every reader raises :class:`DatasetFileError` (a ``ValueError`` / ``OSError`` neutral
-type) naming the offending path for a missing, corrupt or wrongly shaped file, so
-that a user never sees a bare traceback from deep inside rasterio or numpy.
+The file layer under :mod:`rsmm.stacks` and :mod:`rsmm.datasets`: every reader
+raises :class:`~rsmm.errors.DatasetFileError` naming the offending path for a missing,
+corrupt or wrongly shaped file, so that a user never sees a bare traceback from deep
+inside rasterio or numpy.
 
 Non-finite pixels (NaN borders of Sentinel-1 scenes) are *not* errors: they are
 replaced by :func:`fill_nonfinite` and counted.
