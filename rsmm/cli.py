@@ -13,7 +13,6 @@ line ``rsmm: error: ...`` and exit with status 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -151,19 +150,6 @@ def _help(command: str) -> str:
     }[command]
 
 
-def _check_checkpoint(path: str) -> None:
-    """A readable rsmm checkpoint, or one line naming the file."""
-    from rsmm.export import read_checkpoint
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    read_checkpoint(path)  # ExportError (a ValueError) naming the file when unreadable
-
-
-def _is_state_dict_mismatch(err: BaseException) -> bool:
-    return isinstance(err, RuntimeError) and "Error(s) in loading state_dict" in str(err)
-
-
 def _discard_failed_run(log_dir: str | None, existed: bool) -> None:
     """Remove the run folder a failed command created, unless it holds a checkpoint."""
     import shutil
@@ -200,31 +186,26 @@ def run_training(command: str, args: list[str]) -> dict[str, float]:
     if command == "test" and ckpt is None and not asks_help:
         raise ConfigError("rsmm test needs --ckpt_path <checkpoint>")
     if ckpt is not None:
-        _check_checkpoint(ckpt)
-    from rsmm.tasks.finetune import weights_from_checkpoint
+        from rsmm.checkpoints import FINETUNE, PRETRAIN, check_checkpoint
 
-    # with a checkpoint every weight comes from it: tasks built while parsing or in
-    # setup() do not read their pre-training file
-    restore = weights_from_checkpoint() if ckpt is not None else contextlib.nullcontext()
-    with restore:
-        cli = build_cli(command, args)
-        trainer, model, dm = cli.trainer, cli.model, cli.datamodule
-        log_dir = trainer.log_dir
-        existed = log_dir is not None and Path(log_dir).exists()
-        try:
-            _run_trainer(command, trainer, model, dm, ckpt)
-        except USER_ERRORS:
-            _discard_failed_run(log_dir, existed)
-            raise
-        except RuntimeError as err:
-            if not _is_state_dict_mismatch(err):
-                raise  # a crash, not a user error: keep its logs for debugging
-            _discard_failed_run(log_dir, existed)
-            detail = " ".join(str(err).split())
-            raise ConfigError(
-                f"checkpoint {ckpt} does not fit this model (another task, backbone or "
-                f"modality set?): {detail[:300]}"
-            ) from None
+        # a readable checkpoint of the task this command builds, or one line naming it
+        check_checkpoint(ckpt, PRETRAIN if command == "pretrain" else FINETUNE)
+        if command != "pretrain":
+            # every weight comes from the checkpoint: the task is built without reading
+            # its pre-training file (it may have moved); the checkpoint's record of that
+            # file goes back into the task's hyper-parameters when it is loaded
+            args += ["--model.pretrained", "null"]
+    cli = build_cli(command, args)
+    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    log_dir = trainer.log_dir
+    existed = log_dir is not None and Path(log_dir).exists()
+    try:
+        # a checkpoint that does not fit the model is a CheckpointError (the task's
+        # on_load_checkpoint), not Lightning's RuntimeError
+        _run_trainer(command, trainer, model, dm, ckpt)
+    except USER_ERRORS:
+        _discard_failed_run(log_dir, existed)
+        raise
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     print(f"run directory: {trainer.log_dir}")
     if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.last_model_path:
@@ -255,15 +236,6 @@ def _cmd_export(argv: Sequence[str]) -> int:
     out = export_encoders(a.checkpoint, a.out_dir, a.modalities, a.format, a.overwrite)
     print(f"exported encoders to {out}")
     return 0
-
-
-DATASETS = {
-    "meterml": "MeterML",
-    "dfc2020": "DFC2020",
-    "sen12ms": "SEN12MS",
-    "eurosat": "EuroSAT",
-    "resisc45": "RESISC45",
-}
 
 
 def _add_build_parser(sub: Any) -> None:
@@ -413,6 +385,8 @@ def _cmd_manifest_build(a: argparse.Namespace) -> int:
 def _cmd_manifest(argv: Sequence[str]) -> int:
     import json
 
+    from rsmm.datasets import DATASETS
+
     p = argparse.ArgumentParser(prog="rsmm manifest", description="Dataset manifests.")
     sub = p.add_subparsers(dest="action", required=True)
     s = sub.add_parser("stats", help="recompute per-band mean/std of a dataset from its root")
@@ -426,11 +400,9 @@ def _cmd_manifest(argv: Sequence[str]) -> int:
     if a.action == "build":
         return _cmd_manifest_build(a)
 
-    import rsmm.datasets as ds
     from rsmm.manifests import compute_band_stats, load_manifest
 
-    cls = getattr(ds, DATASETS[a.dataset])
-    dataset = cls(a.root, split=a.split)
+    dataset = DATASETS[a.dataset](a.root, split=a.split)
     n = len(dataset) if a.max_samples is None else min(a.max_samples, len(dataset))
     stats = compute_band_stats((dataset[i] for i in range(n)), dataset.bands)
     if a.out:

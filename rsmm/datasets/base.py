@@ -44,8 +44,16 @@ class MultiModalDataset(NonGeoDataset):
         skipped: ``[(sample id, reason)]`` of samples left out when indexing.
     """
 
-    #: Name of the packaged manifest (``rsmm/data_manifests/<name>.json``).
+    #: Name of the packaged manifest (``rsmm/data_manifests/<name>.json``), which is
+    #: also the dataset's name on the command line (``rsmm manifest stats <name>``, see
+    #: :data:`rsmm.datasets.DATASETS`).
     manifest_name: ClassVar[str]
+    #: Pixel size (m) of each modality's arrays as the dataset gives them (every band
+    #: resampled to one grid), ``None`` where it is not known. This is the GSD an encoder
+    #: trained on the dataset expects, recorded in checkpoints and exports; it can differ
+    #: from the sensor's native GSD per band (:mod:`rsmm.sensors`). Datasets whose pixel
+    #: size depends on their options override :meth:`gsd_for` / :meth:`training_gsd`.
+    gsd: ClassVar[Mapping[str, float | None]] = {}
 
     def __init__(
         self,
@@ -107,6 +115,22 @@ class MultiModalDataset(NonGeoDataset):
         units and statistics live in a GeoParquet chip index) override this.
         """
         return load_manifest(self.manifest_name)
+
+    @classmethod
+    def gsd_for(
+        cls, modalities: Sequence[str], options: Mapping[str, Any] | None = None
+    ) -> dict[str, float | None]:
+        """Pixel size (m) of ``modalities``' arrays in a dataset of this class built with
+        ``options`` (constructor or datamodule arguments), without building one:
+        :attr:`gsd` by default.
+
+        Used for checkpoints written before the GSD was recorded in them.
+        """
+        return {m: cls.gsd.get(m) for m in modalities}
+
+    def training_gsd(self) -> dict[str, float | None]:
+        """Pixel size (m) of each returned modality's arrays (see :attr:`gsd`)."""
+        return self.gsd_for(self.modalities)
 
     def targets(self) -> np.ndarray:
         """Label of every sample, without reading images (for stratified subsets).

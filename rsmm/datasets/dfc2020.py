@@ -42,6 +42,8 @@ class DFC2020(MultiModalDataset):
     """
 
     manifest_name: ClassVar[str] = "dfc2020"
+    #: every band is stored resampled to 10 m
+    gsd: ClassVar[dict[str, float | None]] = {"s1": 10.0, "s2": 10.0}
     releases: ClassVar[dict[str, str]] = {"val": "ROIs0000_validation", "test": "ROIs0000_test"}
     expected_bands: ClassVar[dict[str, int]] = {"s1": 2, "s2": 13, "dfc": 1}
     _patch_re: ClassVar[re.Pattern[str]] = re.compile(r"_p(\d+)\.tif$")

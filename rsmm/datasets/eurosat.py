@@ -36,6 +36,8 @@ class EuroSAT(PublishedClassFolderDataset):
     """
 
     manifest_name = "eurosat"
+    #: the 13 bands are stored resampled to 10 m
+    gsd: ClassVar[dict[str, float | None]] = {"s2": 10.0}
     torchgeo_class: ClassVar[type[tgd.EuroSAT]] = tgd.EuroSAT
     modality = "s2"
     image_subdir = tgd.EuroSAT.base_dir

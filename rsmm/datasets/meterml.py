@@ -86,6 +86,8 @@ class MeterML(MultiModalDataset):
     """
 
     manifest_name: ClassVar[str] = "meterml"
+    #: the 20/60 m Sentinel-2 bands are upsampled to the 72 x 72 10 m grid; NAIP is 1 m
+    gsd: ClassVar[dict[str, float | None]] = {"s1": 10.0, "s2": 10.0, "naip": 1.0}
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     #: How many skipped ids the warning names.
     warn_ids: ClassVar[int] = 5

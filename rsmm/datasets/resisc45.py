@@ -31,6 +31,8 @@ class RESISC45(PublishedClassFolderDataset):
     """
 
     manifest_name = "resisc45"
+    #: the images range from 0.2 to 30 m: no one pixel size
+    gsd: ClassVar[dict[str, float | None]] = {"rgb": None}
     torchgeo_class: ClassVar[type[tgd.RESISC45]] = tgd.RESISC45
     modality = "rgb"
     image_subdir = tgd.RESISC45.directory

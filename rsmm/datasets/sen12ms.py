@@ -42,6 +42,8 @@ class SEN12MS(MultiModalDataset):
     """
 
     manifest_name: ClassVar[str] = "sen12ms"
+    #: every band is stored resampled to 10 m
+    gsd: ClassVar[dict[str, float | None]] = {"s1": 10.0, "s2": 10.0}
     splits: ClassVar[tuple[str, ...]] = ("train", "test")
     expected_bands: ClassVar[dict[str, int]] = {"s1": 2, "s2": 13, "lc": 4}
 

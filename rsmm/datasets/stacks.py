@@ -142,6 +142,12 @@ class CoRegisteredStack(MultiModalDataset):
     def _load_manifest(self) -> DatasetManifest:
         return self.chip_manifest.dataset_manifest()
 
+    def training_gsd(self) -> dict[str, float | None]:
+        """The stack's target GSD: chip metres over chip pixels of each modality."""
+        size_m = float(self.chip_manifest.meta["chip_size_m"])
+        info = self.chip_manifest.meta["modalities"]
+        return {m: size_m / int(info[m]["chip_pixels"]) for m in self.modalities}
+
     def __len__(self) -> int:
         return len(self._ids)
 

@@ -13,7 +13,7 @@ Deterministic: sample ``i`` of a seed is always the same chip, generated on the 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -38,6 +38,8 @@ class SyntheticMultiModal(MultiModalDataset):
     """
 
     manifest_name = "synthetic"
+    #: S1/S2 pixels are 10 m; NAIP's are ``naip_scale`` times finer (see :meth:`gsd_for`)
+    gsd: ClassVar[dict[str, float | None]] = {"s1": 10.0, "s2": 10.0, "naip": None}
     _split_offset: ClassVar[dict[str, int]] = {"train": 0, "val": 1_000_003, "test": 2_000_003}
 
     def __init__(
@@ -68,6 +70,21 @@ class SyntheticMultiModal(MultiModalDataset):
         self._labels = np.random.default_rng(seed + self._split_offset[split]).integers(
             0, k, num_samples
         )
+
+    @classmethod
+    def gsd_for(
+        cls, modalities: Sequence[str], options: Mapping[str, Any] | None = None
+    ) -> dict[str, float | None]:
+        """10 m for S1 and S2, ``10 / naip_scale`` m for NAIP (``None`` when ``options``
+        do not give ``naip_scale``)."""
+        gsd = dict(cls.gsd)
+        scale = (options or {}).get("naip_scale")
+        if scale:
+            gsd["naip"] = 10.0 / float(scale)
+        return {m: gsd.get(m) for m in modalities}
+
+    def training_gsd(self) -> dict[str, float | None]:
+        return self.gsd_for(self.modalities, {"naip_scale": self.naip_scale})
 
     def __len__(self) -> int:
         return self.num_samples

@@ -17,26 +17,9 @@ from typing import Any
 import torch
 from lightning import LightningModule
 
+from rsmm.checkpoints import check_state_dict, data_info_from
 from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.models.multimodal import MultiModalEncoder
-
-
-def data_info_from(datamodule: Any) -> dict[str, Any]:
-    """What a task records about its data: bands, statistics, sensors, units, classes,
-    and the pixel size (m) each modality was trained at (``None`` where unknown)."""
-    from rsmm.export import training_gsd
-
-    stats = datamodule.stats
-    return {
-        "dataset": type(datamodule.reference_dataset).__name__,
-        "bands": {m: list(b) for m, b in datamodule.band_names.items()},
-        "mean": {m: [float(v) for v in s[0]] for m, s in stats.items()},
-        "std": {m: [float(v) for v in s[1]] for m, s in stats.items()},
-        "sensors": dict(datamodule.sensors),
-        "units": dict(datamodule.units),
-        "classes": list(datamodule.classes),
-        "gsd": training_gsd(datamodule.reference_dataset),
-    }
 
 
 class MultiModalTask(LightningModule):
@@ -92,6 +75,14 @@ class MultiModalTask(LightningModule):
                 "the task needs in_channels (bands per modality) or a datamodule to read them from"
             )
         self._maybe_build()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """When a run restores a checkpoint (``Trainer.fit/test(ckpt_path=...)``), refuse
+        one that does not fit this model with a :class:`~rsmm.errors.CheckpointError`
+        naming it, before Lightning loads its weights strictly."""
+        trainer = self._trainer
+        if trainer is not None and self.strict_loading and "state_dict" in checkpoint:
+            check_state_dict(trainer.ckpt_path, self.state_dict(), checkpoint["state_dict"])
 
     # -- optimisation ------------------------------------------------------------------
 

@@ -11,17 +11,22 @@ kept in eval mode).
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from rsmm.checkpoints import (
+    FINETUNE,
+    TASK_KEY,
+    PretrainedEncoders,
+    check_pretrained,
+    load_pretrained,
+    load_pretrained_encoder,
+    read_pretrained,
+)
 from rsmm.errors import CheckpointError, ConfigError
 from rsmm.losses.classification import (
     classification_loss,
@@ -29,150 +34,22 @@ from rsmm.losses.classification import (
     supcon_mixture,
 )
 from rsmm.losses.contrastive import mm_supcon
-from rsmm.models.multimodal import MultiModalEncoder, per_modality
+from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.tasks.base import MultiModalTask
 from rsmm.tasks.metrics import classification_metrics, save_confusion, summarise
 
+# kept importable from here: the pre-trained weights API lives in rsmm.checkpoints
+__all__ = [
+    "LOSSES",
+    "CheckpointError",
+    "FinetuneTask",
+    "PretrainedEncoders",
+    "check_pretrained",
+    "load_pretrained_encoder",
+    "read_pretrained",
+]
+
 LOSSES = ("ce", "weighted_ce", "focal", "bce")
-
-
-@dataclass(frozen=True)
-class PretrainedEncoders:
-    """Encoder tensors of a pre-training checkpoint or export, and what they were trained on.
-
-    Attributes:
-        path: the checkpoint file or export directory.
-        state_dict: tensors keyed relative to :class:`MultiModalEncoder`
-            (``backbones.<m>.*`` and, from checkpoints, ``projectors.<m>.*``).
-        architectures: ``{modality: timm architecture}`` (``None`` when not recorded).
-        bands: ``{modality: band names in the order trained on}`` (``None`` when not
-            recorded).
-    """
-
-    path: Path
-    state_dict: dict[str, Tensor]
-    architectures: dict[str, str | None]
-    bands: dict[str, list[str] | None]
-
-
-def read_pretrained(path: str | Path, modalities: list[str]) -> PretrainedEncoders:
-    """The encoders of ``modalities`` from an rsmm checkpoint or export directory.
-
-    Raises:
-        CheckpointError: for a missing or unreadable file, or one without an encoder for
-            some of ``modalities`` (pre-trained on a different modality set).
-    """
-    from rsmm.export import ExportError, read_checkpoint, read_export
-
-    path = Path(path)
-    try:
-        if path.is_dir():
-            meta, tensors = read_export(path, modalities)
-            entries = {m: meta["modalities"][m] for m in modalities}
-            return PretrainedEncoders(
-                path,
-                {f"backbones.{m}.{k}": v for m, sd in tensors.items() for k, v in sd.items()},
-                {m: e.get("architecture") for m, e in entries.items()},
-                {m: e.get("bands") for m, e in entries.items()},
-            )
-        hp, sd = read_checkpoint(path)
-    except ExportError as err:
-        raise CheckpointError(f"pre-trained weights: {err}") from err
-    have = sorted({k.split(".")[2] for k in sd if k.startswith("encoder.backbones.")})
-    missing = [m for m in modalities if m not in have]
-    if missing:
-        raise CheckpointError(
-            f"checkpoint {path} has encoders for {have}, not for {missing}: it was pre-trained "
-            "on a different modality set"
-        )
-    out = {}
-    for k, v in sd.items():
-        parts = k.split(".")
-        if (
-            parts[0] == "encoder"
-            and parts[1] in ("backbones", "projectors")
-            and parts[2] in modalities
-        ):
-            out[".".join(parts[1:])] = v
-    archs = per_modality(hp.get("backbone"), list(hp["in_channels"]), "backbone")
-    bands = (hp.get("data_info") or {}).get("bands") or {}
-    return PretrainedEncoders(
-        path, out, {m: archs.get(m) for m in modalities}, {m: bands.get(m) for m in modalities}
-    )
-
-
-def load_pretrained_encoder(path: str | Path, modalities: list[str]) -> dict[str, Tensor]:
-    """Encoder tensors of ``modalities`` from an rsmm checkpoint or export directory.
-
-    Returns a state dict with keys relative to :class:`MultiModalEncoder`
-    (``backbones.<m>.*`` and, from checkpoints, ``projectors.<m>.*``).
-    """
-    return read_pretrained(path, modalities).state_dict
-
-
-def check_pretrained(
-    pre: PretrainedEncoders,
-    encoder: MultiModalEncoder,
-    bands: Mapping[str, list[str]] | None = None,
-) -> None:
-    """Check that pre-trained backbones fit ``encoder`` exactly, and were trained on the
-    bands the model reads, in the same order.
-
-    Every ``backbones.<m>.*`` tensor the encoder has must be in ``pre`` with the same
-    shape, and ``pre`` may have no other backbone tensor for a loaded modality (heads
-    and projectors may differ). Band lists unknown on either side are not compared.
-
-    Raises:
-        CheckpointError: naming ``pre.path``, the architectures and the mismatch.
-    """
-    from rsmm.export import ExportError, check_bands
-
-    own = encoder.state_dict()
-    for m in pre.architectures:
-        prefix = f"backbones.{m}."
-        ours = {k for k in own if k.startswith(prefix)}
-        theirs = {k for k in pre.state_dict if k.startswith(prefix)}
-        missing, unexpected = sorted(ours - theirs), sorted(theirs - ours)
-        shapes = [
-            f"{k[len(prefix) :]} {tuple(pre.state_dict[k].shape)} vs {tuple(own[k].shape)}"
-            for k in sorted(ours & theirs)
-            if pre.state_dict[k].shape != own[k].shape
-        ]
-        if missing or unexpected or shapes:
-            problems = [
-                f"{len(keys)} {what} (e.g. {', '.join(k[len(prefix) :] for k in keys[:3])})"
-                for what, keys in (("missing tensors", missing), ("unexpected tensors", unexpected))
-                if keys
-            ]
-            if shapes:
-                problems.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])})")
-            raise CheckpointError(
-                f"{pre.path}: its {m} backbone ({pre.architectures[m] or 'unknown architecture'})"
-                f" does not fit this model's ({encoder.archs[m]}, {encoder.in_channels[m]} bands):"
-                f" {', '.join(problems)}"
-            )
-        try:
-            check_bands(pre.path, m, pre.bands.get(m), (bands or {}).get(m))
-        except ExportError as err:
-            raise CheckpointError(str(err)) from err
-
-
-#: set while a fine-tuning task is restored from its own checkpoint (see
-#: :func:`weights_from_checkpoint`)
-_RESTORING: ContextVar[bool] = ContextVar("rsmm_finetune_restoring", default=False)
-
-
-@contextmanager
-def weights_from_checkpoint() -> Iterator[None]:
-    """Within this block, fine-tuning tasks built do not read their ``pretrained``
-    file: every weight will come from the task's own checkpoint (``rsmm test``, a
-    resume, :meth:`FinetuneTask.load_from_checkpoint`), and the pre-training file may
-    have moved since."""
-    token = _RESTORING.set(True)
-    try:
-        yield
-    finally:
-        _RESTORING.reset(token)
 
 
 class FinetuneTask(MultiModalTask):
@@ -255,6 +132,7 @@ class FinetuneTask(MultiModalTask):
         if not 0 <= alpha <= 1:
             raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
         self.save_hyperparameters()
+        self.hparams[TASK_KEY] = FINETUNE  # what a checkpoint of this task is
         self._maybe_build()
 
     # -- models ----------------------------------------------------------------------------
@@ -277,10 +155,20 @@ class FinetuneTask(MultiModalTask):
 
     @classmethod
     def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> FinetuneTask:  # type: ignore[override]
-        """Lightning's ``load_from_checkpoint``, without reading the ``pretrained`` file
-        (the checkpoint holds every weight)."""
-        with weights_from_checkpoint():
-            return super().load_from_checkpoint(*args, **kwargs)
+        """Lightning's ``load_from_checkpoint``, built with ``pretrained=None``: the
+        checkpoint holds every weight, and the pre-training file may have moved since.
+        ``hparams.pretrained`` keeps the path the checkpoint records
+        (:meth:`on_load_checkpoint`)."""
+        return super().load_from_checkpoint(*args, **{**kwargs, "pretrained": None})
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Check the checkpoint fits (see :class:`MultiModalTask`), and keep its record of
+        the pre-training the weights started from: a task restored from a checkpoint is
+        built without reading its ``pretrained`` file (``pretrained=None``)."""
+        super().on_load_checkpoint(checkpoint)
+        recorded = (checkpoint.get("hyper_parameters") or {}).get("pretrained")
+        if recorded:
+            self.hparams["pretrained"] = recorded
 
     def configure_models(self) -> None:
         hp = self.hparams
@@ -294,24 +182,10 @@ class FinetuneTask(MultiModalTask):
             projection_dim=hp.projection_dim if hp.alpha > 0 else 0,
             hidden_dim=hp.hidden_dim,
         )
-        # a task restored from its own checkpoint takes every weight from it, so the
-        # pre-training file need not exist any more
-        if hp.pretrained and not _RESTORING.get():
-            pre = read_pretrained(hp.pretrained, list(self.modalities))
-            check_pretrained(pre, self.encoder, (hp.data_info or {}).get("bands"))
-            sd = pre.state_dict
-            own = self.encoder.state_dict()
-            proj = [k for k in sd if k.startswith("projectors.")]
-            if hp.alpha <= 0 or any(k not in own or own[k].shape != sd[k].shape for k in proj):
-                if hp.alpha > 0:
-                    warnings.warn(
-                        f"the projectors of {hp.pretrained} have other sizes than "
-                        "projection_dim/hidden_dim: SupCon starts from new projectors",
-                        stacklevel=2,
-                    )
-                sd = {k: v for k, v in sd.items() if k.startswith("backbones.")}
-            # check_pretrained and the projector filter above leave nothing that can clash
-            self.encoder.load_state_dict(sd, strict=False)
+        # a task restored from its own checkpoint is built with pretrained=None
+        if hp.pretrained:
+            bands = (hp.data_info or {}).get("bands")
+            load_pretrained(self.encoder, hp.pretrained, bands, projectors=hp.alpha > 0)
         dim = self.encoder.num_features()
         names = (hp.data_info or {}).get("classes") or [str(i) for i in range(hp.num_classes)]
         self.class_names = list(names)[: hp.num_classes]

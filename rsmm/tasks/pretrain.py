@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from rsmm.checkpoints import PRETRAIN, TASK_KEY
 from rsmm.errors import ConfigError
 from rsmm.losses.contrastive import per_anchor_contrastive, supcon_positives
 from rsmm.models.multimodal import MultiModalEncoder
@@ -230,6 +231,7 @@ class PretrainTask(MultiModalTask):
                     f"dense: unknown {dense!r}; choose one of {', '.join(MATCHING_METHODS)}"
                 )
         self.save_hyperparameters()
+        self.hparams[TASK_KEY] = PRETRAIN  # what a checkpoint of this task is
         self._val_feats: list[Tensor] = []
         self._val_labels: list[Tensor] = []
         self.method: SSLMethod | None = None  # the SSL method's strategy, if any
