@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 import torch
-from _timing import cpu_name
 from torch.utils.data import default_collate
 
 from rsmm.augment import BandAugment
+from rsmm.benchmarks._timing import cpu_name
 
 BANDS = 13
 SIZE = 64

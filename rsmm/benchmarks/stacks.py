@@ -13,14 +13,10 @@ are 100x more pixels than torchgeo's resampled NAIP). Prints samples/s and ratio
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _timing import cpu_name, median_seconds
+from rsmm.benchmarks._timing import cpu_name, median_seconds
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:

@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch
-from _timing import cpu_name, median_seconds
 from lightning import Callback, LightningDataModule, Trainer
 from torch.utils.data import DataLoader, Dataset
+
+from rsmm.benchmarks._timing import cpu_name, median_seconds
 
 
 class StepTimer(Callback):

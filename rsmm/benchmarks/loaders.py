@@ -4,20 +4,20 @@ All read the same fake files (Meter-ML: tests/data/meterml; SEN12MS: TorchGeo's 
 fixture). Prints samples/s and the ratio rsmm SEN12MS / torchgeo SEN12MS (same files,
 same split, same bands).
 
-    python benchmarks/loaders.py [--fixtures ../shared/fixtures/torchgeo] [--repeats 5]
+    python benchmarks/loaders.py [--fixtures ../shared/fixtures/torchgeo] [--meterml DIR]
+        [--repeats 5]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rsmm.benchmarks._timing import cpu_name, median_seconds
 
-from _timing import cpu_name, median_seconds
-
-REPO = Path(__file__).resolve().parents[1]
+# the defaults are the source checkout's test files; an installed rsmm has none: give
+# --fixtures and --meterml
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def _read_all(ds) -> None:
@@ -33,15 +33,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from rsmm.datasets import SEN12MS, MeterML
 
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--fixtures", default=str(REPO.parent / "shared" / "fixtures" / "torchgeo"))
+    p.add_argument(
+        "--fixtures",
+        default=str(CHECKOUT.parent / "shared" / "fixtures" / "torchgeo"),
+        help="TorchGeo's test fixtures (a copy of its tests/data), with sen12ms/",
+    )
+    p.add_argument(
+        "--meterml",
+        default=str(CHECKOUT / "tests" / "data" / "meterml"),
+        help="a Meter-ML root (default: the fake one in rsmm's tests/data/meterml)",
+    )
     p.add_argument("--repeats", type=int, default=5)
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     sen_root = Path(a.fixtures) / "sen12ms"
     loaders = {
-        "rsmm MeterML (s1+s2 13 bands+naip)": MeterML(
-            str(REPO / "tests" / "data" / "meterml"), split="train"
-        ),
+        "rsmm MeterML (s1+s2 13 bands+naip)": MeterML(a.meterml, split="train"),
         "rsmm SEN12MS (s1+s2)": SEN12MS(str(sen_root), split="train"),
         "torchgeo SEN12MS (all bands)": TGSEN12MS(str(sen_root), split="train"),
     }

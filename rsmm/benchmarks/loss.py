@@ -10,14 +10,10 @@ one's extra time as a share of the NT-Xent step (goal: under 20 %).
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _timing import cpu_name
-from step import rsmm_step
+from rsmm.benchmarks._timing import cpu_name
+from rsmm.benchmarks.step import rsmm_step
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
