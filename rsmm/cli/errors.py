@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from rsmm.errors import RsmmError
@@ -46,10 +47,32 @@ def debugging() -> bool:
     return bool(os.environ.get("RSMM_DEBUG"))
 
 
+_UNION = re.compile(
+    r'Parser key "(?P<key>[^"]+)":\s+Does not validate against any of the Union subtypes'
+    r".*?Errors:\s*\n\s*- (?P<first>.*?)(?:\n\s*- |\n\s*Given value|\Z)",
+    re.S,
+)
+
+
+def _readable(message: str) -> str:
+    """jsonargparse's report on a ``class_path`` option (the datamodule), which lists
+    the failure of every type the option accepts, reduced to the given class's one:
+    ``data.batch_size: Expected a <class 'int'>. Got value: abc``."""
+    match = _UNION.match(message)
+    if match is None:
+        return message
+    first = re.sub(r"^Problem with given class_path '[^']*':\s*", "", match["first"].strip())
+    keys = [match["key"], *re.findall(r'Parser key "([^"]+)":', first)]
+    detail = re.sub(r'Parser key "[^"]+":\s*', "", first)
+    return f"{'.'.join(keys)}: {detail}"
+
+
 def report(err: BaseException, command: str) -> int:
     """Print a user error as one ``rsmm: error:`` line; returns the exit status 2."""
     msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-    hint = f" (see `rsmm {command} --help`)" if isinstance(err, argparse.ArgumentError) else ""
+    hint = ""
+    if isinstance(err, argparse.ArgumentError):
+        msg, hint = _readable(str(msg)), f" (see `rsmm {command} --help`)"
     line = " ".join(str(msg).split())  # jsonargparse's messages span lines
     print(f"rsmm: error: {line}{hint}", file=sys.stderr)
     return 2
