@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import fresh_python
 
 from rsmm.cli import main
 from rsmm.cli.errors import wrapped_user_error
@@ -18,15 +16,6 @@ CONFIGS = REPO / "configs" / "synthetic"
 TINY = ["--data.num_samples", "16", "--data.size", "8", "--data.batch_size", "8"]
 TINY += ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
 TINY += ["--trainer.accelerator", "cpu"]
-
-
-def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter that imports this checkout's rsmm."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    env.pop("RSMM_DEBUG", None)
-    return subprocess.run(
-        [sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
-    )
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -48,7 +37,7 @@ PretrainTask.training_step = broken_step
 from rsmm.cli import main
 sys.exit(main(["pretrain", "--config", {str(CONFIGS / "pretrain.yaml")!r}, *{TINY!r}]))
 """
-    proc = _python(code, tmp_path)
+    proc = fresh_python(code, tmp_path)
     assert proc.returncode == 1, proc.stderr
     assert "Traceback (most recent call last)" in proc.stderr
     assert "TypeError: unsupported operand inside the loss" in proc.stderr
@@ -63,7 +52,7 @@ from rsmm.cli import main
 sys.exit(main(["finetune", "--config", {str(CONFIGS / "finetune.yaml")!r},
                "--data.label_fraction", "2"]))
 """
-    proc = _python(code, tmp_path)
+    proc = fresh_python(code, tmp_path)
     assert proc.returncode == 2, proc.stderr
     (line,) = _error_lines(proc.stderr)
     assert "label_fraction must be in (0, 1], got 2.0" in line

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import ast
 import inspect
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from helpers import fresh_python
 
 from rsmm.cli import main
-from rsmm.cli.help import class_options, datamodule_classes, google_args
-
-REPO = Path(__file__).resolve().parents[1]
+from rsmm.cli.help import DATAMODULE, TASKS, class_options, datamodule_classes, google_args
 
 
 def _help(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
@@ -56,14 +51,11 @@ def test_finetune_help_says_how_to_get_the_random_init_baseline(
 @pytest.mark.parametrize("command", ["pretrain", "finetune"])
 def test_help_options_are_the_classes_parameters(command: str) -> None:
     """The help, read from the source, names every parameter with its real default."""
-    from rsmm.datamodules import MultiModalDataModule
-    from rsmm.tasks import FinetuneTask, PretrainTask
+    import rsmm.datamodules
+    import rsmm.tasks
 
-    task = PretrainTask if command == "pretrain" else FinetuneTask
-    for (module, name), cls in (
-        (("rsmm.tasks.pretrain" if command == "pretrain" else "rsmm.tasks.finetune", task.__name__), task),
-        (("rsmm.datamodules.base", "MultiModalDataModule"), MultiModalDataModule),
-    ):
+    for (module, name), package in ((TASKS[command], rsmm.tasks), (DATAMODULE, rsmm.datamodules)):
+        cls = getattr(package, name)
         params = [
             p
             for p in inspect.signature(cls.__init__).parameters.values()
@@ -77,10 +69,8 @@ def test_help_options_are_the_classes_parameters(command: str) -> None:
             else:
                 assert ast.literal_eval(option.default) == param.default, option
             assert option.doc, f"{name}.{option.name} is not documented"
-    from rsmm import datamodules
-
     assert datamodule_classes() == sorted(
-        n for n in datamodules.__all__ if n.endswith("DataModule") and n != "MultiModalDataModule"
+        n for n in rsmm.datamodules.__all__ if n.endswith("DataModule") and n != DATAMODULE[1]
     )
 
 
@@ -111,14 +101,6 @@ def test_help_all_is_lightning_clis_full_help(capsys: pytest.CaptureFixture[str]
     assert "--trainer.gradient_clip_val" in text and "--model.pretrained" in text
 
 
-def _fresh_python(code: str) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, check=True
-    )
-    return proc.stdout
-
-
 def test_importing_the_cli_and_asking_for_help_import_no_torch() -> None:
     """``import rsmm.cli`` and every command's ``--help`` stay clear of torch, Lightning
     and matplotlib (what made ``rsmm pretrain --help`` take ~a minute)."""
@@ -140,4 +122,6 @@ for argv in helps:
     assert rc == 0 and ("usage" in out.getvalue() or "commands:" in out.getvalue()), argv
 print(sorted(m for m in heavy if m in sys.modules))
 """
-    assert _fresh_python(code).splitlines() == ["[]", "[]"]
+    proc = fresh_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == ["[]", "[]"]

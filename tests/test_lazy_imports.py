@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[1]
+from helpers import fresh_python
 
 # Every rsmm module is imported with an import hook that records rsmm's own matplotlib
 # imports. (sys.modules alone cannot tell: TorchGeo's datasets and torchmetrics import
@@ -36,10 +31,7 @@ print("\\n".join(found))
 
 
 def _run(code: str) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = fresh_python(code)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 

@@ -115,9 +115,7 @@ def class_options(module: str, name: str) -> list[Option]:
     path = _source_file(module)
     source = path.read_text()
     tree = ast.parse(source, str(path))
-    cls = next(
-        (n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None
-    )
+    cls = next((n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name), None)
     if cls is None:
         raise LookupError(f"class {name} not found in {path}")
     init = next(
