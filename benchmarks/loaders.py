@@ -1,64 +1,10 @@
 """Loading throughput: rsmm's Meter-ML and SEN12MS loaders next to torchgeo's SEN12MS.
 
-All read the same fake files (Meter-ML: tests/data/meterml; SEN12MS: TorchGeo's own
-fixture). Prints samples/s and the ratio rsmm SEN12MS / torchgeo SEN12MS (same files,
-same split, same bands).
-
-    python benchmarks/loaders.py [--fixtures ../shared/fixtures/torchgeo] [--repeats 5]
+``python benchmarks/loaders.py --help``; the same as ``rsmm benchmark loaders`` (the code is
+:mod:`rsmm.benchmarks.loaders`).
 """
 
-from __future__ import annotations
-
-import argparse
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from _timing import cpu_name, median_seconds
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _read_all(ds) -> None:
-    for i in range(len(ds)):
-        ds[i]
-
-
-def main(argv: list[str] | None = None) -> dict[str, float]:
-    import warnings
-
-    from torchgeo.datasets import SEN12MS as TGSEN12MS
-
-    from rsmm.datasets import SEN12MS, MeterML
-
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--fixtures", default=str(REPO.parent / "shared" / "fixtures" / "torchgeo"))
-    p.add_argument("--repeats", type=int, default=5)
-    a = p.parse_args(argv)
-    warnings.filterwarnings("ignore")
-    sen_root = Path(a.fixtures) / "sen12ms"
-    loaders = {
-        "rsmm MeterML (s1+s2 13 bands+naip)": MeterML(
-            str(REPO / "tests" / "data" / "meterml"), split="train"
-        ),
-        "rsmm SEN12MS (s1+s2)": SEN12MS(str(sen_root), split="train"),
-        "torchgeo SEN12MS (all bands)": TGSEN12MS(str(sen_root), split="train"),
-    }
-    rates = {}
-    for name, ds in loaders.items():
-        t = median_seconds(lambda ds=ds: _read_all(ds), a.repeats)
-        rates[name] = len(ds) / t
-    print(f"loading throughput on {cpu_name()} (median of {a.repeats})")
-    print("| loader | samples/s |")
-    print("| --- | --- |")
-    for name, r in rates.items():
-        print(f"| {name} | {r:.1f} |")
-    ratio = rates["rsmm SEN12MS (s1+s2)"] / rates["torchgeo SEN12MS (all bands)"]
-    print(f"\nrsmm SEN12MS / torchgeo SEN12MS samples/s: {ratio:.2f}x")
-    rates["ratio_sen12ms"] = ratio
-    return rates
-
+from rsmm.benchmarks.loaders import main
 
 if __name__ == "__main__":
     main()

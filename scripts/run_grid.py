@@ -5,7 +5,7 @@ See :mod:`rsmm.grid` for the spec format and the output layout.
 
 import sys
 
-from rsmm.grid import main
+from rsmm.cli.grid import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,13 +15,13 @@ import pytest
 import torch
 import yaml
 
+from rsmm.cli.grid import in_process_runner
 from rsmm.grid import (
     Grid,
     GridError,
     Result,
     aggregate,
     cli_value,
-    in_process_runner,
     load_grid,
     main,
     markdown_table,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import torch
-from matplotlib.figure import Figure
 
 from rsmm.render import render_modality
 from rsmm.sensors import get_sensor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def plot_views(
@@ -63,6 +65,8 @@ def plot_views(
                     ],
                 )
             )
+    import matplotlib.pyplot as plt  # only when a plot is asked for
+
     ncols = max(len(r[1]) for r in rows)
     fig, axs = plt.subplots(len(rows), ncols, figsize=(2.6 * ncols, 2.6 * len(rows)), squeeze=False)
     for r, (label, panels) in enumerate(rows):

@@ -16,12 +16,10 @@ index their files in ``__init__`` and implement :meth:`_load`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torchgeo.datasets import NonGeoDataset
 
 from rsmm.errors import ConfigError
@@ -29,6 +27,9 @@ from rsmm.io import fill_nonfinite
 from rsmm.manifests import DatasetManifest, load_manifest
 from rsmm.render import render_modality
 from rsmm.sensors import get_sensor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 Sample = dict[str, Any]
 
@@ -200,6 +201,8 @@ class MultiModalDataset(NonGeoDataset):
             show_titles: whether to title each panel (the label goes in the first).
             suptitle: optional figure title.
         """
+        import matplotlib.pyplot as plt  # only when a plot is asked for
+
         panels: list[tuple[str, np.ndarray]] = []
         for m in self.modalities:
             if m in sample:

@@ -28,8 +28,8 @@ to the working directory)::
           - {name: FT 1 %, command: finetune, config: finetune_ms.yaml,
              overrides: {data.label_fraction: 0.01}}
 
-Every run executes in its own directory (the ``rsmm`` command writes
-``runs/<command>/version_0`` under its working directory)::
+Every run writes into its own cell folder (``runs/<command>/version_0`` there: a child
+process runs in that folder, an in-process run is given it as its run directory)::
 
     <out>/<row key>/pretrain[/seed_<s>]/runs/pretrain/version_0/checkpoints/last.ckpt
     <out>/<row key>/<protocol key>/seed_<s>/runs/<command>/version_0/metrics.csv
@@ -47,9 +47,9 @@ import sys
 from collections.abc import Sequence
 
 from rsmm.grid.run import (
+    Runner,
     cli_value,
     command_args,
-    in_process_runner,
     read_test_metrics,
     run_grid,
     subprocess_runner,
@@ -64,10 +64,10 @@ __all__ = [
     "Protocol",
     "Result",
     "Row",
+    "Runner",
     "aggregate",
     "cli_value",
     "command_args",
-    "in_process_runner",
     "load_grid",
     "main",
     "markdown_table",
@@ -79,8 +79,14 @@ __all__ = [
 ]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python scripts/run_grid.py grid.yaml [--dry-run] [--in-process] ...``"""
+def main(argv: Sequence[str] | None = None, in_process_runner: Runner | None = None) -> int:
+    """``rsmm grid grid.yaml [--dry-run] [--in-process] ...``
+
+    Args:
+        argv: the command line (default ``sys.argv[1:]``).
+        in_process_runner: the runner of ``--in-process`` (the ``rsmm`` command gives
+            ``rsmm.cli.grid.in_process_runner``; this package does not import the CLI).
+    """
     p = argparse.ArgumentParser(
         prog="rsmm grid",
         description="Run a results grid (pre-training configs x downstream protocols x "
@@ -93,9 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--in-process", action="store_true", help="run in this process, not one per run")
     p.add_argument("--keep-going", action="store_true", help="continue after a failed run")
     a = p.parse_args(argv)
+    if a.in_process and in_process_runner is None:
+        p.error("--in-process runs through the rsmm command: use `rsmm grid ... --in-process`")
     try:
         grid = load_grid(a.spec, a.out)
-        runner = in_process_runner if a.in_process else subprocess_runner
+        runner = (in_process_runner if a.in_process else None) or subprocess_runner
         run_grid(grid, runner, dry_run=a.dry_run, keep_going=a.keep_going)
     except GridError as err:
         print(f"{p.prog}: error: {err}", file=sys.stderr)

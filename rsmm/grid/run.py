@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -67,21 +66,6 @@ def subprocess_runner(command: str, args: list[str], workdir: Path) -> None:
         )
     if rc != 0:
         raise GridError(f"rsmm {command} failed in {workdir} (exit {rc}); see {log}")
-
-
-def in_process_runner(command: str, args: list[str], workdir: Path) -> None:
-    """Run ``rsmm <command> <args>`` in this process (working directory ``workdir``)."""
-    from rsmm.cli import main
-
-    workdir.mkdir(parents=True, exist_ok=True)
-    cwd = Path.cwd()
-    os.chdir(workdir)
-    try:
-        rc = main([command, *args])
-    finally:
-        os.chdir(cwd)
-    if rc != 0:
-        raise GridError(f"rsmm {command} failed in {workdir} (exit {rc})")
 
 
 def read_test_metrics(metrics_csv: Path) -> dict[str, float]:
@@ -302,8 +286,8 @@ def run_grid(
 
     Args:
         grid: the parsed spec (:func:`load_grid`).
-        runner: how a command runs (default :func:`subprocess_runner`; or
-            :func:`in_process_runner`).
+        runner: how a command runs (default :func:`subprocess_runner`; the ``rsmm``
+            command passes ``rsmm.cli.grid.in_process_runner`` for ``--in-process``).
         dry_run: print the commands of the cells not done, run nothing, write nothing.
         keep_going: after a failed run carry on with the cells that do not depend on it
             (the error is raised at the end).

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from rsmm.hyperbolic.hierarchy import LabelTree
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def _class_groups(
@@ -62,6 +64,8 @@ def plot_poincare(
         num_classes = prototypes.shape[0]
     else:
         num_classes = int(labels.max()) + 1
+    import matplotlib.pyplot as plt  # only when a plot is asked for
+
     groups = _class_groups(num_classes, classes, tree)
     keys = list(dict.fromkeys(groups))
     cmap = plt.get_cmap("tab10" if len(keys) <= 10 else "tab20")

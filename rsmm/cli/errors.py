@@ -1,0 +1,78 @@
+"""What the ``rsmm`` command reports in one line, and what it shows as a traceback.
+
+A user error (:class:`rsmm.errors.RsmmError`, an invalid option found by argparse or
+jsonargparse, an :class:`OSError` about a path the user gave) is printed as one line
+``rsmm: error: ...`` with exit status 2. Anything else is a bug and reaches the terminal
+with its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+from rsmm.errors import RsmmError
+
+# one line for these; anything else is a bug and shows its traceback
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    RsmmError,
+    argparse.ArgumentError,  # jsonargparse's unknown / invalid option (exit_on_error=False)
+    OSError,  # a path the user gave: missing, a directory, not writable, disk full
+)
+
+
+def wrapped_user_error(err: BaseException) -> BaseException | None:
+    """The user error that ``err`` was explicitly raised from (``raise ... from``), if any.
+
+    jsonargparse instantiates a ``class_path`` given for a ``Union`` type (the
+    datamodule) inside a ``try`` and re-raises any failure as a ``ValueError``
+    ``from`` it: a :class:`~rsmm.errors.ConfigError` raised by the datamodule's
+    ``__init__`` then arrives as that ``ValueError``. Only explicit causes are followed,
+    so an error raised while another was being handled is not mistaken for it.
+    """
+    seen: set[int] = set()
+    cause = err.__cause__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, USER_ERRORS):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__cause__
+    return None
+
+
+def debugging() -> bool:
+    """``RSMM_DEBUG`` is set: user errors show their traceback too (for bug reports)."""
+    return bool(os.environ.get("RSMM_DEBUG"))
+
+
+_UNION = re.compile(
+    r'Parser key "(?P<key>[^"]+)":\s+Does not validate against any of the Union subtypes'
+    r".*?Errors:\s*\n\s*- (?P<first>.*?)(?:\n\s*- |\n\s*Given value|\Z)",
+    re.S,
+)
+
+
+def _readable(message: str) -> str:
+    """jsonargparse's report on a ``class_path`` option (the datamodule), which lists
+    the failure of every type the option accepts, reduced to the given class's one:
+    ``data.batch_size: Expected a <class 'int'>. Got value: abc``."""
+    match = _UNION.match(message)
+    if match is None:
+        return message
+    first = re.sub(r"^Problem with given class_path '[^']*':\s*", "", match["first"].strip())
+    keys = [match["key"], *re.findall(r'Parser key "([^"]+)":', first)]
+    detail = re.sub(r'Parser key "[^"]+":\s*', "", first)
+    return f"{'.'.join(keys)}: {detail}"
+
+
+def report(err: BaseException, command: str) -> int:
+    """Print a user error as one ``rsmm: error:`` line; returns the exit status 2."""
+    msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+    hint = ""
+    if isinstance(err, argparse.ArgumentError):
+        msg, hint = _readable(str(msg)), f" (see `rsmm {command} --help`)"
+    line = " ".join(str(msg).split())  # jsonargparse's messages span lines
+    print(f"rsmm: error: {line}{hint}", file=sys.stderr)
+    return 2

@@ -1,0 +1,200 @@
+"""``rsmm manifest build|stats``: chip indexes of user stacks, band statistics."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rsmm.errors import ConfigError
+
+
+def _add_build_parser(sub: Any) -> None:
+    b = sub.add_parser(
+        "build",
+        help="chip index (GeoParquet) of your own co-registered S1/S2/NAIP GeoTIFF folders",
+        description="Index chips over the overlap of your modality folders (any CRS, "
+        "resolution and tiling), with labels, spatial splits and train band statistics. "
+        "Example: rsmm manifest build --s1 s1/ --s2 s2/ --naip naip/ --chip-size 600m "
+        "--labels fields.gpkg --label-column crop --out chips.parquet --map chips.png",
+    )
+    b.add_argument("--spec", help="stack YAML (see rsmm.stacks.spec); flags override it")
+    for m, what in (("s1", "Sentinel-1"), ("s2", "Sentinel-2"), ("naip", "NAIP")):
+        b.add_argument(f"--{m}", metavar="DIR", help=f"folder of {what} GeoTIFFs")
+        b.add_argument(
+            f"--{m}-bands",
+            metavar="B1,B2",
+            help=f"{what} band names in file order, - for a band not to read "
+            "(e.g. --s1-bands VV,VH,- for a VV, VH, angle export; write "
+            "--s1-bands=-,VV,VH when the list starts with -)",
+        )
+    b.add_argument(
+        "--optional",
+        action="append",
+        metavar="MODALITY",
+        help="a modality that need not cover every chip (e.g. naip; repeatable or comma "
+        "separated): chips cover the other modalities' overlap, and a 'modalities' column "
+        "says which cover each chip",
+    )
+    b.add_argument("--s1-units", choices=("db", "linear"), help="Sentinel-1 values (default db)")
+    b.add_argument("--naip-gsd", type=float, help="NAIP target GSD in m (default: the files')")
+    b.add_argument(
+        "--chip-size",
+        help="chip side: 600m, or 60px of Sentinel-2 (default 600m); a whole number of "
+        "pixels of every modality",
+    )
+    b.add_argument("--stride", help="distance between chips (default: the chip size)")
+    b.add_argument("--crs", help="common CRS, e.g. EPSG:32631 (default: the S2 files' CRS)")
+    b.add_argument("--max-days", type=float, help="S1/S2 acquisitions at most N days apart")
+    b.add_argument(
+        "--labels", metavar="FILE", help="points/polygons (GeoPackage, GeoJSON, Shapefile)"
+    )
+    b.add_argument("--label-column", help="class column of --labels")
+    b.add_argument("--label-layer", help="layer of a multi-layer --labels file")
+    b.add_argument("--label-raster", metavar="FILE", help="GeoTIFF of class ids")
+    b.add_argument("--classes", help="class names in id order, comma separated")
+    b.add_argument("--split", help="train,val,test fractions (default 0.7,0.15,0.15)")
+    b.add_argument("--block-size", help="side of the spatial split blocks (default 4 chips)")
+    b.add_argument("--seed", type=int, help="seed of the block split (default 0)")
+    b.add_argument("--max-nodata", type=float, help="drop chips missing more (default 0.1)")
+    b.add_argument("--cloud-layer", metavar="DIR", help="folder of S2 SCL / QA60 / mask GeoTIFFs")
+    b.add_argument("--cloud-kind", choices=("scl", "qa60", "mask"), help="default scl")
+    b.add_argument("--max-cloud", type=float, help="drop chips more cloudy than this")
+    b.add_argument("--out", required=True, help="output chip index (.parquet)")
+    b.add_argument("--map", help="also write a PNG map of the chips coloured by split")
+    b.add_argument("--overwrite", action="store_true", help="replace existing --out / --map")
+
+
+def _spec_from_args(a: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from rsmm.stacks.spec import (
+        CloudSpec,
+        LabelSpec,
+        ModalitySpec,
+        StackSpec,
+        check_optional,
+        load_spec,
+        parse_fractions,
+        parse_length,
+    )
+
+    spec = load_spec(a.spec) if a.spec else None
+    mods = dict(spec.modalities) if spec else {}
+    for m in ("s1", "s2", "naip"):
+        bands = getattr(a, f"{m}_bands")
+        kw: dict[str, Any] = {}
+        if bands:
+            kw["bands"] = tuple(x.strip() for x in bands.split(","))
+        if m == "s1" and a.s1_units:
+            kw["units"] = a.s1_units
+        if m == "naip" and a.naip_gsd:
+            kw["gsd"] = a.naip_gsd
+        if getattr(a, m):
+            mods[m] = ModalitySpec(key=m, root=getattr(a, m), **kw)
+        elif m in mods and kw:
+            mods[m] = replace(mods[m], **kw)
+    if not mods:
+        raise ConfigError("give the modality folders (--s1/--s2/--naip) or --spec stack.yaml")
+    for m in check_optional(a.optional or (), mods, "--optional"):
+        mods[m] = replace(mods[m], required=False)
+    fields: dict[str, Any] = {"modalities": mods}
+    if a.chip_size:
+        fields["chip_size"] = parse_length(a.chip_size, "--chip-size")
+    if a.stride:
+        fields["stride"] = parse_length(a.stride, "--stride")
+    if a.block_size:
+        fields["block_size"] = parse_length(a.block_size, "--block-size")
+    if a.split:
+        fields["split"] = parse_fractions(a.split)
+    for name in ("crs", "max_days", "seed", "max_nodata", "max_cloud"):
+        if getattr(a, name) is not None:
+            fields[name] = getattr(a, name)
+    classes = tuple(c.strip() for c in a.classes.split(",")) if a.classes else None
+    if a.labels and a.label_raster:
+        raise ConfigError("give either --labels or --label-raster, not both")
+    if a.labels:
+        fields["labels"] = LabelSpec(a.labels, a.label_column, a.label_layer, classes)
+    elif a.label_raster:
+        fields["labels"] = LabelSpec(a.label_raster, classes=classes)
+    if a.cloud_layer:
+        fields["cloud"] = CloudSpec(a.cloud_layer, a.cloud_kind or "scl")
+    return replace(spec, **fields) if spec is not None else StackSpec(**fields)
+
+
+def _build(a: argparse.Namespace) -> int:
+    from rsmm.stacks import build_manifest, write_manifest
+    from rsmm.stacks.manifest import check_output_path, render_figure
+
+    outputs = {"--out": a.out, "--map": a.map}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        check_output_path(path, option)
+        if Path(path).exists() and not a.overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    spec = _spec_from_args(a)
+    manifest = build_manifest(spec)
+    # both outputs are rendered before either is moved into place
+    figure = None
+    if a.map:
+        figure = render_figure(manifest.plot_map(manifest.extra.get("footprints")), a.map)
+    try:
+        write_manifest(manifest, a.out)
+        if figure is not None:
+            os.replace(figure, a.map)
+    finally:
+        if figure is not None:
+            figure.unlink(missing_ok=True)
+    print(manifest.summary())
+    print(f"wrote {a.out}")
+    if figure is not None:
+        print(f"wrote {a.map}")
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run ``rsmm manifest build|stats``."""
+    import json
+
+    p = argparse.ArgumentParser(prog="rsmm manifest", description="Dataset manifests.")
+    sub = p.add_subparsers(dest="action", required=True)
+    s = sub.add_parser("stats", help="recompute per-band mean/std of a dataset from its root")
+    s.add_argument(
+        "dataset", help="a benchmark dataset's name: meterml, eurosat ... (rsmm.datasets.DATASETS)"
+    )
+    s.add_argument("root", help="dataset root directory")
+    s.add_argument("--split", default="train")
+    s.add_argument("--max-samples", type=int, default=None, help="use at most this many samples")
+    s.add_argument("--out", help="write an updated manifest JSON here (default: print the stats)")
+    _add_build_parser(sub)
+    a = p.parse_args(argv)
+    if a.action == "build":
+        return _build(a)
+
+    from rsmm.manifests import compute_band_stats, load_manifest
+
+    from rsmm.datasets import dataset_class
+
+    # checked here, not by argparse: listing the names would import torch for --help
+    dataset = dataset_class(a.dataset)(a.root, split=a.split)
+    n = len(dataset) if a.max_samples is None else min(a.max_samples, len(dataset))
+    stats = compute_band_stats((dataset[i] for i in range(n)), dataset.bands)
+    if a.out:
+        man = load_manifest(a.dataset).to_dict()
+        for m, bs in stats.items():
+            man["modalities"][m]["stats"] = {b: list(v) for b, v in bs.items()}
+            man["modalities"][m]["stats_source"] = (
+                f"rsmm manifest stats on {n} samples of split {a.split!r} of {a.root}"
+            )
+        Path(a.out).write_text(json.dumps(man, indent=2))
+        print(f"wrote {a.out}")
+    else:
+        print(
+            json.dumps(
+                {m: {b: list(v) for b, v in bs.items()} for m, bs in stats.items()}, indent=2
+            )
+        )
+    return 0

@@ -1,0 +1,191 @@
+"""``rsmm pretrain|finetune|linear-probe|test``: a LightningCLI per command, run by rsmm.
+
+Each command builds a LightningCLI (jsonargparse) for its task without running it, then
+calls the Trainer itself (fit, then test when the data has a test split). ``--help``
+prints rsmm's short help (:mod:`rsmm.cli.help`); ``--help-all`` LightningCLI's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rsmm.cli.errors import USER_ERRORS, wrapped_user_error
+from rsmm.cli.help import DESCRIPTIONS, short_help
+from rsmm.errors import ConfigError
+
+TRAIN_COMMANDS = ("pretrain", "finetune", "linear-probe", "test")
+
+
+def _task_class(command: str) -> type:
+    from rsmm.tasks import FinetuneTask, PretrainTask
+
+    return PretrainTask if command == "pretrain" else FinetuneTask
+
+
+def _pop_option(args: list[str], name: str) -> str | None:
+    """Remove ``--name value`` / ``--name=value`` from ``args`` and return the value."""
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            value = args[i + 1]
+            del args[i : i + 2]
+            return value
+        if a.startswith(name + "="):
+            del args[i]
+            return a.split("=", 1)[1]
+    return None
+
+
+def _check_configs(args: Sequence[str]) -> None:
+    for i, a in enumerate(args):
+        path = (
+            args[i + 1]
+            if a == "--config" and i + 1 < len(args)
+            else (a.split("=", 1)[1] if a.startswith("--config=") else None)
+        )
+        if path is not None and not Path(path).is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+
+
+def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) -> Any:
+    """The LightningCLI of a training command, instantiated but not run.
+
+    Runs go to ``trainer.default_root_dir`` (default ``run_dir``, else
+    ``runs/<command>``), one ``version_N`` folder each with CSV and TensorBoard logs,
+    checkpoints and the resolved ``config.yaml``. The loggers are made after parsing
+    (so an overridden root is honoured) and are left out of the saved config, which
+    therefore runs again as it is (``rsmm <command> --config <run>/config.yaml``) into a
+    new version folder.
+
+    Raises:
+        RsmmError: a class of the config refused its options (also when jsonargparse
+            wrapped that error while instantiating a ``class_path``).
+        argparse.ArgumentError: an unknown option or an invalid value.
+    """
+    import warnings
+
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.cli import LightningCLI
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    from rsmm.datamodules.base import MultiModalDataModule
+
+    class RunCLI(LightningCLI):
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            trainer = self._get(self.config_init, "trainer", default={})
+            if trainer.get("logger") is None:  # not chosen by the user
+                root = trainer.get("default_root_dir") or default_root
+                csv = CSVLogger(root, name="")
+                kwargs["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version)]
+            return super().instantiate_trainer(**kwargs)
+
+    # rsmm parses its own argv and hands the rest over, which is what args= is for
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+    task = _task_class(command)
+    default_root = str(run_dir) if run_dir is not None else f"runs/{command}"
+    trainer_defaults = {
+        "default_root_dir": default_root,
+        "callbacks": [ModelCheckpoint(save_last=True)],
+    }
+    try:
+        return RunCLI(
+            model_class=task,
+            datamodule_class=MultiModalDataModule,
+            subclass_mode_data=True,
+            run=False,
+            args=args,
+            seed_everything_default=0,
+            trainer_defaults=trainer_defaults,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={
+                "prog": f"rsmm {command}",
+                "description": DESCRIPTIONS[command],
+                # raise instead of printing the whole usage block: main() prints one line
+                "exit_on_error": False,
+            },
+        )
+    except USER_ERRORS:
+        raise
+    except Exception as err:
+        cause = wrapped_user_error(err)
+        if cause is None:
+            raise  # a bug: its traceback
+        raise cause from None
+
+
+def _discard_failed_run(log_dir: str | None, existed: bool) -> None:
+    """Remove the run folder a failed command created, unless it holds a checkpoint."""
+    import shutil
+
+    if log_dir is None or existed or not Path(log_dir).is_dir():
+        return
+    if not any(Path(log_dir).rglob("*.ckpt")):
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def _run_trainer(command: str, trainer: Any, model: Any, dm: Any, ckpt: str | None) -> None:
+    """Fit (then test, when fine-tuning on data with a test split) or test."""
+    if command == "test":
+        trainer.test(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+        return
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt, weights_only=True)
+    if command != "pretrain" and dm.has_test_split():
+        trainer.test(
+            model,
+            datamodule=dm,
+            ckpt_path="last" if trainer.checkpoint_callback else None,
+            weights_only=True,
+        )
+
+
+def run_training(
+    command: str, args: Sequence[str], run_dir: str | Path | None = None
+) -> dict[str, float]:
+    """Run one of the training commands; returns the final logged metrics.
+
+    Args:
+        command: ``pretrain``, ``finetune``, ``linear-probe`` or ``test``.
+        args: the command's options (``--config``, dotted overrides, ``--ckpt_path``).
+        run_dir: the default ``trainer.default_root_dir`` (default ``runs/<command>``
+            under the working directory); the run goes to its ``version_N`` folder.
+    """
+    args = list(args)
+    if "--help-all" in args:  # LightningCLI's own, complete help
+        args = ["--help" if a == "--help-all" else a for a in args]
+    elif any(a in ("-h", "--help") for a in args):
+        print(short_help(command))
+        raise SystemExit(0)  # as argparse does after printing a help
+    ckpt = _pop_option(args, "--ckpt_path")
+    _check_configs(args)
+    asks_help = "--help" in args
+    if command == "linear-probe":
+        args += ["--model.freeze_backbone", "true"]
+    if command == "test" and ckpt is None and not asks_help:
+        raise ConfigError("rsmm test needs --ckpt_path <checkpoint>")
+    if ckpt is not None:
+        from rsmm.checkpoints import FINETUNE, PRETRAIN, check_checkpoint
+
+        # a readable checkpoint of the task this command builds, or one line naming it
+        check_checkpoint(ckpt, PRETRAIN if command == "pretrain" else FINETUNE)
+        if command != "pretrain":
+            # every weight comes from the checkpoint: the task is built without reading
+            # its pre-training file (it may have moved); the checkpoint's record of that
+            # file goes back into the task's hyper-parameters when it is loaded
+            args += ["--model.pretrained", "null"]
+    cli = build_cli(command, args, run_dir)
+    trainer, model, dm = cli.trainer, cli.model, cli.datamodule
+    log_dir = trainer.log_dir
+    existed = log_dir is not None and Path(log_dir).exists()
+    try:
+        # a checkpoint that does not fit the model is a CheckpointError (the task's
+        # on_load_checkpoint), not Lightning's RuntimeError
+        _run_trainer(command, trainer, model, dm, ckpt)
+    except USER_ERRORS:
+        _discard_failed_run(log_dir, existed)
+        raise
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    print(f"run directory: {trainer.log_dir}")
+    if trainer.checkpoint_callback is not None and trainer.checkpoint_callback.last_model_path:
+        print(f"checkpoint: {trainer.checkpoint_callback.last_model_path}")
+    return metrics
