@@ -174,9 +174,8 @@ def main(argv: Sequence[str]) -> int:
     if a.action == "build":
         return _build(a)
 
-    from rsmm.manifests import compute_band_stats, load_manifest
-
     from rsmm.datasets import dataset_class
+    from rsmm.manifests import compute_band_stats, load_manifest
 
     # checked here, not by argparse: listing the names would import torch for --help
     dataset = dataset_class(a.dataset)(a.root, split=a.split)
