@@ -45,6 +45,9 @@ class MultiModalDataset(NonGeoDataset):
 
     #: Name of the packaged manifest (``rsmm/data_manifests/<name>.json``).
     manifest_name: ClassVar[str]
+    #: Classes whose samples only serve as negatives in contrastive objectives: their
+    #: rows are never anchors or positives but stay in every denominator.
+    negative_classes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

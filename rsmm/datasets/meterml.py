@@ -80,8 +80,8 @@ class MeterML(MultiModalDataset):
     ``Negative`` (id :attr:`negative_class`). A compound type such as
     ``CAFOs-Landfills`` takes its first class in single-label mode; with
     ``multilabel=True`` the label is a float32 multi-hot over the six facility classes
-    (all zero for Negative). Negative samples are meant as negatives only in
-    contrastive losses (``anchor_mask = label != negative_class``).
+    (all zero for Negative). Negative samples only serve as negatives in contrastive
+    objectives (:attr:`negative_classes`).
 
     Locations listed in the geojson whose folder or needed files are missing are left
     out when indexing, recorded in :attr:`skipped` and summarised in one warning.
@@ -93,6 +93,7 @@ class MeterML(MultiModalDataset):
     """
 
     manifest_name: ClassVar[str] = "meterml"
+    negative_classes: ClassVar[tuple[str, ...]] = ("Negative",)
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     #: How many skipped ids the warning names.
     warn_ids: ClassVar[int] = 5
