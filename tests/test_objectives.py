@@ -159,7 +159,7 @@ def test_embedded_views_rows_follow_the_old_order() -> None:
     assert e.sample_ids().tolist() == list(range(5)) * 3
     assert torch.equal(e.stacked(), z.reshape(3, 5, 8))
     assert e.pairs() == [(0, 1), (0, 2), (1, 2)]
-    assert e.dense is None and e.samples == SampleInfo()
+    assert e.dense is None and e.samples.labels is None and e.samples.negative is None
 
 
 def test_embedded_views_never_read_values_back() -> None:

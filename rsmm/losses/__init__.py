@@ -8,6 +8,11 @@
 * optimal transport for SSL (:mod:`rsmm.losses.ot`): solvers, plan losses, sliced
   uniformity, generalised contrastive alignment and dense matching.
 
+Equation numbers (eq. X.Y) are those of the PhD thesis rsmm implements (multimodal SSL
+and SupCon, optimal transport for SSL, horospherical classifiers); the docstrings restate
+what each loss computes, so that nothing depends on having read it. Other papers are
+cited by arXiv id.
+
 Example:
     >>> from rsmm.losses import mm_ntxent
     >>> z = torch.nn.functional.normalize(torch.randn(12, 32), dim=1)

@@ -144,7 +144,9 @@ class MultiModalEncoder(nn.Module):
         dense_maps: list[Tensor] = []
         for m, vs in views.items():
             if m not in self.backbones:
-                raise UnknownNameError(f"no encoder for modality {m!r} (have {list(self.modalities)})")
+                raise UnknownNameError(
+                    f"no encoder for modality {m!r} (have {list(self.modalities)})"
+                )
             x = torch.cat(list(vs), dim=0)
             net = self.backbones[m]
             if dense:

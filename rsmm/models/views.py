@@ -60,7 +60,7 @@ def _gather_rows(all_gather: AllGather, t: Tensor) -> Tensor:
     return all_gather(t, False).reshape(-1, *t.shape[1:])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SampleInfo:
     """What objectives know about the samples of a batch besides their pixels.
 
@@ -93,7 +93,7 @@ class SampleInfo:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EmbeddedViews:
     """The embeddings of every (modality, view) group of a batch.
 

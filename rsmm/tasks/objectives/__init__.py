@@ -11,6 +11,8 @@ by family:
   ``mmcr``;
 * :mod:`.dense`: dense matching added to a global objective (``PretrainTask(dense=...)``).
 
+Equation numbers are those of the PhD thesis rsmm implements (see :mod:`rsmm.losses`).
+
 Adding an objective is one class in one of these modules (or a new one) and one entry
 in :data:`OBJECTIVES` below.
 """

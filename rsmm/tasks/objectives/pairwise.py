@@ -66,14 +66,20 @@ class PairwiseObjective(Objective):
             cls.defaults = options_of(fn.__func__ if isinstance(fn, staticmethod) else fn)
         cls.uses_temperature = "tau" in cls.defaults
 
-    def __init__(self, encoder: MultiModalEncoder, *, temperature: float, **kwargs: Any) -> None:
-        kwargs.pop("hidden_dim", None)
-        kwargs.pop("batch_norm", None)
-        super().__init__(encoder, temperature=temperature, **kwargs)
+    def __init__(
+        self,
+        encoder: MultiModalEncoder,
+        *,
+        temperature: float,
+        hidden_dim: int = 512,
+        batch_norm: bool = True,
+        **options: Any,
+    ) -> None:
+        super().__init__(encoder, temperature=temperature, **options)
         # what the loss is called with: the options given, and the task's temperature
-        self.arguments = dict(kwargs)
+        self.arguments = dict(options)
         if self.uses_temperature:
-            self.arguments.setdefault("tau", self.temperature)
+            self.arguments.setdefault("tau", temperature)
 
     def pair_loss(self, zA: Tensor, zB: Tensor, **options: Any) -> Tensor:
         """The loss of two groups ``B x d``."""
