@@ -295,3 +295,13 @@ def test_single_rank_sees_no_other_rank() -> None:
     assert not ranks.distributed and ranks.gather(t, True) is t and ranks.sum(t) is t
     e = EmbeddedViews((t,), (("s1", 0),))
     assert ranks.global_views(e) is e and e.local_rows() is None
+
+
+def test_losses_package_exports_the_losses() -> None:
+    import rsmm.losses
+    from rsmm.losses import contrastive, ssl
+
+    assert mm_ntxent is contrastive.mm_ntxent and mm_supcon is contrastive.mm_supcon
+    assert rsmm.losses.mmcr_loss is ssl.mmcr_loss
+    assert all(hasattr(rsmm.losses, name) for name in rsmm.losses.__all__)
+    assert all(hasattr(rsmm.losses.ot, name) for name in rsmm.losses.ot.__all__)

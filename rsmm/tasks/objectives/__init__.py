@@ -108,9 +108,9 @@ def build_objective(
     batch_norm: bool = True,
     options: Mapping[str, Any] | None = None,
 ) -> Objective:
-    """Objective ``name`` for ``encoder`` with its ``loss_kwargs`` ``options``."""
-    cls = check_objective(name, options)
-    return cls(
+    """Objective ``name`` for ``encoder`` with its ``loss_kwargs`` ``options`` (checked
+    by the objective, see :meth:`Objective.check_options`)."""
+    return get_objective(name)(
         encoder,
         temperature=temperature,
         hidden_dim=hidden_dim,
