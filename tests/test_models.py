@@ -57,7 +57,8 @@ def test_multimodal_encoder_layout_and_weights(tmp_path: Path) -> None:
     for k, v in s1.state_dict().items():
         assert torch.equal(enc.backbones["s1"].state_dict()[k], v)
     views = {"s1": [torch.randn(3, 2, 16, 16)] * 2, "s2": [torch.randn(3, 13, 16, 16)]}
-    z, feats, groups = enc.embed_views(views)
+    embedded = enc.embed_views(views)
+    z, feats, groups = embedded.flat(), embedded.features, embedded.groups()
     assert z.shape == (9, 8)
     torch.testing.assert_close(z.norm(dim=1), torch.ones(9))
     assert groups.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]

@@ -11,8 +11,14 @@ from helpers import cpu_trainer
 from lightning import Trainer
 
 from rsmm.datamodules import MeterMLDataModule, SyntheticDataModule
+from rsmm.models.views import EmbeddedViews
 from rsmm.tasks import PretrainTask
-from rsmm.tasks.pretrain import CONTRASTIVE, PAIRWISE, pairwise_losses
+from rsmm.tasks.objectives import Ranks, objective_names
+from rsmm.tasks.objectives.contrastive import ContrastiveObjective
+from rsmm.tasks.objectives.pairwise import PairwiseObjective
+
+CONTRASTIVE = objective_names(ContrastiveObjective)
+PAIRWISE = objective_names(PairwiseObjective)
 
 METERML = Path(__file__).parent / "data" / "meterml"
 
@@ -43,12 +49,14 @@ def test_pairwise_loss_is_mean_over_group_pairs() -> None:
         in_channels={"s1": 2}, backbone="tiny_cnn", loss="gca_ince", temperature=0.3
     )
     z = torch.nn.functional.normalize(torch.randn(3 * 5, 8), dim=1)
-    fn = pairwise_losses()["gca_ince"]
+    fn = task.method.function
     g = z.reshape(3, 5, 8)
     expected = (fn(g[0], g[1], tau=0.3) + fn(g[0], g[2], tau=0.3) + fn(g[1], g[2], tau=0.3)) / 3
-    assert task.pairwise_loss(z, 3).item() == pytest.approx(expected.item(), rel=1e-6)
+    layout = (("s1", 0), ("s1", 1), ("s2", 0))
+    views = EmbeddedViews(tuple(g.unbind(0)), layout)
+    assert task.method.loss(views, Ranks()).item() == pytest.approx(expected.item(), rel=1e-6)
     with pytest.raises(ValueError, match="two views or two modalities"):
-        task.pairwise_loss(z[:5], 1)
+        task.method.loss(EmbeddedViews((g[0],), layout[:1]), Ranks())
 
 
 def test_unknown_loss_is_a_clear_error() -> None:
@@ -99,10 +107,11 @@ def test_dense_loss_is_global_plus_dense() -> None:
     )
     task.eval()
     views = {"s1": [torch.randn(3, 2, 16, 16)], "s2": [torch.randn(3, 13, 16, 16)]}
-    z, feats, groups, maps = task.encoder.embed_views(views, dense=True)
-    glob, _ = task._global_loss({}, z, feats, groups)
+    embedded = task.encoder.embed_views(views, dense=True)
+    maps = embedded.dense
+    glob = task.method.objective.loss(embedded, Ranks())
     dense = dense_contrastive_loss(maps[0], maps[1], method="uniform", tau=task.hparams.temperature)
-    total = task._with_dense(glob, maps)
+    total, _ = task.shared_step(views)
     assert total.item() == pytest.approx((0.75 * glob + 0.25 * dense).item(), rel=1e-6)
     with pytest.raises(ValueError, match="dense: unknown"):
         PretrainTask(dense="nearest")

@@ -27,8 +27,15 @@ from rsmm.losses.ssl import (
     moco_infonce,
 )
 from rsmm.tasks import PretrainTask
-from rsmm.tasks.methods import SSL_METHODS, project_groups
 from rsmm.tasks.momentum import KeyQueue, MomentumTarget, momentum_at
+from rsmm.tasks.objectives import objective_names
+from rsmm.tasks.objectives.ssl import SSLMethod
+
+
+def project_groups(encoder, views) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Projector outputs of every (modality, view) group and the backbone features."""
+    embedded = encoder.embed_views(views)
+    return list(embedded.embeddings), dict(embedded.features)
 
 
 def unit(*shape: int) -> torch.Tensor:
@@ -349,7 +356,7 @@ def test_momentum_methods_keep_targets_out_of_the_gradient() -> None:
 
 
 def test_method_options_are_checked() -> None:
-    assert SSL_METHODS == ("moco", "byol", "barlow_twins", "vicreg", "mmcr")
+    assert objective_names(SSLMethod) == ("moco", "byol", "barlow_twins", "vicreg", "mmcr")
     with pytest.raises(
         ValueError, match=r"loss_kwargs: \['queue'\] are not options of loss 'moco'"
     ):

@@ -15,11 +15,13 @@ from torch.utils.data import DataLoader, Dataset
 
 from rsmm.datamodules import EuroSATDataModule, MeterMLDataModule
 from rsmm.tasks import PretrainTask
-from rsmm.tasks.methods import SSL_METHODS
+from rsmm.tasks.objectives import objective_names
+from rsmm.tasks.objectives.ssl import SSLMethod
 
 METERML = Path(__file__).parent / "data" / "meterml"
 
 OPTIONS = {"moco": {"queue_size": 16}}
+SSL_METHODS = objective_names(SSLMethod)
 
 
 def trainer(tmp: Path, max_steps: int, callbacks: list[Callback] | None = None) -> Trainer:

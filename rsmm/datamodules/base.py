@@ -206,6 +206,13 @@ class MultiModalDataModule(LightningDataModule):
         return len(self.classes)
 
     @property
+    def negative_class_ids(self) -> tuple[int, ...]:
+        """Ids of the dataset's ``negative_classes`` (samples that only serve as
+        negatives in contrastive objectives)."""
+        ref = self.reference_dataset
+        return tuple(ref.classes.index(c) for c in ref.negative_classes if c in ref.classes)
+
+    @property
     def sensors(self) -> dict[str, str]:
         return self.reference_dataset.sensors
 

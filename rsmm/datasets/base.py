@@ -55,6 +55,9 @@ class MultiModalDataset(NonGeoDataset):
     #: from the sensor's native GSD per band (:mod:`rsmm.sensors`). Datasets whose pixel
     #: size depends on their options override :meth:`gsd_for` / :meth:`training_gsd`.
     gsd: ClassVar[Mapping[str, float | None]] = {}
+    #: Classes whose samples only serve as negatives in contrastive objectives: their
+    #: rows are never anchors or positives but stay in every denominator.
+    negative_classes: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self,

@@ -73,8 +73,8 @@ class MeterML(MultiModalDataset):
     ``Negative`` (id :attr:`negative_class`). A compound type such as
     ``CAFOs-Landfills`` takes its first class in single-label mode; with
     ``multilabel=True`` the label is a float32 multi-hot over the six facility classes
-    (all zero for Negative). Negative samples are meant as negatives only in
-    contrastive losses (``anchor_mask = label != negative_class``).
+    (all zero for Negative). Negative samples only serve as negatives in contrastive
+    objectives (:attr:`negative_classes`).
 
     Locations listed in the geojson whose folder or needed files are missing are left
     out when indexing, recorded in :attr:`skipped` and summarised in one warning.
@@ -88,6 +88,7 @@ class MeterML(MultiModalDataset):
     manifest_name: ClassVar[str] = "meterml"
     #: the 20/60 m Sentinel-2 bands are upsampled to the 72 x 72 10 m grid; NAIP is 1 m
     gsd: ClassVar[dict[str, float | None]] = {"s1": 10.0, "s2": 10.0, "naip": 1.0}
+    negative_classes: ClassVar[tuple[str, ...]] = ("Negative",)
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
     #: How many skipped ids the warning names.
     warn_ids: ClassVar[int] = 5

@@ -1,7 +1,8 @@
 """Classification losses and the SupCon/classification mixture (eq. 4.5).
 
 - cross-entropy, class-weighted cross-entropy (weights inverse to class frequency),
-- softmax focal loss (Lin et al., 2017, "Focal loss for dense object detection"),
+- softmax focal loss (Lin et al. 2017, "Focal loss for dense object detection",
+  arXiv:1708.02002),
 - binary cross-entropy for multi-label targets,
 - ``alpha * L_MM-S + (1 - alpha) * L_cls`` (thesis eq. 4.5).
 

@@ -8,9 +8,10 @@ Each anchor row ``r`` is scored against every other row ``k != r`` (the denomina
 
 and the loss is the mean of ``L_r`` over anchors with a non-empty ``P(r)``.
 
-With one modality and two views, :func:`mm_ntxent` is SimCLR's NT-Xent (Chen et al.,
-2020); with one modality, :func:`mm_supcon` is Khosla et al.'s SupCon (2020, the
-"L_out" form); with all labels distinct it equals :func:`mm_ntxent`.
+With one modality and two views, :func:`mm_ntxent` is SimCLR's NT-Xent (Chen et al.
+2020, arXiv:2002.05709); with one modality, :func:`mm_supcon` is Khosla et al.'s SupCon
+(2020, arXiv:2004.11362, the "L_out" form); with all labels distinct it equals
+:func:`mm_ntxent`.
 
 Rows whose ``anchor_mask`` is False (e.g. Meter-ML's Negative class) are never anchors
 nor positives but remain in every denominator as negatives.

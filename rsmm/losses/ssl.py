@@ -1,6 +1,7 @@
 """Objectives of the baseline self-supervised methods that lightly has no form for.
 
-lightly's ``BarlowTwinsLoss`` and ``VICRegLoss`` are used as they are (averaged over
+lightly's ``BarlowTwinsLoss`` (Zbontar et al. 2021, arXiv:2103.03230) and ``VICRegLoss``
+(Bardes et al. 2022, arXiv:2105.04906) are used as they are (averaged over
 pairs of (modality, view) groups by :func:`mean_over_pairs`). The functions here cover
 what lightly's modules do not fit:
 
@@ -26,7 +27,8 @@ from torch import Tensor
 
 
 def moco_infonce(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) -> Tensor:
-    """MoCo's InfoNCE (He et al. 2020, eq. 1; MoCo v2, Chen et al. 2020).
+    """MoCo's InfoNCE (He et al. 2020, arXiv:1911.05722, eq. 1; MoCo v2, Chen et al. 2020,
+    arXiv:2003.04297).
 
     ``-mean_i log( exp(q_i.k_i / t) / (exp(q_i.k_i / t) + sum_j exp(q_i.queue_j / t)) )``
 
@@ -90,7 +92,8 @@ def cross_group_moco(
 
 
 def cross_group_byol(predictions: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
-    """Multimodal BYOL (Grill et al. 2020, eq. 2 up to its affine form ``2 - 2 cos``):
+    """Multimodal BYOL (Grill et al. 2020, arXiv:2006.07733, eq. 2 up to its affine form
+    ``2 - 2 cos``):
     ``-cos(p_a, sg(z_b))`` averaged over samples and over every ordered pair of groups
     ``a != b``.
 
@@ -125,7 +128,8 @@ def mean_over_pairs(fn: Callable[[Tensor, Tensor], Tensor], groups: Sequence[Ten
 
 
 def mmcr_loss(z: Tensor, lmda: float = 5e-3) -> Tensor:
-    """Maximum Manifold Capacity Representations (Yerxa et al. 2023, Sec. 3).
+    """Maximum Manifold Capacity Representations (Yerxa et al. 2023, arXiv:2303.03307,
+    Sec. 3).
 
     ``-||C||_* + lmda / N * sum_i ||Z_i||_*`` where ``Z_i`` (``k x d``) holds the ``k``
     embeddings of sample ``i`` (all its (modality, view) groups), ``C`` (``N x d``) the

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.models.backbones import build_backbone, load_backbone_weights
 from rsmm.models.heads import ProjectionHead
+from rsmm.models.views import EmbeddedViews, SampleInfo
 
 
 def per_modality(
@@ -116,33 +116,37 @@ class MultiModalEncoder(nn.Module):
         return torch.cat([self.backbones[m](x[m]) for m in mods], dim=1)
 
     def embed_views(
-        self, views: Mapping[str, Sequence[Tensor]], dense: bool = False
-    ) -> (
-        tuple[Tensor, dict[str, Tensor], Tensor]
-        | tuple[Tensor, dict[str, Tensor], Tensor, list[Tensor]]
-    ):
+        self,
+        views: Mapping[str, Sequence[Tensor]],
+        dense: bool = False,
+        samples: SampleInfo | None = None,
+    ) -> EmbeddedViews:
         """Embed every (modality, view): each modality's views go through its encoder
         as one batch.
 
         Args:
             views: ``{modality: [view_1, ..., view_V]}``, each ``B x C x H x W``.
+            dense: also compute dense embeddings ``B x dense_dim x h x w`` per group (one
+                backbone pass gives both pooled and dense features).
+            samples: what is known about the batch's samples (labels, negative-only
+                samples, presence, metadata), carried along for the objectives.
 
         Returns:
-            ``(z, features, group)``: L2-normalised embeddings ``K x d`` with rows
-            ordered (modality, view, sample), ``{modality: backbone features of its
-            V x B rows}``, and for each row the index of its (modality, view) group.
-            With ``dense=True`` also a list of dense embeddings ``B x dense_dim x h x w``,
-            one per group (one backbone pass gives both pooled and dense features).
+            The :class:`~rsmm.models.views.EmbeddedViews`: one projector output per
+            (modality, view) group in the order of ``views``, each modality's backbone
+            features and, with ``dense=True``, the dense embeddings.
         """
         if dense and self.dense_dim <= 0:
             raise ConfigError("dense embeddings need an encoder built with dense_dim > 0")
-        zs, groups = [], []
-        fs: dict[str, Tensor] = {}
+        embeddings: list[Tensor] = []
+        layout: list[tuple[str, int]] = []
+        features: dict[str, Tensor] = {}
         dense_maps: list[Tensor] = []
-        g = 0
         for m, vs in views.items():
             if m not in self.backbones:
-                raise UnknownNameError(f"no encoder for modality {m!r} (have {list(self.modalities)})")
+                raise UnknownNameError(
+                    f"no encoder for modality {m!r} (have {list(self.modalities)})"
+                )
             x = torch.cat(list(vs), dim=0)
             net = self.backbones[m]
             if dense:
@@ -152,11 +156,13 @@ class MultiModalEncoder(nn.Module):
             else:
                 f = net(x)
             z = self.projectors[m](f) if self.projection_dim > 0 else f
-            zs.append(F.normalize(z.float(), dim=1))
-            fs[m] = f
-            b = vs[0].shape[0]
-            groups.append(torch.arange(g, g + len(vs), device=x.device).repeat_interleave(b))
-            g += len(vs)
-        if dense:
-            return torch.cat(zs), fs, torch.cat(groups), dense_maps
-        return torch.cat(zs), fs, torch.cat(groups)
+            embeddings.extend(z.float().chunk(len(vs), dim=0))
+            layout.extend((m, v) for v in range(len(vs)))
+            features[m] = f
+        return EmbeddedViews(
+            tuple(embeddings),
+            tuple(layout),
+            features,
+            tuple(dense_maps) if dense else None,
+            samples or SampleInfo(),
+        )

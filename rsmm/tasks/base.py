@@ -20,6 +20,7 @@ from lightning import LightningModule
 from rsmm.checkpoints import check_state_dict, data_info_from
 from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.models.multimodal import MultiModalEncoder
+from rsmm.models.views import SampleInfo, negative_samples
 
 
 class MultiModalTask(LightningModule):
@@ -30,6 +31,9 @@ class MultiModalTask(LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self._built = False
+        #: ids of the classes whose samples only serve as negatives (the dataset's
+        #: ``negative_classes``, read from the datamodule in :meth:`setup`)
+        self.negative_classes: tuple[int, ...] = ()
 
     # -- models ------------------------------------------------------------------------
 
@@ -68,6 +72,9 @@ class MultiModalTask(LightningModule):
                     f"datamodule gives {in_ch}"
                 )
             self.hparams["in_channels"] = in_ch
+            self.negative_classes = self.resolve_negative_classes(
+                tuple(getattr(dm, "negative_class_ids", ()))
+            )
             if not self.hparams.get("data_info"):
                 self.hparams["data_info"] = data_info_from(dm)
         if not self.hparams.get("in_channels"):
@@ -83,6 +90,10 @@ class MultiModalTask(LightningModule):
         trainer = self._trainer
         if trainer is not None and self.strict_loading and "state_dict" in checkpoint:
             check_state_dict(trainer.ckpt_path, self.state_dict(), checkpoint["state_dict"])
+
+    def resolve_negative_classes(self, declared: tuple[int, ...]) -> tuple[int, ...]:
+        """The negative-only class ids to use, given those the dataset declares."""
+        return declared
 
     # -- optimisation ------------------------------------------------------------------
 
@@ -124,18 +135,11 @@ class MultiModalTask(LightningModule):
 
     # -- helpers -----------------------------------------------------------------------
 
-    @staticmethod
-    def row_ids_and_labels(
-        groups: torch.Tensor, labels: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Sample id and label of every row of :meth:`MultiModalEncoder.embed_views`
-        (rows ordered (modality, view, sample))."""
-        n_groups = int(groups.max()) + 1
-        b = groups.shape[0] // n_groups
-        ids = torch.arange(b, device=groups.device).repeat(n_groups)
-        if labels is not None:
-            labels = labels.repeat(n_groups, *([1] * (labels.ndim - 1)))
-        return ids, labels
+    def sample_info(self, batch: Mapping[str, Any]) -> SampleInfo:
+        """What the objectives know about a batch's samples: labels, and which samples
+        only serve as negatives (their class is one of :attr:`negative_classes`)."""
+        labels = batch.get("label")
+        return SampleInfo(labels=labels, negative=negative_samples(labels, self.negative_classes))
 
     @staticmethod
     def batch_views(

@@ -271,10 +271,15 @@ class FinetuneTask(MultiModalTask):
         first = {m: v[0] for m, v in views.items()}
         y = batch["label"]
         if hp.alpha > 0:
-            z, feats, groups = self.encoder.embed_views(views)
-            logits = self.head(self.encoder.fuse_first_view(feats, self.modalities, y.shape[0]))
-            ids, labels = self.row_ids_and_labels(groups, y)
-            sup = mm_supcon(z, ids, labels, hp.temperature)
+            # rows of negative-only samples (the dataset's negative_classes) are never
+            # anchors or positives of SupCon, as in pre-training
+            e = self.encoder.embed_views(views, samples=self.sample_info(batch))
+            logits = self.head(
+                self.encoder.fuse_first_view(e.features, self.modalities, y.shape[0])
+            )
+            sup = mm_supcon(
+                e.flat(), e.sample_ids(), e.row_labels(), hp.temperature, e.anchor_mask()
+            )
             return supcon_mixture(sup, self._cls(logits, y), hp.alpha), logits
         logits = self.head(self.encoder.fused(first, self.modalities))
         return self._cls(logits, y), logits

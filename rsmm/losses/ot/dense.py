@@ -1,6 +1,7 @@
 """Dense (patch-level) contrastive learning with transport-plan targets (DenseCL family).
 
-Thesis eq. 3.18-3.24, generalising DenseCL (Wang, Zhang, Shen, Kong & Li, CVPR 2021): the
+Thesis eq. 3.18-3.24, generalising DenseCL (Wang, Zhang, Shen, Kong & Li, CVPR 2021,
+arXiv:2011.09157): the
 patches of view 1 of an image are matched to the patches of view 2 of the same image by a
 plan ``T`` (argmax similarity as in DenseCL, exact OT, entropic OT, unbalanced OT, or
 uniform), and each row of ``T`` (normalised to sum to 1) is the soft target of that query

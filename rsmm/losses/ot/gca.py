@@ -1,7 +1,7 @@
 """Generalised contrastive alignment (GCA): contrastive losses as transport plans.
 
 Z. Chen et al., "Your contrastive learning problem is secretly a
-distribution alignment problem" (NeurIPS 2024, arXiv 2502.20141). The Gibbs kernel of the
+distribution alignment problem" (NeurIPS 2024, arXiv:2502.20141). The Gibbs kernel of the
 two-view batch, ``K = exp(-C / tau)`` with ``C = 1 - z z^T`` and ``C_ii = +inf``, is turned into
 a transport plan ``P`` by Bregman projections onto the marginal constraints, and ``P`` is
 aligned with the target plan that couples each row with its positive:
@@ -9,7 +9,8 @@ aligned with the target plan that couples each row with its positive:
 - InfoNCE / NT-Xent is a *single* row projection (``P = diag(1 / K 1) K``) followed by
   ``-mean_i log P[i, twin(i)]`` (:func:`infonce_alignment`);
 - GCA-INCE runs ``n_iters`` full Sinkhorn iterations instead (:func:`gca_ince`);
-- GCA-RINCE applies the robust RINCE loss of Chuang et al. (CVPR 2022) to the plan
+- GCA-RINCE applies the robust RINCE loss of Chuang et al. (CVPR 2022, arXiv:2201.04309)
+  to the plan
   (:func:`gca_rince`);
 - GCA-UOT relaxes the marginals (unbalanced OT, KL penalties of weight ``rho``) and uses the
   generalised KL divergence to the target (:func:`gca_uot`).
@@ -40,7 +41,7 @@ def _check_tau(tau: float) -> None:
 
 
 def infonce_alignment(zA: Tensor, zB: Tensor, tau: float = 0.5) -> Tensor:
-    r"""InfoNCE as one row projection of the Gibbs kernel (GCA, arXiv 2502.20141).
+    r"""InfoNCE as one row projection of the Gibbs kernel (GCA, arXiv:2502.20141).
 
     ``P = diag(1 / K 1) K`` with ``K = exp(-(1 - z z^T) / tau)``, zero diagonal; the loss
     ``-1/2N sum_i log P[i, twin(i)]`` is exactly SimCLR's NT-Xent with temperature ``tau``

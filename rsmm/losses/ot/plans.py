@@ -133,7 +133,7 @@ def coot_plans(
     n_bcd: int = 3,
     n_iters: int = 5,
 ) -> tuple[Tensor, Tensor]:
-    r"""Entropic co-optimal transport plans (Redko et al. 2020), uniform weights.
+    r"""Entropic co-optimal transport plans (Redko et al. 2020, arXiv:2002.03731), uniform weights.
 
     Block-coordinate descent on :math:`\sum_{ijkl} (X_{ik} - Y_{jl})^2 P_{ij} Q_{kl}
     + \varepsilon_s \mathrm{KL}(P) + \varepsilon_f \mathrm{KL}(Q)`, the objective of POT's

@@ -6,7 +6,7 @@ the reference measure) and a division, which is much cheaper than a log-sum-exp 
 whole cost matrix. Whenever a scaling vector leaves ``[1/tau, tau]`` (or a kernel sum
 underflows), the iteration is redone in the log domain and the scalings are absorbed into
 the log-potentials ``f, g`` (the stabilised scaling algorithm of Chizat, Peyré, Schmitzer
-& Vialard 2018 and Schmitzer 2019). In exact arithmetic the iterates are those of the plain
+& Vialard 2018, arXiv:1607.05816, and Schmitzer 2019, arXiv:1610.06519). In exact arithmetic the iterates are those of the plain
 Sinkhorn-Knopp algorithm, so a fixed number of iterations gives POT's plan.
 
 Half-precision inputs (float16, bfloat16) are solved in float32 and the result is cast back;
@@ -204,7 +204,7 @@ def sinkhorn(
     *,
     return_log: bool = False,
 ) -> Tensor:
-    r"""Entropic optimal transport plan (Sinkhorn-Knopp, Cuturi 2013), batched.
+    r"""Entropic optimal transport plan (Sinkhorn-Knopp, Cuturi 2013, arXiv:1306.0895), batched.
 
     Solves :math:`\min_{P 1 = a,\ P^T 1 = b} \langle P, C \rangle + \varepsilon\,
     \mathrm{KL}(P \,|\, a b^T)` by ``n_iters`` Sinkhorn iterations, each a column then a

@@ -1,14 +1,14 @@
 """Uniformity on the hypersphere: sliced OT to the uniform law, and Wang & Isola's losses.
 
 - :func:`ssw_uniformity`: spherical sliced-Wasserstein ``SSW_2^2(mu, U)`` between the empirical
-  law of the embeddings and the uniform law on the sphere (Bonet et al. 2023, thesis
-  eq. 3.14-3.16). Each slice projects the sphere onto a random great circle; on the circle
-  the Wasserstein distance to the uniform law has a closed form.
+  law of the embeddings and the uniform law on the sphere (Bonet et al. 2023,
+  arXiv:2206.08780; thesis eq. 3.14-3.16). Each slice projects the sphere onto a random
+  great circle; on the circle the Wasserstein distance to the uniform law has a closed form.
 - :func:`sw_uniformity`: the same with straight-line slices ``<theta, z>``, against the law of
   ``<theta, X>`` for ``X`` uniform on the sphere (``(t + 1) / 2 ~ Beta((d-1)/2, (d-1)/2)``),
   also in closed form.
 - :func:`ssw_ssl`: the SSW-SSL objective, eq. 3.17.
-- :func:`align_loss`, :func:`uniform_loss`: Wang & Isola (2020).
+- :func:`align_loss`, :func:`uniform_loss`: Wang & Isola (2020, arXiv:2005.10242).
 
 All functions L2-normalise their inputs. Random projections come from an optional
 ``torch.Generator`` so that a loss can be reproduced exactly.
