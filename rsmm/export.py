@@ -35,8 +35,9 @@ from torch import nn
 
 import rsmm
 from rsmm.errors import ExportError
-from rsmm.models.backbones import build_backbone
+from rsmm.models.backbones import build_backbone, encoder_from_weights
 from rsmm.models.multimodal import per_modality
+from rsmm.models.timm_folder import write_timm_folder
 from rsmm.sensors import get_sensor
 
 META_FILE = "rsmm-encoders.json"
@@ -344,6 +345,9 @@ def export_encoders(
                 "native_gsd": _native_gsd(sensor, bands),
                 "embedding_size": int(net.num_features),
             }
+            meta["modalities"][m]["timm_folder"] = write_timm_folder(
+                tmp / m, tensors, meta["modalities"][m], m, rsmm_version=rsmm.__version__
+            ).name
             if format == "torchgeo":
                 torch.save(
                     {
@@ -472,6 +476,8 @@ def load_encoder(
         ExportError: for a missing or corrupt export, a band list that differs from the
             export's, or weights that do not fit the recorded architecture.
     """
+    if Path(out_dir).is_file() or "_Weights." in str(out_dir):  # TorchGeo's weights
+        return encoder_from_weights(out_dir, bands)
     meta, tensors = read_export(out_dir, [modality])
     e = meta["modalities"][modality]
     check_bands(out_dir, modality, e.get("bands"), bands)

@@ -28,7 +28,7 @@ from torch import Tensor
 from rsmm.errors import ConfigError
 from rsmm.losses.contrastive import per_anchor_contrastive, supcon_positives
 from rsmm.models.multimodal import MultiModalEncoder
-from rsmm.tasks.base import MultiModalTask
+from rsmm.tasks.base import MultiModalTask, encoder_inputs
 from rsmm.tasks.methods import (
     SSL_METHODS,
     SSLMethod,
@@ -247,6 +247,7 @@ class PretrainTask(MultiModalTask):
             projector_layers=hp.projector_layers,
             projector_bn=hp.projector_bn,
             dense_dim=hp.dense_dim if hp.get("dense") else 0,
+            **encoder_inputs(hp.data_info),
         )
         if hp.loss in SSL_METHODS:
             self.method = build_method(
