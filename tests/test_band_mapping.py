@@ -151,6 +151,7 @@ def test_torchgeo_file_into_a_12_band_model_folds_the_division_by_10000(
     shift = (w * torch.tensor(mean)[None, :, None, None] / 1e4).sum(dim=(1, 2, 3))
     torch.testing.assert_close(net.bn1.running_mean, sd["bn1.running_mean"] - shift)
     torch.testing.assert_close(net.layer1[0].conv1.weight, sd["layer1.0.conv1.weight"])
+    assert net.pretrained_cfg["mean"] == tuple(mean)  # the model now expects rsmm's statistics
     # what the first block sees: the same as TorchGeo's model on L1C / 10000 (B10 = 0)
     src = timm.create_model("resnet18", in_chans=13, num_classes=0)
     src.load_state_dict(sd)
@@ -256,3 +257,20 @@ def test_a_sidecar_describes_a_renamed_file(tmp_path: Path) -> None:
     (tmp_path / "my-weights.pth.json").write_text('{"bands": [], "colour": 1}')
     with pytest.raises(WeightsError, match=r"my-weights\.pth\.json: 'bands' must be"):
         describe_weights(path)
+
+
+def test_pretraining_weights_option_maps_by_band_name(torchgeo_file: tuple[Path, dict]) -> None:
+    from rsmm.tasks import PretrainTask
+
+    path, sd = torchgeo_file
+    with pytest.warns(UserWarning) as record:
+        task = PretrainTask(
+            in_channels={"s2": 4},
+            backbone="resnet18",
+            weights=str(path),
+            data_info={"bands": {"s2": ["B04", "B03", "B02", "B08"]}},  # no statistics
+        )
+    assert any("std 10000" in str(r.message) for r in record)  # said loudly, not applied
+    assert torch.equal(
+        task.encoder.backbones["s2"].conv1.weight, sd["conv1.weight"][:, [3, 2, 1, 7]]
+    )

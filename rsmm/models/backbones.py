@@ -122,7 +122,8 @@ def map_by_band_name(
 
     Warns once naming the bands dropped and added (nothing when the bands are the same,
     in the same order); warns when the inputs' normalisation cannot be made the one the
-    weights expect (no ``stats``: it is then recorded in ``model.pretrained_cfg``).
+    weights expect (no ``stats``). The normalisation the model then expects is recorded
+    in ``model.pretrained_cfg`` (``mean`` / ``std``, as timm keeps it).
     """
     conv = first_conv_name(model)
     if conv is None or f"{conv}.weight" not in sd:
@@ -150,6 +151,7 @@ def map_by_band_name(
         return sd
     weight, shift = fold_input_normalisation(sd[f"{conv}.weight"], want, stats)
     sd[f"{conv}.weight"] = weight
+    _record_normalisation(model, stats)  # what the model now expects: rsmm's statistics
     target = _shift_key(model, conv)
     if target is not None:
         key, sign = target
