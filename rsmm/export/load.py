@@ -9,7 +9,7 @@ from torch import nn
 
 from rsmm.checkpoints import check_bands, read_export
 from rsmm.errors import ExportError
-from rsmm.models.backbones import build_backbone
+from rsmm.models.backbones import build_backbone, encoder_from_weights
 
 
 def load_encoder(
@@ -29,6 +29,8 @@ def load_encoder(
         ExportError: for a missing or corrupt export, a band list that differs from the
             export's, or weights that do not fit the recorded architecture.
     """
+    if Path(out_dir).is_file() or "_Weights." in str(out_dir):  # TorchGeo's weights
+        return encoder_from_weights(out_dir, bands)
     meta, tensors = read_export(out_dir, [modality])
     e = meta["modalities"][modality]
     check_bands(out_dir, modality, e.get("bands"), bands)

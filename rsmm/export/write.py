@@ -25,6 +25,7 @@ from rsmm.errors import ExportError
 from rsmm.export.card import method_description, model_card
 from rsmm.export.run import jsonable, last_logged_metrics, read_run_config, run_directory
 from rsmm.models.backbones import build_backbone
+from rsmm.models.timm_folder import write_timm_folder
 from rsmm.sensors import get_sensor
 
 FORMATS = ("safetensors", "torchgeo")
@@ -113,6 +114,10 @@ def _write_encoder(
             tmp / f"{m}.torchgeo.pth",
         )
         entry["torchgeo_file"] = f"{m}.torchgeo.pth"
+    # the same weights as a folder timm loads without rsmm ("local-dir:<folder>")
+    entry["timm_folder"] = write_timm_folder(
+        tmp / m, tensors, entry, m, rsmm_version=rsmm.__version__
+    ).name
     return entry
 
 

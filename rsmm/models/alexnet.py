@@ -9,7 +9,7 @@ rsmm is imported, like any other timm backbone.
 from __future__ import annotations
 
 import torch
-from timm.models import register_model
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from torch import Tensor, nn
 
 
@@ -67,18 +67,24 @@ class SmallAlexNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+#: timm's configuration of the two architectures: no weights to download; a local
+#: folder (``timm.create_model("local-dir:<folder>", pretrained=True)``) provides them
+default_cfgs = generate_default_cfgs(
+    {
+        name: {"num_classes": 0, "input_size": (3, 72, 72), "classifier": "head"}
+        for name in ("small_alexnet", "tiny_cnn")
+    }
+)
+
+
 @register_model
 def small_alexnet(pretrained: bool = False, **kwargs: object) -> SmallAlexNet:
-    """timm entry point (no pretrained weights exist)."""
-    if pretrained:
-        raise ValueError("small_alexnet has no pretrained weights; pass a local file instead")
-    return SmallAlexNet(**kwargs)  # type: ignore[arg-type]
+    """timm entry point; pretrained weights come from a local folder (see above)."""
+    return build_model_with_cfg(SmallAlexNet, "small_alexnet", pretrained, **kwargs)
 
 
 @register_model
 def tiny_cnn(pretrained: bool = False, **kwargs: object) -> SmallAlexNet:
     """A 1/16-width SmallAlexNet for tests and quick CPU runs."""
-    if pretrained:
-        raise ValueError("tiny_cnn has no pretrained weights")
     kwargs.setdefault("width", 1 / 16)
-    return SmallAlexNet(**kwargs)  # type: ignore[arg-type]
+    return build_model_with_cfg(SmallAlexNet, "tiny_cnn", pretrained, **kwargs)

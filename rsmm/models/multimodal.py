@@ -51,6 +51,10 @@ class MultiModalEncoder(nn.Module):
             ``drop_path_rate``), for all modalities.
         dense_dim: size of the dense (per-patch) embeddings of a 1x1-convolution
             projector on the backbone's feature map, for dense matching losses (0 = none).
+        bands: ``{modality: band names}`` the encoders read: weights files whose band
+            list is known are mapped onto them by name (see :func:`load_backbone_weights`).
+        stats: ``{modality: (mean, std)}`` per band the inputs are standardised with: the
+            normalisation such weights expect is folded into their first convolution.
     """
 
     def __init__(
@@ -64,6 +68,8 @@ class MultiModalEncoder(nn.Module):
         projector_bn: bool = True,
         backbone_kwargs: Mapping[str, object] | None = None,
         dense_dim: int = 0,
+        bands: Mapping[str, Sequence[str]] | None = None,
+        stats: Mapping[str, tuple[Sequence[float], Sequence[float]]] | None = None,
     ) -> None:
         super().__init__()
         self.modalities = tuple(in_channels)
@@ -77,7 +83,9 @@ class MultiModalEncoder(nn.Module):
         for m in self.modalities:
             net = build_backbone(self.archs[m], in_channels[m], **dict(backbone_kwargs or {}))
             if files[m]:
-                load_backbone_weights(net, files[m])
+                load_backbone_weights(
+                    net, files[m], (bands or {}).get(m), (stats or {}).get(m)
+                )
             self.backbones[m] = net
             if projection_dim > 0:
                 self.projectors[m] = ProjectionHead(

@@ -23,6 +23,17 @@ from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.models.views import SampleInfo, negative_samples
 
 
+def encoder_inputs(info: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``bands`` and ``stats`` arguments of :class:`MultiModalEncoder` from a task's
+    ``data_info`` (weights files from elsewhere are mapped onto them by band name)."""
+    info = info or {}
+    mean, std = info.get("mean") or {}, info.get("std") or {}
+    return {
+        "bands": info.get("bands"),
+        "stats": {m: (mean[m], std[m]) for m in mean if m in std},
+    }
+
+
 class MultiModalTask(LightningModule):
     """Base of :class:`PretrainTask` and :class:`FinetuneTask`."""
 

@@ -34,8 +34,10 @@ from rsmm.losses.classification import (
     supcon_mixture,
 )
 from rsmm.losses.contrastive import mm_supcon
+from rsmm.models.backbones import weights_per_modality
 from rsmm.models.multimodal import MultiModalEncoder
-from rsmm.tasks.base import MultiModalTask
+from rsmm.models.weights_info import describe_weights, resolve_weights_path
+from rsmm.tasks.base import MultiModalTask, encoder_inputs
 from rsmm.tasks.metrics import classification_metrics, save_confusion, summarise
 
 # kept importable from here: the pre-trained weights API lives in rsmm.checkpoints
@@ -63,7 +65,10 @@ class FinetuneTask(MultiModalTask):
         weights: optional local weights file(s) per modality (torchgeo/timm weights).
         in_channels: ``{modality: bands}``; read from the datamodule when omitted.
         backbone_kwargs: extra ``timm.create_model`` arguments for every backbone.
-        pretrained: an rsmm pre-training checkpoint or export directory to start from.
+        pretrained: an rsmm pre-training checkpoint or export directory to start from, or
+            a TorchGeo weights file (or WeightsEnum name) with a known band list (see
+            :mod:`rsmm.models.weights_info`): it starts the encoders whose bands it has,
+            its first convolution mapped by band name.
         freeze_backbone: linear probe (encoders frozen, eval mode).
         num_classes: outputs of the head; from the datamodule when omitted.
         multilabel: multi-hot targets (BCE loss, AP metrics).
@@ -174,16 +179,27 @@ class FinetuneTask(MultiModalTask):
         hp = self.hparams
         if hp.num_classes is None:
             raise ConfigError("num_classes is unknown: pass it or fine-tune with a datamodule")
+        inputs = encoder_inputs(hp.data_info)
+        pretrained = hp.pretrained
+        weights = hp.weights
+        if pretrained and describe_weights(resolve_weights_path(pretrained)) is not None:
+            # TorchGeo / timm weights: they start the encoders whose bands they have
+            if weights:
+                raise ConfigError("pretrained is a weights file: leave weights unset")
+            bands = inputs["bands"] or {}
+            weights = weights_per_modality(pretrained, {m: bands.get(m) for m in self.modalities})
+            pretrained = None
         self.encoder = MultiModalEncoder(
             hp.in_channels,
             backbone=hp.backbone,
-            weights=hp.weights,
+            weights=weights,
             backbone_kwargs=hp.backbone_kwargs,
             projection_dim=hp.projection_dim if hp.alpha > 0 else 0,
             hidden_dim=hp.hidden_dim,
+            **inputs,
         )
         # a task restored from its own checkpoint is built with pretrained=None
-        if hp.pretrained:
+        if pretrained:
             bands = (hp.data_info or {}).get("bands")
             load_pretrained(self.encoder, hp.pretrained, bands, projectors=hp.alpha > 0)
         dim = self.encoder.num_features()

@@ -27,7 +27,7 @@ from torch import Tensor
 from rsmm.checkpoints import PRETRAIN, TASK_KEY
 from rsmm.errors import ConfigError
 from rsmm.models.multimodal import MultiModalEncoder
-from rsmm.tasks.base import MultiModalTask
+from rsmm.tasks.base import MultiModalTask, encoder_inputs
 from rsmm.tasks.objectives import (
     DenseMatching,
     Objective,
@@ -155,6 +155,7 @@ class PretrainTask(MultiModalTask):
             projector_layers=hp.projector_layers,
             projector_bn=hp.projector_bn,
             dense_dim=hp.dense_dim if hp.get("dense") else 0,
+            **encoder_inputs(hp.data_info),
         )
         objective = build_objective(
             hp.loss,
