@@ -1,6 +1,6 @@
 """The base class of rsmm's datasets: one key per modality, bands by name.
 
-Every rsmm dataset returns samples of the form (DESIGN.md section 1)::
+Every rsmm dataset returns samples of the form::
 
     {
         "s2": float32 C x H x W,   # values as stored, cast to float32, no rescaling

@@ -4,8 +4,7 @@ TorchGeo's EuroSAT and RESISC-45 are ``ImageFolder`` datasets: they number class
 by the class folders found on disk, so a partial copy (say only ``Forest`` and
 ``River``) silently renumbers ``Forest`` from 1 to 0. rsmm keeps torchgeo for what it
 does well (verification, download, archive extraction, scanning the split's files)
-and re-labels every file from the dataset's published class list
-(DESIGN.md section 5, "EuroSAT / RESISC-45 class ids").
+and re-labels every file from the dataset's published class list.
 
 :class:`PublishedClassFolderDataset` is the shared adapter; a concrete dataset names
 its torchgeo class, its modality, its split files and how to read one image.

@@ -1,7 +1,7 @@
 """EuroSAT MS: Sentinel-2 Level-1C land-cover patches, one key ``"s2"``.
 
 An adapter over :class:`torchgeo.datasets.EuroSAT` (and its ``EuroSAT100`` and
-``EuroSATSpatial`` variants). The layout (DESIGN.md section 5) is::
+``EuroSATSpatial`` variants). The layout is::
 
     root/
       eurosat-{train,val,test}.txt                 # split files (names end in .jpg)

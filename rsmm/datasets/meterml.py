@@ -3,7 +3,7 @@
 Zhu et al., "METER-ML: A Multi-Sensor Earth Observation Benchmark for Automated
 Methane Source Mapping", CDCEO 2022 (https://stanfordmlgroup.github.io/projects/meter-ml/).
 
-On-disk layout (DESIGN.md section 5)::
+On-disk layout::
 
     root/
       train_dataset.geojson  val_dataset.geojson  test_dataset.geojson

@@ -1,7 +1,6 @@
 """NWPU-RESISC45: Google Earth RGB scene photographs, one key ``"rgb"``.
 
-An adapter over :class:`torchgeo.datasets.RESISC45`. The layout (DESIGN.md
-section 5) is::
+An adapter over :class:`torchgeo.datasets.RESISC45`. The layout is::
 
     root/
       resisc45-{train,val,test}.txt
