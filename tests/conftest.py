@@ -11,6 +11,19 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 TESTS_DATA = REPO / "tests" / "data"
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one torch thread per xdist worker: N workers on N cores, not N x N threads
+    torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``cuda`` every test skipped with "needs CUDA" (``pytest -m cuda`` selects them)."""
+    for item in items:
+        for mark in item.iter_markers("skipif"):
+            if "needs CUDA" in str(mark.kwargs.get("reason", "")):
+                item.add_marker(pytest.mark.cuda)
+                break
+
 
 def _torchgeo_fixtures() -> Path:
     env = os.environ.get("RSMM_TORCHGEO_FIXTURES")

@@ -359,7 +359,7 @@ def test_preset_errors(tmp_path: Path) -> None:
 
 
 def test_torchgeo_simclr_preset_mirrors_torchgeo() -> None:
-    from torchgeo.trainers.simclr import simclr_augmentations
+    from rsmm.compat import simclr_augmentations
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

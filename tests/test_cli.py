@@ -101,7 +101,9 @@ def test_export_then_load_encoder_is_bit_exact(runs: Path, tmp_path: Path) -> No
 
 
 def test_torchgeo_format_loads_in_torchgeo(runs: Path, tmp_path: Path) -> None:
-    from torchgeo.trainers import ClassificationTask
+    from rsmm.compat import torchgeo_task
+
+    ClassificationTask = torchgeo_task("Classification")
 
     ckpt = runs / "runs/pretrain/version_0/checkpoints/last.ckpt"
     out = tmp_path / "tg"

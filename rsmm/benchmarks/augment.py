@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     device = torch.device(args.device)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    from torchgeo.trainers.simclr import simclr_augmentations
+    from rsmm.compat import simclr_augmentations
 
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(args.batch_size, BANDS, SIZE, SIZE, generator=gen).to(device)

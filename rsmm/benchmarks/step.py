@@ -125,12 +125,13 @@ METHODS: dict[str, tuple[dict, str | None]] = {
 
 def torchgeo_task(name: str):
     """torchgeo's task ``name`` on 13 bands, ResNet-18, 64x64 images."""
-    from torchgeo.trainers import BYOLTask, MoCoTask, SimCLRTask
+    from rsmm.compat import byol_augmentation
+    from rsmm.compat import torchgeo_task as task_class
 
     if name == "SimCLRTask":
-        return SimCLRTask(model="resnet18", in_channels=13, size=64)
+        return task_class("SimCLR")(model="resnet18", in_channels=13, size=64)
     if name == "MoCoTask":
-        return MoCoTask(
+        return task_class("MoCo")(
             model="resnet18",
             in_channels=13,
             version=2,
@@ -141,10 +142,8 @@ def torchgeo_task(name: str):
             memory_bank_size=3072,
             size=64,
         )
-    from torchgeo.trainers.byol import SimCLRAugmentation
-
-    task = BYOLTask(model="resnet18", in_channels=13)
-    task.model.augment = SimCLRAugmentation((64, 64))  # its own default resizes to 224
+    task = task_class("BYOL")(model="resnet18", in_channels=13)
+    task.model.augment = byol_augmentation((64, 64))  # its own default resizes to 224
     return task
 
 
@@ -172,8 +171,8 @@ def method_steps(
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     from lightly.loss import NTXentLoss
-    from torchgeo.trainers import SimCLRTask
 
+    from rsmm.compat import torchgeo_task as task_class
     from rsmm.losses.contrastive import mm_ntxent
     from rsmm.models import build_backbone
 
@@ -225,7 +224,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         def train_dataloader(self):
             return DataLoader(Images(32 * (a.steps + 2), "image"), batch_size=32)
 
-    tg = SimCLRTask(model="resnet18", in_channels=13, size=64)
+    tg = task_class("SimCLR")(model="resnet18", in_channels=13, size=64)
     results["torchgeo_step_ms"] = 1e3 * run(tg, TGData(), a.steps, a.precision, a.device)
 
     results["rsmm_step_ms"] = 1e3 * rsmm_step(a.steps, a.precision, a.device, "ntxent")
