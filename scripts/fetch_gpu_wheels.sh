@@ -27,7 +27,10 @@ done
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$DEST/all" -r "$reqs"
+leftovers=()  # what an in-tree build leaves behind, unless it was there before
+for d in build rsmm.egg-info; do [ -e "$d" ] || leftovers+=("$d"); done
 "$PY" -m pip wheel -q --no-deps -w "$DEST/all" .
+rm -rf "${leftovers[@]}"
 
 # split into parts: largest first, each into the first part it fits
 "$PY" - "$DEST" "$PART_MIB" <<'EOF'

@@ -26,7 +26,8 @@ def test_gpu_check_runs_on_the_cpu_and_writes_every_figure(tmp_path: Path) -> No
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     text = results.read_text()
-    rows = re.findall(r"^\| (.+?) \| (.+?) \| ([0-9.]+) \|$", text, re.MULTILINE)
+    summary = text.split("| step | status | seconds |\n| --- | --- | --- |\n")[1].split("\n\n")[0]
+    rows = re.findall(r"^\| (.+?) \| (.+?) \| ([0-9.]+) \|$", summary, re.MULTILINE)
     steps = [name for name, _, _ in rows]
     assert steps[1:] == [
         "augmentation benchmark",
