@@ -21,7 +21,7 @@ def parser() -> argparse.ArgumentParser:
         "--format",
         choices=("safetensors", "torchgeo"),
         default="safetensors",
-        help="torchgeo also writes <modality>.torchgeo.pth for torchgeo's ClassificationTask",
+        help="torchgeo also writes <modality>.torchgeo.pth for TorchGeo's classification task",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing export directory")
     return p

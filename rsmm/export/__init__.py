@@ -7,7 +7,8 @@ and the sensor's native GSD per band (``native_gsd``), embedding size, rsmm vers
 the task's hyper-parameters (``config``) and the run's resolved ``config.yaml``
 (``run_config``); plus a short ``MODEL_CARD.md``. With ``format="torchgeo"`` it also
 writes ``<modality>.torchgeo.pth``, a weights-only file that
-``torchgeo.trainers.ClassificationTask(model=<arch>, weights=<file>, in_channels=<C>)``
+``torchgeo.tasks.Classification(model=<arch>, weights=<file>, in_channels=<C>)`` (TorchGeo
+>= 0.10; ``torchgeo.trainers.ClassificationTask`` on 0.8)
 loads through torchgeo's ``extract_backbone``.
 
 * :mod:`~rsmm.export.write`: :func:`export_encoders` (atomic: a temporary directory
