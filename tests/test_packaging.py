@@ -120,6 +120,9 @@ def test_installed_wheel_runs_from_an_unrelated_folder(dist: Path, tmp_path: Pat
     assert run(bindir / "rsmm", "--version").strip() == f"rsmm {rsmm.__version__}"
     where = run(python, "-c", "import rsmm; print(rsmm.__file__)").strip()
     assert Path(where).is_relative_to(env_dir), where
+    # the benchmarks ship inside the package: no source tree needed
+    bench = run(bindir / "rsmm", "benchmark", "loss", "--steps", "4", "--losses", "ssw_ssl")
+    assert "| ssw_ssl |" in bench, bench[-2000:]
     out = run(bindir / "rsmm", "quickstart", "--fast", "--out", work / "qs")
     assert "pre-trained" in out, out[-2000:]
     assert (work / "qs" / "encoders" / "rsmm-encoders.json").is_file()

@@ -28,3 +28,20 @@ def cpu_name() -> str:
     except OSError:
         pass
     return "unknown CPU"
+
+
+#: warm-up iterations left out of every step median (``StepTimer.median``)
+WARMUP_STEPS = 2
+
+
+def step_count(text: str) -> int:
+    """``--steps`` of the step benchmarks: enough steps for a median after the warm-up."""
+    import argparse
+
+    n = int(text)
+    if n < WARMUP_STEPS + 2:
+        raise argparse.ArgumentTypeError(
+            f"{n}: at least {WARMUP_STEPS + 2} steps (the first {WARMUP_STEPS} intervals are "
+            "warm-up and the median needs one more)"
+        )
+    return n

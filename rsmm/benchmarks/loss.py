@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from rsmm.benchmarks._timing import cpu_name
+from rsmm.benchmarks._timing import cpu_name, step_count
 from rsmm.benchmarks.step import rsmm_step
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--steps", type=int, default=6)
+    p.add_argument("--steps", type=step_count, default=6)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="32-true")
     p.add_argument("--losses", nargs="+", default=["ssw_ssl", "ot_sample", "gca_uot"])

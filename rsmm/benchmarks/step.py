@@ -28,7 +28,7 @@ import torch
 from lightning import Callback, LightningDataModule, Trainer
 from torch.utils.data import DataLoader, Dataset
 
-from rsmm.benchmarks._timing import cpu_name, median_seconds
+from rsmm.benchmarks._timing import WARMUP_STEPS, cpu_name, median_seconds, step_count
 
 
 class StepTimer(Callback):
@@ -38,7 +38,7 @@ class StepTimer(Callback):
     def on_train_batch_end(self, *args) -> None:
         self.stamps.append(time.perf_counter())
 
-    def median(self, skip: int = 2) -> float:
+    def median(self, skip: int = WARMUP_STEPS) -> float:
         d = [b - a for a, b in zip(self.stamps[:-1], self.stamps[1:])][skip:]
         return statistics.median(d)
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from rsmm.models import build_backbone
 
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--steps", type=int, default=8)
+    p.add_argument("--steps", type=step_count, default=8)
     p.add_argument("--precision", default="32-true")
     p.add_argument("--device", default="cpu")
     p.add_argument("--methods", default=",".join(METHODS), help="comma-separated; '' = none")
