@@ -43,7 +43,7 @@ from rsmm.tasks import FinetuneTask, PretrainTask
 MODALITIES = ("s1", "s2", "naip")
 
 #: (scene side m, chip stride m, pre-training epochs, fine-tuning epochs) per mode; "full"
-#: used 4.2 CPU-minutes (user + sys) in all, measured on a shared 2-core machine
+#: took 1 min 13 s on two quiet CPU cores (1.5 CPU-minutes, user + sys)
 SETTINGS = {"fast": (1600.0, 80.0, 1, 2), "full": (2560.0, 40.0, 3, 25)}
 
 #: the downstream protocols: (name, FinetuneTask options); both start from random and
