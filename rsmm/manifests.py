@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from rsmm.errors import ConfigError, UnknownNameError
+from rsmm.errors import ConfigError, DatasetFileError, UnknownNameError
 from rsmm.sensors import check_units, get_sensor
 
 MANIFEST_PACKAGE = "rsmm.data_manifests"
@@ -175,8 +175,10 @@ def compute_band_stats(
 ) -> dict[str, dict[str, tuple[float, float]]]:
     """Per-band mean and standard deviation over every valid pixel of ``samples``.
 
-    Non-finite pixels (NaN borders of S1 scenes) are ignored. Sums are accumulated in
-    float64 so that millions of pixels do not lose precision.
+    Non-finite pixels (NaN borders of S1 scenes) are ignored, and so are the pixels a
+    dataset filled (``sample["meta"]["nodata"]``, see :func:`rsmm.io.fill_nonfinite`)
+    where a sample's whole modality was missing. Sums are accumulated in float64 so
+    that millions of pixels do not lose precision.
 
     Args:
         samples: iterable of rsmm sample dicts (e.g. a dataset).
@@ -184,12 +186,27 @@ def compute_band_stats(
 
     Returns:
         ``{modality: {band: (mean, std)}}``.
+
+    Raises:
+        ConfigError: if there is no sample.
+        DatasetFileError: for a band without a valid pixel (all NaN or nodata) or with
+            a standard deviation of 0, naming the band, the valid pixels and the
+            samples without any.
     """
     acc: dict[str, list[torch.Tensor]] = {}
-    for sample in samples:
+    empty: dict[str, list[str]] = {}  # ids of the samples whose modality was all missing
+    seen = 0
+    filled: dict[str, int] = {}  # pixels the dataset filled in, per modality
+    for seen, sample in enumerate(samples, 1):
+        meta = sample.get("meta") or {}
         for mod, names in bands.items():
             x = sample[mod].to(torch.float64).reshape(len(names), -1)
             valid = torch.isfinite(x)
+            missing = int((meta.get("nodata") or {}).get(mod, 0))
+            filled[mod] = filled.get(mod, 0) + missing
+            if missing >= x.numel():
+                valid = torch.zeros_like(valid)  # filled in: no pixel was read
+                empty.setdefault(mod, []).append(str(meta.get("id", seen - 1)))
             x = torch.where(valid, x, torch.zeros_like(x))
             n, s, ss = valid.sum(1), x.sum(1), (x * x).sum(1)
             if mod not in acc:
@@ -205,4 +222,22 @@ def compute_band_stats(
         mean = s / n.clamp_min(1)
         var = (ss / n.clamp_min(1) - mean * mean).clamp_min(0)
         out[mod] = {b: (float(mean[i]), float(math.sqrt(var[i]))) for i, b in enumerate(bands[mod])}
+        for i, b in enumerate(bands[mod]):
+            m, sd, count = out[mod][b][0], out[mod][b][1], int(n[i])
+            if count and sd > 1e-6 * max(1.0, abs(m)):
+                continue
+            if not count:
+                why = "no valid pixel (all NaN or nodata)"
+            else:
+                why = f"a standard deviation of 0 (every one of its {count} valid pixels is {m:g})"
+            ids = empty.get(mod, [])
+            if ids:
+                more = ", ..." if len(ids) > 3 else ""
+                why += f"; {len(ids)} of the {seen} samples have no valid {mod} pixel: "
+                why += ", ".join(ids[:3]) + more
+            elif filled.get(mod):
+                why += f"; {filled[mod]} {mod} pixel values were missing (NaN or nodata) and filled"
+            raise DatasetFileError(
+                f"band {mod}/{b} has {why} (over {seen} samples), so it cannot be normalised"
+            )
     return out

@@ -494,3 +494,75 @@ def test_label_fraction_stratified_seeded_nested(multilabel: bool) -> None:
             assert counts[c] == max(1, round(fraction * n)), (fraction, c)
     assert len(subsets[0.5]) < len(subsets[1.0]) == len(full)
     assert subsets[0.3] <= subsets[0.5] <= subsets[0.75] <= subsets[1.0]
+
+
+# -- resized copies and shapes checked when built (issue 15, item 10) -----------------
+
+
+def _resize_png(path: Path, size: int) -> None:
+    with Image.open(path) as img:
+        img.resize((size, size), Image.Resampling.BILINEAR).save(path)
+
+
+def test_a_resized_file_is_resized_back_with_one_warning(tmp_path: Path) -> None:
+    root = copy_root(tmp_path)
+    odd = root / MeterML(root, "val")[0]["meta"]["id"] / "naip.png"
+    _resize_png(odd, 72)
+    with pytest.warns(UserWarning) as record:
+        ds = MeterML(root, "val")
+    messages = [str(w.message) for w in record]
+    assert len(messages) == 1
+    assert messages[0].startswith(
+        "METER-ML val: 1 of 15 files are not the size most locations store them at "
+        f"(naip.png: 1 (720 x 720 elsewhere)), e.g. {ds[0]['meta']['id']}/naip.png; "
+        "they are resized to s1 72 x 72, s2 72 x 72, naip 720 x 720"
+    )
+    batch = torch.utils.data.default_collate([ds[i] for i in range(len(ds))])
+    assert batch["naip"].shape == (3, 4, 720, 720)
+
+
+def test_image_size_declares_the_size_of_each_modality(tmp_path: Path) -> None:
+    root = copy_root(tmp_path)
+    ds = MeterML(root, "val", image_size={"naip": 72})
+    x = ds[0]["naip"]
+    assert x.shape == (4, 72, 72) and ds[0]["s1"].shape == (2, 72, 72)
+    with Image.open(root / ds[0]["meta"]["id"] / "naip.png") as img:
+        full = torch.from_numpy(np.asarray(img).transpose(2, 0, 1).astype(np.float32))
+    # NAIP is blocky in 90 px blocks: the 720 -> 72 resize keeps each block's value inside
+    torch.testing.assert_close(x[:, 4, 4], full[:, 45, 45])
+    assert ds.training_gsd() == {"s1": 10.0, "s2": 10.0, "naip": 10.0}
+    assert MeterML.gsd_for(("naip",), {"image_size": {"naip": 72}}) == {"naip": 10.0}
+    # a copy resized everywhere (as the thesis did) needs no option and gives no warning
+    for png in root.glob("val_images/*/naip.png"):
+        _resize_png(png, 72)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resized = MeterML(root, "val")
+    assert resized[1]["naip"].shape == (4, 72, 72)
+    assert resized.training_gsd()["naip"] == 10.0
+
+
+@pytest.mark.parametrize(
+    ("name", "how", "match"),
+    [
+        ("sentinel-1.npy", "truncated", "cannot read array"),
+        ("sentinel-2-10m.npy", "shape", "has 3 channels, expected 4"),
+        ("naip.png", "garbage", "cannot read image"),
+        ("naip.png", "rgb", "has 3 channels, expected 4"),
+    ],
+)
+def test_bad_files_fail_when_the_dataset_is_built(
+    tmp_path: Path, name: str, how: str, match: str
+) -> None:
+    root = copy_root(tmp_path)
+    folder = root / MeterML(root, "val")[1]["meta"]["id"]
+    _corrupt(folder, name, how)
+    with pytest.raises(DatasetFileError, match=match) as err:
+        MeterML(root, "val")
+    assert str(folder / name) in str(err.value)
+
+
+@pytest.mark.parametrize("size", [0, -3, 7.5, {"dem": 3}])
+def test_bad_image_size(size: object) -> None:
+    with pytest.raises(ValueError, match="image_size"):
+        MeterML(ROOT, "val", image_size=size)

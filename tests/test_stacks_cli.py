@@ -345,6 +345,8 @@ def test_torchgeo_fixtures_are_stack_modalities(
         transform=rasterio.transform.from_origin(79860.0, 2298240.0, 10.0, 10.0),
     ) as dst:  # fmt: skip
         dst.write(np.arange(4 * 108 * 108, dtype=np.uint16).reshape(4, 108, 108))
+        # four S2 bands do not fix their order: the file names them (else --s2-bands)
+        dst.descriptions = ("B02", "B03", "B04", "B08")
     rc, _stdout, err = run(
         capsys,
         [*BASE[:2], "--s1", str(torchgeo_fixtures / "sentinel1"), "--s2", str(s2),

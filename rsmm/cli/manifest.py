@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rsmm.errors import ConfigError
+from rsmm.errors import ConfigError, DatasetFileError
 
 
 def _add_build_parser(sub: Any) -> None:
@@ -58,6 +58,15 @@ def _add_build_parser(sub: Any) -> None:
     b.add_argument("--split", help="train,val,test fractions (default 0.7,0.15,0.15)")
     b.add_argument("--block-size", help="side of the spatial split blocks (default 4 chips)")
     b.add_argument("--seed", type=int, help="seed of the block split (default 0)")
+    b.add_argument(
+        "--guard",
+        choices=("chips", "edges"),
+        help="guard band keeping the splits apart (default chips): 'chips' drops every chip "
+        "touching a chip of another split from the split with the larger fraction; 'edges' "
+        "lays the band along the edges where blocks of different splits meet, shared by "
+        "both sides (keeps more chips when the stride is below the chip size); either way "
+        "no chip of one split touches a chip of another",
+    )
     b.add_argument("--max-nodata", type=float, help="drop chips missing more (default 0.1)")
     b.add_argument("--cloud-layer", metavar="DIR", help="folder of S2 SCL / QA60 / mask GeoTIFFs")
     b.add_argument("--cloud-kind", choices=("scl", "qa60", "mask"), help="default scl")
@@ -109,7 +118,7 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
         fields["block_size"] = parse_length(a.block_size, "--block-size")
     if a.split:
         fields["split"] = parse_fractions(a.split)
-    for name in ("crs", "max_days", "seed", "max_nodata", "max_cloud"):
+    for name in ("crs", "max_days", "seed", "max_nodata", "max_cloud", "guard"):
         if getattr(a, name) is not None:
             fields[name] = getattr(a, name)
     classes = tuple(c.strip() for c in a.classes.split(",")) if a.classes else None
@@ -180,7 +189,12 @@ def main(argv: Sequence[str]) -> int:
     # checked here, not by argparse: listing the names would import torch for --help
     dataset = dataset_class(a.dataset)(a.root, split=a.split)
     n = len(dataset) if a.max_samples is None else min(a.max_samples, len(dataset))
-    stats = compute_band_stats((dataset[i] for i in range(n)), dataset.bands)
+    try:
+        stats = compute_band_stats((dataset[i] for i in range(n)), dataset.bands)
+    except DatasetFileError as err:  # name the data the numbers come from
+        raise DatasetFileError(
+            f"{a.dataset} under {a.root} (split {a.split!r}, {n} samples): {err}"
+        ) from None
     if a.out:
         man = load_manifest(a.dataset).to_dict()
         for m, bs in stats.items():

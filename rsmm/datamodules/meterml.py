@@ -31,6 +31,7 @@ class MeterMLDataModule(MultiModalDataModule):
         s2_bands: Sequence[str] | None = None,
         multilabel: bool = False,
         keep_negative: bool = True,
+        image_size: int | Mapping[str, int] | None = None,
         **kwargs: Any,
     ) -> None:
         """Configure the datamodule.
@@ -42,6 +43,9 @@ class MeterMLDataModule(MultiModalDataModule):
             s2_bands: Sentinel-2 bands and/or resolutions (see :class:`MeterML`).
             multilabel: float32 multi-hot labels over the six facility classes.
             keep_negative: keep the Negative locations.
+            image_size: side in pixels of each modality's tensors (one int, or
+                ``{modality: int}`` such as ``{"naip": 72}``); files are resized to it
+                (see :class:`~rsmm.datasets.MeterML`).
             **kwargs: loader options of :class:`~rsmm.datamodules.base.MultiModalDataModule`
                 (``batch_size``, ``num_workers``, ``label_fraction``, ``seed``, ``augment``,
                 ``views``, ``shared_geometry``, ``pin_memory`` ...).
@@ -53,6 +57,7 @@ class MeterMLDataModule(MultiModalDataModule):
             s2_bands=s2_bands,
             multilabel=multilabel,
             keep_negative=keep_negative,
+            image_size=image_size,
             **kwargs,
         )
 

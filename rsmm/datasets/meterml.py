@@ -18,12 +18,20 @@ On-disk layout::
 
 File names, shapes and split folders are read from the packaged manifest
 (``rsmm/data_manifests/meterml.json``, key ``files``), the single place they are written.
+
+Sizes: copies resized by a user (72 x 72 NAIP) are accepted. Every needed file's
+header is read when the dataset is built (PNG size without decoding, ``.npy`` header),
+so a corrupt or wrongly banded file fails then, not in the middle of an epoch. Each
+modality is returned at one size (``image_size``, default: the size most locations
+store its finest file at); files of another size than most locations' are resized
+(bilinear), counted in one warning.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +98,7 @@ class MeterML(MultiModalDataset):
     gsd: ClassVar[dict[str, float | None]] = {"s1": 10.0, "s2": 10.0, "naip": 1.0}
     negative_classes: ClassVar[tuple[str, ...]] = ("Negative",)
     splits: ClassVar[tuple[str, ...]] = ("train", "val", "test")
-    #: How many skipped ids the warning names.
+    #: How many skipped ids (and resized or bad files) a message names.
     warn_ids: ClassVar[int] = 5
 
     def __init__(
@@ -102,6 +110,7 @@ class MeterML(MultiModalDataset):
         bands: Mapping[str, Sequence[str]] | None = None,
         multilabel: bool = False,
         keep_negative: bool = True,
+        image_size: int | Mapping[str, int] | None = None,
     ) -> None:
         """Index one official split.
 
@@ -118,10 +127,16 @@ class MeterML(MultiModalDataset):
                 ``s2`` when ``s2_bands`` is not given).
             multilabel: return float32 multi-hot labels over the six facility classes.
             keep_negative: keep the Negative (and Roundabout) locations.
+            image_size: side in pixels of the returned tensors: one int for every
+                modality or ``{modality: int}`` (e.g. ``{"naip": 72}``, as the thesis
+                resized its inputs); a modality not given takes the size most
+                locations store its finest file at (720 for NAIP, 72 for S1 and S2 in
+                the release). Files are resized (bilinear) to it.
 
         Raises:
             DatasetNotFoundError: if ``root`` or the split's geojson does not exist.
-            DatasetFileError: if the geojson is not a readable FeatureCollection.
+            DatasetFileError: if the geojson is not a readable FeatureCollection, or a
+                needed file is unreadable or has the wrong number of bands (all named).
             ValueError: for an unknown split, band, resolution or ``Type`` in the geojson.
         """
         if split not in self.splits:
@@ -148,6 +163,7 @@ class MeterML(MultiModalDataset):
         self._needed = self._needed_files()
         self.geojson = self.root / files["labels"].format(split=split)
         self._locations = self._index()
+        self.image_size = self._check_sizes(image_size)
 
     # -- labels ------------------------------------------------------------------------
 
@@ -260,6 +276,95 @@ class MeterML(MultiModalDataset):
             )
         return locations
 
+    def _check_sizes(self, image_size: int | Mapping[str, int] | None) -> dict[str, int]:
+        """Read every needed file's header; the size of each modality's tensors.
+
+        Records in ``self._sizes`` the ``(height, width)`` of every file whose size is
+        not the one most locations store that file at (``self._common``), and warns
+        once, counting them.
+
+        Raises:
+            DatasetFileError: naming every unreadable or wrongly banded file.
+            ConfigError: for a bad ``image_size``.
+        """
+        if isinstance(image_size, Mapping):
+            unknown = sorted(set(image_size) - set(self.modalities))
+            if unknown:
+                raise ConfigError(
+                    f"image_size: {unknown} not among the modalities {self.modalities}"
+                )
+            sizes = dict(image_size)
+        else:
+            sizes = dict.fromkeys(self.modalities, image_size) if image_size is not None else {}
+        for m, v in sizes.items():
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(f"image_size of {m}: a positive number of pixels, got {v!r}")
+        found: dict[tuple[int, str], tuple[int, int]] = {}
+        bad: list[str] = []
+        for i, loc in enumerate(self._locations):
+            for files in self._needed.values():
+                for f in files:
+                    path = self.root / loc.folder / f.name
+                    try:
+                        h, w, c = _header_shape(path)
+                    except DatasetFileError as err:
+                        bad.append(str(err))
+                        continue
+                    if c != f.shape[2]:
+                        bad.append(f"{path} has {c} channels, expected {f.shape[2]}")
+                    found[i, f.name] = (h, w)
+        if bad:
+            more = f" and {len(bad) - self.warn_ids} more" if len(bad) > self.warn_ids else ""
+            raise DatasetFileError(
+                f"METER-ML {self.split}: {len(bad)} unusable file(s): "
+                + "; ".join(bad[: self.warn_ids])
+                + more
+            )
+        self._common: dict[str, tuple[int, int]] = {}
+        for files in self._needed.values():
+            for f in files:
+                counts = Counter(v for (_, n), v in found.items() if n == f.name)
+                self._common[f.name] = counts.most_common(1)[0][0] if counts else f.shape[:2]
+        self._sizes = {k: v for k, v in found.items() if v != self._common[k[1]]}
+        out = {}
+        for m, files in self._needed.items():
+            out[m] = sizes.get(m) or max(self._common[f.name][0] for f in files)
+        if self._sizes:
+            names = Counter(n for _, n in self._sizes)
+            which = ", ".join(
+                f"{k}: {n} ({self._common[k][0]} x {self._common[k][1]} elsewhere)"
+                for k, n in names.items()
+            )
+            ids = ", ".join(
+                f"{self._locations[i].folder}/{n}" for i, n in list(self._sizes)[: self.warn_ids]
+            )
+            warnings.warn(
+                f"METER-ML {self.split}: {len(self._sizes)} of {len(found)} files are not "
+                f"the size most locations store them at ({which}), e.g. {ids}; they are "
+                f"resized to {', '.join(f'{m} {v} x {v}' for m, v in out.items())}",
+                stacklevel=3,
+            )
+        return out
+
+    def training_gsd(self) -> dict[str, float | None]:
+        """Pixel size (m) of the returned tensors: the release's GSD scaled by the
+        resizing (``image_size``)."""
+        return self.gsd_for(self.modalities, {"image_size": self.image_size})
+
+    @classmethod
+    def gsd_for(
+        cls, modalities: Sequence[str], options: Mapping[str, Any] | None = None
+    ) -> dict[str, float | None]:
+        """Pixel size (m) of ``modalities``' tensors for the given ``image_size`` option
+        (the release's GSD when none is given)."""
+        size = (options or {}).get("image_size")
+        native = {"s1": 72, "s2": 72, "naip": 720}
+        out = {}
+        for m in modalities:
+            gsd, want = cls.gsd.get(m), size.get(m) if isinstance(size, Mapping) else size
+            out[m] = gsd if gsd is None or not want else gsd * native[m] / want
+        return out
+
     # -- samples -----------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -276,7 +381,7 @@ class MeterML(MultiModalDataset):
         sample: Sample = {}
         nodata: dict[str, int] = {}
         for m in self.modalities:
-            sample[m], nodata[m] = self._load_modality(folder, m)
+            sample[m], nodata[m] = self._load_modality(index, folder, m)
         if self.multilabel:
             sample["label"] = torch.tensor(loc.multi_hot, dtype=torch.float32)
         else:
@@ -284,36 +389,82 @@ class MeterML(MultiModalDataset):
         sample["meta"] = {"id": loc.folder, "type": loc.type, "nodata": nodata}
         return sample
 
-    def _read(self, folder: Path, f: _ArrayFile) -> torch.Tensor:
-        """One file as a float32 ``C x H x W`` tensor, its shape checked."""
+    def _read(self, index: int, folder: Path, f: _ArrayFile, size: int) -> torch.Tensor:
+        """One file as a float32 ``C x size x size`` tensor, its shape checked against
+        the header read when the dataset was built, resized if needed."""
         path = folder / f.name
+        h, w = self._sizes.get((index, f.name), self._common[f.name])
         if path.suffix == ".npy":
-            arr = read_npy(path, f.shape)
+            arr = read_npy(path, (h, w, f.shape[2]))
         else:
             arr = read_image(path, expected_channels=f.shape[2])
-            if arr.shape[:2] != f.shape[:2]:
+            if arr.shape[:2] != (h, w):
                 raise DatasetFileError(
                     f"{path} is {arr.shape[0]} x {arr.shape[1]} pixels, expected "
-                    f"{f.shape[0]} x {f.shape[1]}"
+                    f"{h} x {w} (its size when the dataset was built)"
                 )
-        return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))
+        x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32))
+        return _resize(x, size)
 
-    def _load_modality(self, folder: Path, modality: str) -> tuple[torch.Tensor, int]:
+    def _load_modality(self, index: int, folder: Path, modality: str) -> tuple[torch.Tensor, int]:
         files = self._needed[modality]
+        size = self.image_size[modality]
         if len(files) == 1 and files[0].bands == self.manifest.modality(modality).bands:
-            return self._select(modality, self._read(folder, files[0]))
-        size = max(f.shape[0] for f in files)
+            return self._select(modality, self._read(index, folder, files[0], size))
         channels: dict[str, torch.Tensor] = {}
         for f in files:
-            x = self._read(folder, f)
+            x = self._read(index, folder, f, size)
             keep = [i for i, b in enumerate(f.bands) if b in self.bands[modality]]
-            x = x[keep]
-            if x.shape[-1] != size:
-                x = F.interpolate(x[None], size=(size, size), mode="bilinear", align_corners=False)[
-                    0
-                ]
-            channels.update(zip([f.bands[i] for i in keep], x))
+            channels.update(zip([f.bands[i] for i in keep], x[keep]))
         return fill_nonfinite(torch.stack([channels[b] for b in self.bands[modality]]))
+
+
+def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``C x H x W`` to ``C x size x size`` (bilinear; antialiased when shrinking)."""
+    if x.shape[-2:] == (size, size):
+        return x
+    shrink = x.shape[-1] > size or x.shape[-2] > size
+    return F.interpolate(
+        x[None], size=(size, size), mode="bilinear", align_corners=False, antialias=shrink
+    )[0]
+
+
+def _header_shape(path: Path) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of a ``.npy`` or image file from its header only.
+
+    Raises:
+        DatasetFileError: if the file cannot be read or is truncated (naming it).
+    """
+    if path.suffix == ".npy":
+        try:
+            with path.open("rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                data_start = fh.tell()
+        except (ValueError, OSError, EOFError) as err:
+            raise DatasetFileError(f"cannot read array {path}: {err}") from err
+        if dtype.hasobject:
+            raise DatasetFileError(f"cannot read array {path}: it holds Python objects")
+        if len(shape) != 3:
+            raise DatasetFileError(f"{path} has shape {tuple(shape)}, expected (H, W, C)")
+        size = data_start + int(np.prod(shape)) * dtype.itemsize
+        if path.stat().st_size < size:
+            raise DatasetFileError(
+                f"cannot read array {path}: truncated ({path.stat().st_size} of {size} bytes)"
+            )
+        return int(shape[0]), int(shape[1]), int(shape[2])
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            c = len(img.getbands())
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DatasetFileError(f"cannot read image {path}: {err}") from err
+    return h, w, c
 
 
 def _array_files(arrays: Mapping[str, Mapping[str, Any]]) -> dict[str, list[_ArrayFile]]:

@@ -27,7 +27,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -42,7 +42,7 @@ from rsmm.stacks.acquisitions import footprint_index
 from rsmm.stacks.chips import ChipReader, ChipReads
 from rsmm.stacks.crs import choose_crs, common_crs
 from rsmm.stacks.files import check_geotiffs, list_files
-from rsmm.stacks.labels import chip_labels
+from rsmm.stacks.labels import check_chip_labels, chip_labels
 from rsmm.stacks.layout import (
     ChipGrid,
     chip_grid,
@@ -54,7 +54,17 @@ from rsmm.stacks.layout import (
 from rsmm.stacks.manifest import FORMAT_VERSION, ChipManifest
 from rsmm.stacks.sources import ModalitySource
 from rsmm.stacks.spec import StackSpec
-from rsmm.stacks.splits import SPLITS, spatial_split
+from rsmm.stacks.splits import (
+    GUARD_WARN_FRACTION,
+    GUARDS,
+    SPLITS,
+    SplitReport,
+    block_ids,
+    count_blocks,
+    spatial_split,
+    split_report,
+    suggest_block_size,
+)
 from rsmm.stacks.stats import train_statistics
 
 # common_crs and whole_pixels are imported from here by callers of earlier versions
@@ -103,7 +113,9 @@ def build_manifest(
     chips = gpd.GeoDataFrame(reads.rows, geometry="geometry", crs=crs.to_string())
     chips["label"], classes, label_source = chip_labels(chips, spec.labels, crs.to_string())
     chips["class_name"] = [classes[v] if v >= 0 else None for v in chips["label"]]
-    chips = split_chips(chips, reads, spec, grid, layout.origin)
+    if spec.labels is not None:
+        reads.warnings += check_chip_labels(chips["label"].to_numpy(), classes, spec.labels)
+    chips = split_chips(chips, reads, spec, grid, layout.origin, classes)
     chips = chips[manifest_columns(chips, list(sources))]
     meta = manifest_meta(
         spec, sources, crs, crs_note, grid, layout.origin, feet, chips, reads, classes, label_source
@@ -114,26 +126,156 @@ def build_manifest(
 
 
 def split_chips(
-    chips: Any, reads: ChipReads, spec: StackSpec, grid: ChipGrid, origin: tuple[float, float]
+    chips: Any,
+    reads: ChipReads,
+    spec: StackSpec,
+    grid: ChipGrid,
+    origin: tuple[float, float],
+    classes: Sequence[str] = (),
 ) -> Any:
     """Add the ``block`` and ``split`` columns; drop the chips in the guard band.
 
     The dropped chips are counted in ``reads.dropped`` and their band sums removed
-    from ``reads.sums``, which stays aligned with the returned chips.
+    from ``reads.sums``, which stays aligned with the returned chips. What the split
+    kept is measured in ``reads.split`` (:func:`~rsmm.stacks.splits.split_report`),
+    with a suggested block size when a split lost a class or the guard band took more
+    than a third of the chips, and the warnings in ``reads.warnings``.
+
+    Raises:
+        ConfigError: if the chips left give fewer blocks than splits, saying how many
+            chips each filter dropped and which block size would do.
     """
-    chips["block"], chips["split"], drop = spatial_split(
-        chips.geometry.values,
-        origin,
-        grid.block_m,
-        spec.split,
-        spec.seed,
-        tolerance=1e-6 * grid.chip_m,
+    labels = chips["label"].to_numpy() if "label" in chips else None
+    geoms = chips.geometry.values
+    tol = 1e-6 * grid.chip_m
+    try:
+        chips["block"], chips["split"], drop = spatial_split(
+            geoms, origin, grid.block_m, spec.split, spec.seed, tol, spec.guard
+        )
+    except ConfigError as err:
+        raise ConfigError(_too_few_blocks(err, chips, reads, spec, grid, origin)) from None
+    report = split_report(
+        chips["split"].to_numpy(), drop, labels, spec.split, grid.block_m, spec.guard
     )
+    reads.split = _describe_split(report, spec, grid, origin, geoms, labels, classes, reads)
     if drop.any():
-        reads.dropped["in the guard band between splits"] += int(drop.sum())
+        reads.dropped[GUARD_REASON] += int(drop.sum())
         chips = chips[~drop].reset_index(drop=True)
         reads.sums = [s for s, d in zip(reads.sums, drop) if not d]
     return chips
+
+
+#: The ``dropped`` reason of the guard band.
+GUARD_REASON = "in the guard band between splits"
+
+
+def _drop_summary(reads: ChipReads, kept: int) -> str:
+    """``"1530 of 1600 chips dropped: 1490 more than 10% nodata in s1, 40 ..."``."""
+    total = kept + sum(reads.dropped.values())
+    if not reads.dropped:
+        return f"{total} chips, none dropped"
+    parts = ", ".join(f"{n} {r}" for r, n in reads.dropped.most_common())
+    return f"{total - kept} of {total} chips dropped: {parts}"
+
+
+def _metres(v: float) -> str:
+    return f"{v:.6g}m"
+
+
+def _too_few_blocks(
+    err: ConfigError,
+    chips: Any,
+    reads: ChipReads,
+    spec: StackSpec,
+    grid: ChipGrid,
+    origin: tuple[float, float],
+) -> str:
+    """The message for chips that give fewer blocks than splits: what dropped how many
+    chips, and the largest smaller block size that gives enough blocks."""
+    import shapely
+
+    centres = shapely.centroid(chips.geometry.values)
+    xy = np.column_stack([shapely.get_x(centres), shapely.get_y(centres)])
+    n_blocks, wanted = count_blocks(block_ids(xy, origin, grid.block_m), spec.split)
+    if n_blocks >= wanted:  # not the block count: another configuration error
+        return str(err)
+    step = grid.stride_m if grid.stride_m < grid.chip_m else grid.chip_m
+    sizes = [k * step for k in range(int(grid.block_m / step) - 1, 0, -1)]
+    fit = next(
+        (s for s in sizes if count_blocks(block_ids(xy, origin, s), spec.split)[0] >= wanted),
+        None,
+    )
+    advice = (
+        f"lower --block-size to {_metres(fit)} or less"
+        if fit is not None
+        else "too few chips for a spatial split at any block size"
+    )
+    return (
+        f"{_drop_summary(reads, len(chips))}; the {len(chips)} left give only {n_blocks} "
+        f"spatial block(s) of {_metres(grid.block_m)} for {wanted} splits; {advice}"
+        + ("" if not reads.dropped else " (or relax the filters that dropped them)")
+    )
+
+
+def _describe_split(
+    report: SplitReport,
+    spec: StackSpec,
+    grid: ChipGrid,
+    origin: tuple[float, float],
+    geoms: Any,
+    labels: np.ndarray | None,
+    classes: Sequence[str],
+    reads: ChipReads,
+) -> dict[str, Any]:
+    """The manifest's ``split_report`` entry; warnings go to ``reads.warnings``."""
+    out: dict[str, Any] = {
+        "guard": report.guard,
+        "block_size_m": report.block_m,
+        "chips": report.chips,
+        "guard_dropped": report.guard_dropped,
+        "guard_fraction": round(report.guard_fraction, 4),
+        "per_split": report.per_split,
+        "missing_classes": {
+            s: [classes[i] if i < len(classes) else str(i) for i in ids]
+            for s, ids in report.missing_classes.items()
+        },
+        "suggested_block_size_m": None,
+    }
+    if report.ok:
+        return out
+    tol = 1e-6 * grid.chip_m
+    bigger = [grid.block_m * k for k in (2, 3, 4, 6, 8)]
+    better = suggest_block_size(
+        geoms, origin, bigger, spec.split, labels, spec.seed, tol, spec.guard
+    )
+    other = next(g for g in GUARDS if g != spec.guard)
+    _, s2, d2 = spatial_split(geoms, origin, grid.block_m, spec.split, spec.seed, tol, other)
+    alt = split_report(s2, d2, labels, spec.split, grid.block_m, other)
+    hints = []
+    if better is not None:
+        out["suggested_block_size_m"] = better.block_m
+        hints.append(
+            f"--block-size {_metres(better.block_m)} keeps {better.chips - better.guard_dropped} "
+            f"chips with every class in every split"
+        )
+    if report.chips - alt.guard_dropped > report.chips - report.guard_dropped:
+        hints.append(f"--guard {other} keeps {alt.chips - alt.guard_dropped}")
+    kept = report.chips - report.guard_dropped
+    found = []
+    if report.guard_fraction > GUARD_WARN_FRACTION:
+        found.append(
+            f"the guard band between splits dropped {report.guard_dropped} of {report.chips} "
+            f"chips ({report.guard_fraction:.0%}; {kept} kept) with blocks of "
+            f"{_metres(grid.block_m)}"
+        )
+    for s, names in out["missing_classes"].items():
+        found.append(
+            f"split {s} ({report.per_split[s]} chips) has no chip of class {', '.join(names)}"
+        )
+    hint = "; ".join(hints) if hints else "try a larger --block-size or another --seed"
+    found[-1] += f" ({hint})"
+    reads.warnings.extend(found)
+    return out
 
 
 def manifest_columns(chips: Any, keys: list[str]) -> list[str]:
@@ -265,7 +407,8 @@ def manifest_meta(
     """
     train = np.flatnonzero(chips["split"].to_numpy() == "train")
     bands = {k: s.bands for k, s in sources.items()}
-    stats, stats_chips = train_statistics(reads.sums, train, bands)
+    files = {k: chips[f"files_{k}"].tolist() for k in sources}
+    stats, stats_chips = train_statistics(reads.sums, train, bands, files)
     return {
         "format_version": FORMAT_VERSION,
         "rsmm_version": rsmm.__version__,
@@ -278,6 +421,7 @@ def manifest_meta(
         "block_size_m": grid.block_m,
         "grid_origin": [float(origin[0]), float(origin[1])],
         "split_fractions": list(spec.split),
+        "guard": spec.guard,
         "seed": spec.seed,
         "max_days": spec.max_days,
         "max_nodata": spec.max_nodata,
@@ -310,6 +454,8 @@ def manifest_meta(
         "stats_source": f"{len(train)} train chips of this manifest" if stats else None,
         "stats_chips": stats_chips,
         "dropped": dict(reads.dropped),
+        "split_report": reads.split,
+        "warnings": list(reads.warnings),
         "ignored": {
             k: [{"path": p, "reason": r} for p, r in s.ignored]
             for k, s in sources.items()

@@ -43,11 +43,17 @@ class ChipReads:
             of a label raster, ``modalities``).
         sums: per kept chip, ``{modality: band_sums(...)}`` of the modalities covering it.
         dropped: ``{reason: chips dropped}``.
+        split: what the split kept (the manifest's ``split_report``, set by
+            :func:`~rsmm.stacks.build.split_chips`).
+        warnings: what a user should know about the chips (a split without a class,
+            a large guard band), printed with the summary.
     """
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     sums: list[dict[str, np.ndarray]] = field(default_factory=list)
     dropped: Counter[str] = field(default_factory=Counter)
+    split: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
 
 class ChipReader:
@@ -120,8 +126,12 @@ class ChipReader:
             out.sums.append(result[1])
         if not out.rows:
             raise ConfigError(
-                "no chip left after filtering: "
-                + "; ".join(f"{n} {r}" for r, n in out.dropped.items())
+                f"no chip left after filtering: all {len(boxes)} chips dropped: "
+                + ", ".join(f"{n} {r}" for r, n in out.dropped.most_common())
+                + f" (the limits: --max-nodata {self.spec.max_nodata:g}"
+                + ("" if self.spec.max_cloud is None else f", --max-cloud {self.spec.max_cloud:g}")
+                + ("" if self.spec.max_days is None else f", --max-days {self.spec.max_days:g}")
+                + ")"
             )
         return out
 

@@ -7,6 +7,9 @@
 - **Label raster**: the same majority rule over the raster's pixels (nearest
   resampling at the raster's own GSD, nodata ignored); pixel values are class ids.
 
+Labels that label no chip are an error naming the file (an empty file, labels outside
+the chips); labels of a single class are a warning (:func:`check_chip_labels`).
+
 Vector labels are reprojected into the stack's CRS; a file without a CRS, or in one
 that cannot be transformed (an engineering / local CRS), is an error naming the file.
 """
@@ -162,6 +165,12 @@ def chip_labels(
         return np.full(len(chips), -1, dtype=np.int64), [], None
     if not spec.is_raster:
         labels = load_vector_labels(spec, crs)
+        if len(labels) == 0:
+            layer = f" (layer {spec.layer})" if spec.layer else ""
+            raise DatasetFileError(
+                f"labels file {spec.path}{layer} holds no feature with a {spec.column!r} "
+                "value: every chip would be unlabelled"
+            )
         classes = class_names(labels["class"].tolist(), spec.classes, spec.path)
         ids = vector_chip_labels(chips.geometry, labels, classes, spec.min_cover)
         return ids, classes, {"path": spec.path, "column": spec.column, "layer": spec.layer}
@@ -174,3 +183,42 @@ def chip_labels(
             "class names were given"
         )
     return found.astype(np.int64), classes, {"path": spec.path, "raster": True}
+
+
+def check_chip_labels(ids: np.ndarray, classes: Sequence[str], spec: LabelSpec) -> list[str]:
+    """Refuse labels that label no chip; warn when the chips hold a single class.
+
+    A single class is not refused: the manifest still serves pre-training (which
+    needs no label), and an area may hold one class on purpose; but fine-tuning a
+    classifier needs at least two classes, which the warning says.
+
+    Args:
+        ids: the chips' label ids (-1: unlabelled).
+        classes: the class names in id order.
+        spec: the labels (named in the messages).
+
+    Returns:
+        The warnings (``[]`` or one).
+
+    Raises:
+        DatasetFileError: if no chip has a label, naming the file.
+    """
+    ids = np.asarray(ids)
+    found = sorted(set(ids[ids >= 0].tolist()))
+    what = "label raster" if spec.is_raster else "labels file"
+    if not found:
+        hint = (
+            "its values are nodata or below min_cover over every chip"
+            if spec.is_raster
+            else "its features lie outside the chips or cover less than min_cover of each"
+        )
+        raise DatasetFileError(f"{what} {spec.path} labels none of the {len(ids)} chips ({hint})")
+    if len(found) > 1:
+        return []
+    name = classes[found[0]] if found[0] < len(classes) else str(found[0])
+    given = f" of the {len(classes)} classes given" if spec.classes else ""
+    return [
+        f"{what} {spec.path} gives a single class{given} ({name}, "
+        f"{int((ids >= 0).sum())} of {len(ids)} chips): fine-tuning a classifier needs "
+        "at least 2 classes"
+    ]

@@ -154,6 +154,7 @@ class ChipManifest:
             lines.append("dropped: " + "; ".join(f"{n} {r}" for r, n in dropped.items()))
         else:
             lines.append("dropped: none")
+        lines += [f"warning: {w}" for w in self.meta.get("warnings") or ()]
         if "cloud_fraction" in c.columns:
             outside = int(c["cloud_fraction"].isna().sum())
             if outside:

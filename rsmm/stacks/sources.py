@@ -26,14 +26,15 @@ from rsmm.stacks.spec import SKIP_BAND, ModalitySpec
 
 BAND_PLACEHOLDER = "{band}"
 
-#: Stored band order guessed from the band count of multi-band files.
+#: Stored band order of multi-band files without band descriptions, where the band
+#: count fixes it: a sensor's full band set in its registry order (13 or, L2A without
+#: the cirrus band, 12 Sentinel-2 bands; VV, VH; NAIP's R, G, B, NIR). Other counts
+#: (four Sentinel-2 bands: B02, B03, B04, B08 or B04, B03, B02, B08?) are refused.
 DEFAULT_BANDS: dict[str, dict[int, tuple[str, ...]]] = {
     "s1": {2: ("VV", "VH")},
     "s2": {
         13: get_sensor("s2").band_names,
         12: tuple(b for b in get_sensor("s2").band_names if b != "B10"),
-        10: ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12"),
-        4: ("B02", "B03", "B04", "B08"),
     },
     "naip": {4: ("R", "G", "B", "NIR"), 3: ("R", "G", "B")},
     "rgb": {3: ("R", "G", "B")},
@@ -43,6 +44,7 @@ DEFAULT_BANDS: dict[str, dict[int, tuple[str, ...]]] = {
 def _band_pattern(bands: Sequence[str]) -> re.Pattern[str]:
     names = "|".join(sorted((re.escape(b) for b in bands), key=len, reverse=True))
     return re.compile(rf"(?<![A-Za-z0-9])(?P<band>{names})(?![A-Za-z0-9])")
+
 
 @dataclass(frozen=True)
 class RasterItem:
@@ -111,7 +113,7 @@ class ModalitySource:
                 raise DatasetFileError(
                     f"{spec.key}: files under {spec.root} have different band counts {sorted(counts)}"
                 )
-            self.file_bands = self._guess_bands(spec, sensor.name, counts.pop())
+            self.file_bands = self._file_bands(spec, sensor.name, counts.pop())
             self.bands = tuple(b for b in self.file_bands if b != SKIP_BAND)
             if len(self.bands) < len(self.file_bands):
                 self.band_indexes = tuple(
@@ -165,8 +167,14 @@ class ModalitySource:
             items.append(RasterItem(template, parse_date(Path(template).name)))
         return items, tuple(bands)
 
-    @staticmethod
-    def _guess_bands(spec: ModalitySpec, sensor: str, count: int) -> tuple[str, ...]:
+    def _file_bands(self, spec: ModalitySpec, sensor: str, count: int) -> tuple[str, ...]:
+        """The bands of multi-band files in order: given, from the files' band
+        descriptions, or fixed by the band count (:data:`DEFAULT_BANDS`).
+
+        Raises:
+            DatasetFileError: if the names given do not match the band count, or the
+                order cannot be told (naming a file and the option to give).
+        """
         if spec.bands is not None:
             if len(spec.bands) != count:
                 raise DatasetFileError(
@@ -176,12 +184,21 @@ class ModalitySource:
                     f"(e.g. VV,VH,{SKIP_BAND} for VV, VH and an angle band)"
                 )
             return spec.bands
+        first = self.items[0].path
+        described = _described_bands(first, get_sensor(sensor).band_names)
+        if described is not None:
+            return described
         guess = DEFAULT_BANDS.get(sensor, {}).get(count)
         if guess is None:
+            known = DEFAULT_BANDS.get(sensor, {})
+            full = " or ".join(str(n) for n in sorted(known)) if known else "no count"
             raise DatasetFileError(
-                f"{spec.key}: cannot tell which {count} bands the files under {spec.root} "
-                f"store; give the band names in file order, {SKIP_BAND!r} for a band not "
-                f"to read (e.g. --{spec.key}-bands VV,VH,{SKIP_BAND})"
+                f"{spec.key}: cannot tell the order of the {count} bands of the files under "
+                f"{spec.root} (e.g. {first}): they carry no band names, and only {full} "
+                f"band(s) fix the {sensor} order; give the band names in file order with "
+                f"--{spec.key}-bands (or bands: in the stack YAML), {SKIP_BAND!r} for a band "
+                f"not to read (e.g. --{spec.key}-bands "
+                f"{','.join(_example_bands(sensor, count))})"
             )
         return guess
 
@@ -196,6 +213,34 @@ class ModalitySource:
                 f"{spec.key}: files are in a geographic CRS ({crs}); give the target gsd in metres"
             )
         return float(min(abs(res[0]), abs(res[1])))
+
+
+def _described_bands(path: str, names: Sequence[str]) -> tuple[str, ...] | None:
+    """The band names a file's band descriptions give, if every band has one naming a
+    band of the sensor (case-insensitive; ``"B2"`` is ``"B02"``), else ``None``."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        descriptions = src.descriptions
+    lookup = {_band_key(n): n for n in names}
+    found = [lookup.get(_band_key(d or "")) for d in descriptions]
+    if not found or any(f is None for f in found) or len(set(found)) < len(found):
+        return None
+    return tuple(f for f in found if f is not None)
+
+
+def _band_key(name: str) -> str:
+    """``"B02"``, ``"b2"`` and ``"B2"`` alike."""
+    m = re.fullmatch(r"([A-Za-z]+)0*(\w*)", name.strip())
+    return (m.group(1) + m.group(2)).upper() if m else name.strip().upper()
+
+
+def _example_bands(sensor: str, count: int) -> list[str]:
+    """A band list of ``count`` names for a message's example (S2: 10 m bands first)."""
+    names = list(get_sensor(sensor).band_names)
+    if sensor == "s2":
+        names.sort(key=lambda b: get_sensor("s2").band(b).gsd or 60.0)
+    return (names + [SKIP_BAND] * count)[:count]
 
 
 def _shared_bands(groups: dict[str, dict[str, str]], order: Sequence[str]) -> tuple[str, ...]:

@@ -203,6 +203,8 @@ class StackSpec:
     cloud: CloudSpec | None = None
     max_cloud: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: guard-band mode of the spatial split: "chips" or "edges" (rsmm.stacks.splits)
+    guard: str = "chips"
 
     def __post_init__(self) -> None:
         if not self.modalities:
@@ -224,6 +226,8 @@ class StackSpec:
             raise ConfigError("max_cloud needs a cloud layer (--cloud-layer)")
         if self.max_days is not None and self.max_days < 0:
             raise ConfigError(f"max_days must be >= 0, got {self.max_days}")
+        if self.guard not in ("chips", "edges"):
+            raise ConfigError(f"guard: expected chips or edges, got {self.guard!r}")
 
     def with_paths_relative_to(self, base: str | Path) -> StackSpec:
         """Resolve relative folders and files against ``base`` (the YAML file's folder)."""
@@ -300,6 +304,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec
             max_nodata=float(data.get("max_nodata", 0.1)),
             cloud=None if cloud is None else CloudSpec(**cloud),
             max_cloud=data.get("max_cloud"),
+            guard=str(data.get("guard", "chips")),
         )
     except TypeError as err:
         raise ConfigError(f"stack spec {source}: {err}") from err
