@@ -17,9 +17,13 @@
 5. :class:`~rsmm.stacks.chips.ChipReader`: per chip, one acquisition per modality
    (with ``max_days``, Sentinel-1/-2 acquisitions at most that many days apart), read
    at each modality's GSD; nodata and cloud filters; the ``modalities`` covering it.
-6. :func:`~rsmm.stacks.labels.chip_labels`, :func:`split_chips` (spatial blocks with
-   a guard band) and :func:`~rsmm.stacks.stats.train_statistics` (per band over the
-   train chips; of an optional modality: the train chips it covers).
+6. :func:`~rsmm.stacks.labels.chip_labels` (labels that label no chip are an error,
+   a single class a warning), :func:`split_chips` (spatial blocks with a guard band;
+   a split without a class or a guard band dropping over a third of the chips is
+   reported with a suggested block size; too few blocks is an error saying how many
+   chips each filter dropped) and :func:`~rsmm.stacks.stats.train_statistics` (per
+   band over the train chips; of an optional modality: the train chips it covers; a
+   band without valid pixels or with a standard deviation of 0 is an error).
 7. :func:`manifest_columns` and :func:`manifest_meta`: everything above recorded in the
    :class:`~rsmm.stacks.manifest.ChipManifest` (written by
    :func:`~rsmm.stacks.manifest.write_manifest`).
@@ -200,7 +204,7 @@ def _too_few_blocks(
     if n_blocks >= wanted:  # not the block count: another configuration error
         return str(err)
     step = grid.stride_m if grid.stride_m < grid.chip_m else grid.chip_m
-    sizes = [k * step for k in range(int(grid.block_m / step) - 1, 0, -1)]
+    sizes = [k * step for k in range(round(grid.block_m / step) - 1, 0, -1)]
     fit = next(
         (s for s in sizes if count_blocks(block_ids(xy, origin, s), spec.split)[0] >= wanted),
         None,

@@ -18,6 +18,7 @@ from a small YAML file (:func:`load_spec`) or from command-line folders
     labels: {path: labels.gpkg, column: class, layer: fields}
     split: [0.7, 0.15, 0.15]
     block_size: 2400m
+    guard: chips               # or edges: the guard band between splits (rsmm.stacks.splits)
     max_nodata: 0.1
     cloud: {root: s2_scl/, kind: scl}
     max_cloud: 0.3
