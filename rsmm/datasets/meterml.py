@@ -358,7 +358,8 @@ class MeterML(MultiModalDataset):
         """Pixel size (m) of ``modalities``' tensors for the given ``image_size`` option
         (the release's GSD when none is given)."""
         size = (options or {}).get("image_size")
-        native = {"s1": 72, "s2": 72, "naip": 720}
+        files = _array_files(load_manifest(cls.manifest_name).extra["files"]["arrays"])
+        native = {m: max(f.shape[0] for f in fs) for m, fs in files.items()}
         out = {}
         for m in modalities:
             gsd, want = cls.gsd.get(m), size.get(m) if isinstance(size, Mapping) else size
