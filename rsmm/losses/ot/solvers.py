@@ -190,6 +190,11 @@ def _solve_chunk(
 
 def _finish(log_plan: Tensor, dtype: torch.dtype, squeeze: bool, return_log: bool) -> Tensor:
     out = log_plan if return_log else log_plan.exp()
+    if return_log and torch.finfo(dtype).max < torch.finfo(out.dtype).max:
+        # A log-plan of -1e6 (C/eps = 1e6) is -inf in float16: clamp finite entries to the
+        # output dtype's range (its exp is 0 either way); forbidden pairs stay -inf.
+        low = torch.finfo(dtype).min
+        out = torch.where(out == -math.inf, out, out.clamp_min(low))
     out = out.to(dtype)
     return out.squeeze(0) if squeeze else out
 
