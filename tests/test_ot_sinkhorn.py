@@ -197,3 +197,55 @@ def test_invalid_arguments() -> None:
         sinkhorn(torch.tensor([[math.inf, math.inf], [1.0, 0.0]]))
     with pytest.raises(ValueError, match="`rho`"):
         sinkhorn_unbalanced(C, rho=0.0)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "row_tol"),
+    [
+        (torch.float64, 1e-13),
+        (torch.float32, 2e-6),
+        # half inputs are solved in float32; the output's rounding bounds the row sums
+        (torch.bfloat16, 2.0**-8),
+        (torch.float16, 2.0**-10),
+    ],
+)
+@pytest.mark.parametrize("cost_over_eps", [1.0, 1e2, 1e3, 1e4, 1e5])
+@pytest.mark.parametrize("n_iters", [1, 2, 30])
+def test_rows_hold_whatever_cost_over_eps(
+    dtype: torch.dtype, row_tol: float, cost_over_eps: float, n_iters: int
+) -> None:
+    """The docstring's promise: rows sum to `a` (relative error within the dtype's
+    precision) for any C/eps and any number of iterations; the mass is sum(a)."""
+    if dtype == torch.float16 and cost_over_eps > 6e4:
+        pytest.skip("costs above 65504 are not representable in float16")
+    g = torch.Generator().manual_seed(int(cost_over_eps) + n_iters)
+    C = torch.rand(3, 7, 5, generator=g, dtype=torch.float64) * cost_over_eps
+    a = torch.rand(7, generator=g, dtype=torch.float64) + 0.1
+    a = (a / a.sum()).to(dtype)
+    P = sinkhorn(C.to(dtype), a, eps=1.0, n_iters=n_iters).double()
+    rows = P.sum(-1) / a.double()
+    assert float((rows - 1).abs().max()) <= row_tol
+    assert float((P.sum((-2, -1)) - a.double().sum()).abs().max()) <= row_tol
+
+
+@pytest.mark.parametrize("cost_over_eps", [1e2, 1e3])
+def test_columns_within_tol_when_tol_stops(cost_over_eps: float) -> None:
+    """Columns hold only at convergence: when `tol` stops the loop early their L1 error is
+    below `tol` (the docstring's numbers: ~1000 iterations at C/eps = 1e2, ~3000 at 1e3)."""
+    g = torch.Generator().manual_seed(11)
+    C = torch.rand(3, 7, 5, generator=g, dtype=torch.float64) * cost_over_eps
+    P = sinkhorn(C, eps=1.0, n_iters=5000, tol=1e-9)
+    assert float((P.sum(-2) - 0.2).abs().sum(-1).max()) < 1e-9
+
+
+def test_columns_are_not_promised_without_convergence() -> None:
+    """What the docstring warns about, measured: one iteration leaves the columns off at
+    any C/eps, and at C/eps = 1e5 even 1000 iterations leave an L1 error of tens of percent
+    (the rows stay exact)."""
+    g = torch.Generator().manual_seed(0)
+    C = torch.rand(7, 5, generator=g, dtype=torch.float64)
+    one = sinkhorn(C * 10, eps=1.0, n_iters=1)
+    assert float((one.sum(0) - 0.2).abs().sum()) > 1e-2
+    hard = sinkhorn(C * 1e5, eps=1.0, n_iters=1000)
+    assert float((hard.sum(0) - 0.2).abs().sum()) > 0.1
+    torch.testing.assert_close(hard.sum(1), torch.full((7,), 1 / 7, dtype=torch.float64))

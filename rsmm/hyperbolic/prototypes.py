@@ -32,6 +32,8 @@ def gaussian_uniformity(p: Tensor) -> Tensor:
     n = p.shape[0]
     if n < 2:
         raise ConfigError(f"uniformity needs at least 2 points, got {n}")
+    # cdist has no half-precision kernel on CPU: half inputs are computed in float32.
+    p = p.to(torch.promote_types(p.dtype, torch.float32))
     sq = torch.cdist(p, p).pow(2)
     off = ~torch.eye(n, dtype=torch.bool, device=p.device)
     return torch.logsumexp(-sq[off], dim=0) - math.log(n * (n - 1))

@@ -34,7 +34,10 @@ def focal_loss(
     keep = target >= 0
     logits, target = logits[keep].float(), target[keep]
     logp = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
-    loss = -((1 - logp.exp()) ** gamma) * logp
+    # (1 - p)^gamma has an infinite derivative at p = 1 when gamma < 1 (inf * 0 = NaN in the
+    # backward pass of a confident, correct sample); below the smallest normal float the
+    # base is clamped, which changes the value by less than 1e-38^gamma.
+    loss = -((1 - logp.exp()).clamp_min(torch.finfo(logp.dtype).tiny) ** gamma) * logp
     w = torch.ones_like(loss) if weight is None else weight.to(loss.device)[target]
     return (w * loss).sum() / w.sum().clamp_min(1e-12)
 

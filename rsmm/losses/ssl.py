@@ -43,7 +43,9 @@ def moco_infonce(q: Tensor, k: Tensor, queue: Tensor, temperature: float = 0.2) 
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
-    k = k.detach()
+    # Half inputs are scored in float32: q.k / t overflows float16 for |q| |k| > ~650 t.
+    q = q.to(torch.promote_types(q.dtype, torch.float32))
+    k = k.detach().to(q.dtype)
     positive = (q * k).sum(dim=1, keepdim=True)
     negative = q @ queue.detach().to(q.dtype).T
     logits = torch.cat([positive, negative], dim=1) / temperature
@@ -110,8 +112,13 @@ def cross_group_byol(predictions: Sequence[Tensor], targets: Sequence[Tensor]) -
     """
     _check_groups(predictions, targets, "byol")
     pairs = list(permutations(range(len(predictions)), 2))
+    # In float32 at least: cosine_similarity's eps (1e-8) underflows to 0 in float16, so a
+    # zero row would give 0 / 0.
+    wide = [torch.promote_types(p.dtype, torch.float32) for p in predictions]
     total = sum(
-        -F.cosine_similarity(predictions[a], targets[b].detach(), dim=1).mean() for a, b in pairs
+        -F.cosine_similarity(predictions[a].to(wide[a]), targets[b].detach().to(wide[a]), dim=1)
+        .mean()
+        for a, b in pairs
     )
     return total / len(pairs)
 
@@ -146,6 +153,8 @@ def mmcr_loss(z: Tensor, lmda: float = 5e-3) -> Tensor:
         raise ValueError(f"mmcr_loss expects N x k x d embeddings, got shape {tuple(z.shape)}")
     if lmda < 0:
         raise ValueError(f"lmda must be >= 0, got {lmda}")
+    # The SVD behind the nuclear norm has no half-precision kernel: compute in float32.
+    z = z.to(torch.promote_types(z.dtype, torch.float32))
     centroids = z.mean(dim=1)
     loss = -torch.linalg.matrix_norm(centroids, ord="nuc")
     if lmda > 0:

@@ -6,6 +6,8 @@ from torch import nn
 
 from rsmm.errors import ConfigError
 
+__all__ = ["ProjectionHead"]
+
 
 class ProjectionHead(nn.Module):
     """MLP projector ``Linear -> [BN] -> ReLU -> ... -> Linear`` (SimCLR's head).

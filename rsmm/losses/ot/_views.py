@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -26,13 +25,25 @@ def check_pair(zA: Tensor, zB: Tensor, name: str = "zA, zB", min_rows: int = 1) 
         raise ValueError(f"`{name}` need at least {min_rows} rows, got {zA.shape[0]}")
 
 
+def unit_rows(z: Tensor, dim: int = -1) -> Tensor:
+    """``z`` L2-normalised along ``dim``, in float32 (float64 stays float64).
+
+    Rows of norm above ``1e-12`` are divided by their norm, exactly as
+    :func:`torch.nn.functional.normalize` does; smaller (zero) rows are left as they are.
+    ``F.normalize`` divides them by ``1e-12`` instead, whose gradient ``1e12`` overflows
+    once autograd casts it back to a float16 input (largest finite 65504), and a second
+    normalisation of the result multiplies it again; here the gradient at a zero row is
+    the identity.
+    """
+    z = z if z.dtype == torch.float64 else z.float()
+    norm = torch.linalg.vector_norm(z, dim=dim, keepdim=True)
+    return z / torch.where(norm > 1e-12, norm, torch.ones_like(norm))
+
+
 def stack_views(zA: Tensor, zB: Tensor) -> Tensor:
-    """``concat(zA, zB)`` in float32 (or float64), rows L2-normalised."""
+    """``concat(zA, zB)`` in float32 (or float64), rows L2-normalised (:func:`unit_rows`)."""
     check_pair(zA, zB)
-    z = torch.cat([zA, zB], dim=0)
-    if z.dtype != torch.float64:
-        z = z.float()
-    return F.normalize(z, dim=1)
+    return unit_rows(torch.cat([zA, zB], dim=0), dim=1)
 
 
 def twin_index(n: int, device: torch.device | None = None) -> Tensor:

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from rsmm.losses.ot._views import unit_rows
 from rsmm.losses.ot.gca import infonce_alignment
 from rsmm.losses.ot.solvers import sinkhorn, sinkhorn_unbalanced
 
@@ -58,7 +59,7 @@ def patch_set(f: Tensor, name: str = "f") -> Tensor:
 
 def _unit_patches(f: Tensor, name: str) -> Tensor:
     f = patch_set(f, name)
-    return F.normalize(f if f.dtype == torch.float64 else f.float(), dim=-1)
+    return unit_rows(f, dim=-1)
 
 
 @torch.no_grad()
@@ -118,7 +119,7 @@ def _one_direction(q: Tensor, k: Tensor, target: Tensor, tau: float, negatives: 
         keys = k.reshape(-1, k.shape[-1])  # (B P2) x D
         owner = torch.arange(batch, device=q.device).repeat_interleave(k.shape[1])
     elif negatives == "pooled":
-        keys = F.normalize(k.mean(dim=1), dim=-1)  # B x D
+        keys = unit_rows(k.mean(dim=1), dim=-1)  # B x D
         owner = torch.arange(batch, device=q.device)
     else:
         raise ValueError(f"`negatives` must be 'patches' or 'pooled', got {negatives!r}")

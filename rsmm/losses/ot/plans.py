@@ -13,10 +13,15 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rsmm.losses.ot._views import check_pair, self_masked_cost, stack_views, twin_log_prob
+from rsmm.losses.ot._views import (
+    check_pair,
+    self_masked_cost,
+    stack_views,
+    twin_log_prob,
+    unit_rows,
+)
 from rsmm.losses.ot.solvers import sinkhorn
 
 __all__ = [
@@ -186,7 +191,7 @@ def coot_loss(
         Scalar loss.
     """
     check_pair(zA, zB)
-    X, Y = (F.normalize(z if z.dtype == torch.float64 else z.float(), dim=1) for z in (zA, zB))
+    X, Y = unit_rows(zA, dim=1), unit_rows(zB, dim=1)
     eps_s, eps_f = _eps_pair(eps)
     log_P, log_Q = _coot_log_plans(X, Y, eps_s, eps_f, n_bcd, n_iters)
     loss_samples = _identity_cross_entropy(log_P)

@@ -190,6 +190,11 @@ def _solve_chunk(
 
 def _finish(log_plan: Tensor, dtype: torch.dtype, squeeze: bool, return_log: bool) -> Tensor:
     out = log_plan if return_log else log_plan.exp()
+    if return_log and torch.finfo(dtype).max < torch.finfo(out.dtype).max:
+        # A log-plan of -1e6 (C/eps = 1e6) is -inf in float16: clamp finite entries to the
+        # output dtype's range (its exp is 0 either way); forbidden pairs stay -inf.
+        low = torch.finfo(dtype).min
+        out = torch.where(out == -math.inf, out, out.clamp_min(low))
     out = out.to(dtype)
     return out.squeeze(0) if squeeze else out
 
@@ -224,8 +229,21 @@ def sinkhorn(
         return_log: return the log-plan (exact even where the plan underflows).
 
     Returns:
-        The plan (or its log), with ``C``'s shape and dtype. After the last iteration its
-        rows sum exactly to ``a``.
+        The plan (or its log), with ``C``'s shape and dtype.
+
+    Marginals: the last half-iteration scales the rows, and a final log-domain row
+    projection (the identity in exact arithmetic) removes the rounding of large
+    log-potentials, so the rows sum to ``a`` whatever ``C / eps`` and ``n_iters``: to a
+    relative error of a few units of the compute precision (measured below ``1e-15`` in
+    float64 and ``1e-6`` in float32 for ``C / eps`` up to ``1e7``), then to the rounding of
+    the output dtype for half inputs (``2^-8`` for bfloat16, ``2^-11`` for float16). The
+    total mass is therefore ``sum(a)``. The columns hold only at convergence, and the
+    number of iterations that needs grows roughly like ``max(C) / eps``: on a random
+    ``7 x 5`` problem their L1 error is about ``0.1`` after one iteration at ``C / eps = 1``,
+    needs ~1000 iterations to reach ``1e-9`` at ``C / eps = 1e2`` and ~3000 at ``1e3``, and
+    is still ``0.2`` to ``0.5`` after 3000 iterations at ``1e5``. When ``tol`` stops the
+    loop early, the column L1 error is below ``tol`` (up to the compute precision);
+    otherwise nothing bounds it, so check ``P.sum(-2)`` when it matters.
 
     Example:
         >>> C = torch.rand(4, 5)
@@ -241,6 +259,13 @@ def sinkhorn(
     # the transposed problem rows-first.
     L = ((col_min - C3) / eps).transpose(-1, -2)
     log_plan = _scaling_iterations(L, log_b, log_a, 1.0, 1.0, n_iters, tol).transpose(-1, -2)
+    # The last half-iteration scales the rows, so in exact arithmetic they already sum to
+    # `a` and this projection is the identity (POT's plan and the gradients are unchanged).
+    # In floating point it is not: once the scalings are absorbed, the log-plan
+    # `L_ij + f_i + g_j` adds terms of size C/eps whose rounding (about C/eps * 6e-8 in
+    # float32) is a relative error of each entry, 0.06 % at C/eps = 1e4 and more beyond.
+    # One log-sum-exp re-projects the rows to the precision of the compute dtype.
+    log_plan = log_plan + (log_a - torch.logsumexp(log_plan, dim=-1)).unsqueeze(-1)
     return _finish(log_plan, C.dtype, squeeze, return_log)
 
 

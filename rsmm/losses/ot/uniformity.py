@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from scipy import special
 from torch import Tensor, nn
 
-from rsmm.losses.ot._views import check_pair
+from rsmm.losses.ot._views import check_pair, unit_rows
 
 __all__ = [
     "SSWSSLLoss",
@@ -40,7 +40,7 @@ __all__ = [
 def _as_sphere(z: Tensor, name: str = "z") -> Tensor:
     if z.ndim != 2 or z.shape[0] < 1 or z.shape[1] < 2:
         raise ValueError(f"`{name}` must be an N x d tensor with d >= 2, got {tuple(z.shape)}")
-    return F.normalize(z if z.dtype == torch.float64 else z.float(), dim=1)
+    return unit_rows(z, dim=1)
 
 
 def _randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -58,8 +58,11 @@ def circle_projections(
     is exactly Haar), the same convention as POT's ``get_projections_sphere``.
     """
     like = like if like is not None else torch.empty(0)
-    Q, R = torch.linalg.qr(_randn((n_projections, d, 2), like, generator))
-    return Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)
+    # QR has no half-precision kernel on CPU: half `like`s draw and factorise in float32,
+    # and the result is cast back to their dtype.
+    work = like if like.dtype == torch.float64 else like.float()
+    Q, R = torch.linalg.qr(_randn((n_projections, d, 2), work, generator))
+    return (Q * torch.sign(torch.diagonal(R, dim1=-2, dim2=-1)).unsqueeze(-2)).to(like.dtype)
 
 
 def _circle_w2_to_uniform(t: Tensor) -> Tensor:
