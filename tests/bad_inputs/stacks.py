@@ -56,7 +56,7 @@ def _(tmp: Path, shared: Shared) -> Cli:
 @case("build-empty-folder")
 def _(tmp: Path, shared: Shared) -> Cli:
     (tmp / "s2").mkdir()
-    return Cli(build(tmp, "--s2", str(tmp / "s2")), ("s2",))
+    return Cli(build(tmp, "--s2", str(tmp / "s2")), (str(tmp / "s2"),))
 
 
 @case("build-folder-is-a-file")
@@ -306,7 +306,7 @@ def _(tmp: Path, shared: Shared) -> Cli:
 
 @case("stats-missing-root")
 def _(tmp: Path, shared: Shared) -> Cli:
-    return Cli(["manifest", "stats", "meterml", str(tmp / "meterml")], ("meterml",))
+    return Cli(["manifest", "stats", "meterml", str(tmp / "meterml")], (str(tmp / "meterml"),))
 
 
 @case("stats-unknown-split")
