@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 
-from rsmm.errors import ConfigError, DatasetFileError, UnknownNameError
+from rsmm.errors import ConfigError, DatasetFileError, DatasetNotFoundError, UnknownNameError
 from rsmm.sensors import check_units, get_sensor
 
 MANIFEST_PACKAGE = "rsmm.data_manifests"
@@ -153,13 +153,22 @@ def parse_manifest(data: Mapping[str, Any], source: str = "<dict>") -> DatasetMa
 
 
 def load_manifest(name_or_path: str | Path) -> DatasetManifest:
-    """Load a packaged manifest by dataset name, or any manifest JSON file by path."""
+    """Load a packaged manifest by dataset name, or any manifest JSON file by path.
+
+    A bare packaged name (``"meterml"``) is the packaged manifest even where the working
+    directory holds a ``meterml/`` dataset folder.
+
+    Raises:
+        DatasetNotFoundError: for a manifest path that is not a file.
+        UnknownNameError: for a name that is neither a packaged manifest nor a file.
+    """
     path = Path(name_or_path)
-    if path.suffix == ".json" or path.exists():
+    res = resources.files(MANIFEST_PACKAGE).joinpath(f"{path.name}.json")
+    packaged = len(path.parts) == 1 and res.is_file()
+    if path.suffix == ".json" or len(path.parts) > 1 or (path.exists() and not packaged):
         if not path.is_file():
-            raise FileNotFoundError(f"manifest file not found: {path}")
+            raise DatasetNotFoundError(f"manifest file not found: {path}")
         return parse_manifest(json.loads(path.read_text()), str(path))
-    res = resources.files(MANIFEST_PACKAGE).joinpath(f"{name_or_path}.json")
     if not res.is_file():
         available = sorted(
             p.name[: -len(".json")]

@@ -100,7 +100,10 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
     path = Path(path)
     if not path.is_file():
         raise GridError(f"grid spec not found: {path}")
-    spec = yaml.safe_load(path.read_text()) or {}
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise GridError(f"{path}: invalid YAML ({' '.join(str(err).split())})") from err
     _check_keys(spec, _SPEC_KEYS, str(path))
     base = path.resolve().parent
     blocks_spec = spec.get("blocks")

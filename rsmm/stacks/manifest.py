@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from rsmm.errors import ConfigError
+from rsmm.errors import ConfigError, DatasetNotFoundError
 from rsmm.manifests import DatasetManifest, ModalityInfo
 from rsmm.stacks.splits import SPLITS
 
@@ -311,7 +311,7 @@ def read_manifest(path: str | Path) -> ChipManifest:
     """Read a chip index written by :func:`write_manifest` (paths made absolute).
 
     Raises:
-        FileNotFoundError: if ``path`` does not exist.
+        DatasetNotFoundError: if ``path`` does not exist (a FileNotFoundError).
         ValueError: if it is not an rsmm chip index (the message names the file).
     """
     import geopandas as gpd
@@ -319,7 +319,7 @@ def read_manifest(path: str | Path) -> ChipManifest:
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"chip manifest not found: {path}")
+        raise DatasetNotFoundError(f"chip manifest not found: {path}")
     try:
         raw = (pq.read_schema(path).metadata or {}).get(META_KEY)
         chips = gpd.read_parquet(path)

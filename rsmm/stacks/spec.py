@@ -256,6 +256,12 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec
     """Build a :class:`StackSpec` from its YAML form, naming ``source`` on errors."""
     if not isinstance(data, Mapping) or not isinstance(data.get("modalities"), Mapping):
         raise ConfigError(f"stack spec {source}: needs a 'modalities' mapping")
+    fields = {f for f in StackSpec.__dataclass_fields__ if f != "extra"}
+    unknown_top = sorted(set(data) - fields)
+    if unknown_top:  # a typo must not silently fall back to a default
+        raise ConfigError(
+            f"stack spec {source}: unknown keys {unknown_top}; known: {', '.join(sorted(fields))}"
+        )
     known = {f for f in ModalitySpec.__dataclass_fields__ if f != "key"}
     mods = {}
     for key, m in data["modalities"].items():
@@ -284,7 +290,6 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec
         labels = dict(labels)
         if labels.get("classes") is not None:
             labels["classes"] = tuple(str(c) for c in labels["classes"])
-        labels = LabelSpec(**labels)
     cloud = data.get("cloud")
     if isinstance(cloud, str):
         cloud = {"root": cloud}
@@ -298,7 +303,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec
             stride=_length(data.get("stride"), "stride"),
             crs=data.get("crs"),
             max_days=data.get("max_days"),
-            labels=labels,
+            labels=None if labels is None else LabelSpec(**labels),
             split=tuple(float(f) for f in split),
             block_size=_length(data.get("block_size"), "block_size"),
             seed=int(data.get("seed", 0)),
@@ -307,7 +312,9 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec
             max_cloud=data.get("max_cloud"),
             guard=str(data.get("guard", "chips")),
         )
-    except TypeError as err:
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:  # an unknown key, a value of the wrong type
         raise ConfigError(f"stack spec {source}: {err}") from err
 
 
