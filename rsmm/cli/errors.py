@@ -154,8 +154,9 @@ def reported_interruptions(lightning_handles_sigterm: bool) -> Iterator[Interrup
 def interrupted_by(err: BaseException, seen: Interruptions) -> signal.Signals | None:
     """The signal that ``err`` reports, if any: ``SIGINT`` for a
     :class:`KeyboardInterrupt` and for Lightning's ``sys.exit(1)`` after one, ``SIGTERM``
-    for :class:`Terminated` and for ``SystemExit(143)`` after a ``SIGTERM`` that
-    Lightning handled (a training callback saved a checkpoint and stopped the run)."""
+    for :class:`Terminated` and for a ``SystemExit`` after a ``SIGTERM`` that Lightning
+    handled (its ``SIGTERMException``, status 0, or a callback's ``SystemExit(143)``
+    after saving a checkpoint)."""
     if isinstance(err, KeyboardInterrupt):
         return signal.SIGINT
     if isinstance(err, Terminated):
@@ -163,7 +164,7 @@ def interrupted_by(err: BaseException, seen: Interruptions) -> signal.Signals | 
     if isinstance(err, SystemExit):
         if isinstance(err.__context__, KeyboardInterrupt):
             return signal.SIGINT  # Lightning's graceful shutdown after Ctrl-C
-        if err.code == SIGNAL_STATUS[signal.SIGTERM] and seen.deferred == signal.SIGTERM:
+        if seen.deferred == signal.SIGTERM:
             return signal.SIGTERM
     return None
 
