@@ -68,6 +68,7 @@ def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) 
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.plugins.io import CheckpointIO
 
     from rsmm.checkpoints.atomic_io import AtomicCheckpointIO
     from rsmm.datamodules.base import MultiModalDataModule
@@ -83,6 +84,12 @@ def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) 
             where = Path(root).absolute()
             missing = [p for p in (where, *where.parents) if not p.exists()]
             self.fresh_root = missing[-1] if missing else None
+            # checkpoints through a temporary file and a rename: never a truncated
+            # last.ckpt (kept out of the saved config, like the loggers)
+            plugins = trainer.get("plugins") or []
+            plugins = list(plugins) if isinstance(plugins, list) else [plugins]
+            if not any(isinstance(p, CheckpointIO) for p in plugins):
+                kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
             if trainer.get("logger") is None:  # not chosen by the user
                 csv = CSVLogger(root, name="")
                 kwargs["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version)]
@@ -96,8 +103,6 @@ def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) 
         "default_root_dir": default_root,
         "callbacks": [ModelCheckpoint(save_last=True)],
     }
-    # checkpoints through a temporary file and a rename: never a truncated last.ckpt
-    trainer_defaults["plugins"] = [AtomicCheckpointIO()]
     try:
         return RunCLI(
             model_class=task,
