@@ -98,7 +98,7 @@ def test_checkpoint_io_never_leaves_a_truncated_checkpoint(
     last = tmp_path / "checkpoints" / "last.ckpt"
     plugin.save_checkpoint({"w": torch.arange(10.0)}, last)
     fill_disk(monkeypatch)
-    with pytest.raises(DiskFullError, match="last.ckpt"):
+    with pytest.raises(DiskFullError, match=r"last\.ckpt"):
         plugin.save_checkpoint({"w": torch.zeros(100_000)}, last)
     assert torch.equal(plugin.load_checkpoint(last)["w"], torch.arange(10.0))
     assert os.listdir(last.parent) == ["last.ckpt"]
