@@ -74,3 +74,7 @@ class WeightsError(RsmmError, ValueError):
 
 class GridError(RsmmError, ValueError):
     """A results-grid spec or record that cannot be used."""
+
+
+class DiskFullError(RsmmError, OSError):
+    """The disk or the quota ran out while writing an output; the message names it."""

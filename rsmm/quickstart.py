@@ -31,6 +31,8 @@ from typing import Any
 import torch
 from lightning import Callback, LightningModule, Trainer, seed_everything
 
+from rsmm.atomic import atomic_open
+from rsmm.checkpoints.atomic_io import AtomicCheckpointIO
 from rsmm.datamodules import CoRegisteredStackDataModule
 from rsmm.export import export_encoders
 from rsmm.report import embed_test_split, pca_2d, read_confusion, read_logged, write_report
@@ -85,6 +87,7 @@ def _trainer(out: Path, epochs: int, metric: str) -> Trainer:
         default_root_dir=str(out),
         logger=CSVLogger(str(out), name=""),
         callbacks=[EpochLine(metric)],
+        plugins=[AtomicCheckpointIO()],  # tr.save_checkpoint: never a truncated file
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -243,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             - results[f"random init, {protocol}"]["test/OA"]
         )
         print(f"pre-training gain in overall accuracy, {protocol}: {gain:+.3f}")
-    torch.save({k: dict(v) for k, v in results.items()}, out / "results.pt")
+    with atomic_open(out / "results.pt", "wb") as fh:
+        torch.save({k: dict(v) for k, v in results.items()}, fh)
     print(f"done in {(time.perf_counter() - start) / 60:.1f} min")
     return 0

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rsmm.atomic import atomic_path
 from rsmm.errors import ConfigError, UnknownNameError
 
 
@@ -182,9 +183,9 @@ def write_report(
     fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=110)
+    finally:
+        plt.close(fig)
     return path

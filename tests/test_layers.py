@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rsmm"
 
 # bottom -> top; a module may import its own package's modules and anything below it
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("rsmm.errors", "rsmm.compat"),
+    ("rsmm.errors", "rsmm.compat", "rsmm.atomic"),
     ("rsmm.sensors",),
     ("rsmm.io", "rsmm.manifests", "rsmm.data_manifests", "rsmm.render"),
     ("rsmm.losses", "rsmm.hyperbolic", "rsmm.augment", "rsmm.models"),

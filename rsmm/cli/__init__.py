@@ -13,7 +13,8 @@ nor Lightning: each command imports what it needs once its options are parsed.
 
 Errors a user can cause (missing file, bad option value, wrong checkpoint) print one
 line ``rsmm: error: ...`` and exit with status 2; anything else is a bug and shows its
-traceback (:mod:`rsmm.cli.errors`).
+traceback (:mod:`rsmm.cli.errors`). An interruption (``SIGINT``, ``SIGTERM``) prints one
+line and exits with status 130 or 143.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rsmm.cli.errors import USER_ERRORS, debugging, report
+from rsmm.cli.errors import (
+    USER_ERRORS,
+    debugging,
+    interrupted_by,
+    report,
+    report_interruption,
+    reported_interruptions,
+)
 from rsmm.cli.train import TRAIN_COMMANDS, build_cli, run_training
 
 __all__ = ["DESCRIPTION", "TRAIN_COMMANDS", "USER_ERRORS", "build_cli", "main", "run_training"]
@@ -77,18 +85,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command not in TRAIN_COMMANDS and command not in COMMANDS:
         print(f"rsmm: error: unknown command {command!r}; see `rsmm --help`", file=sys.stderr)
         return 2
-    try:
-        if command in TRAIN_COMMANDS:
-            run_training(command, rest)
-            return 0
-        return importlib.import_module(COMMANDS[command]).main(rest)
-    except BrokenPipeError:  # the reader of stdout left (`rsmm pretrain --help | head`)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
-        return 1
-    except USER_ERRORS as err:
-        if debugging():  # the full traceback, for bug reports
-            raise
-        return report(err, command)
+    with reported_interruptions(lightning_handles_sigterm=command in TRAIN_COMMANDS) as seen:
+        try:
+            if command in TRAIN_COMMANDS:
+                run_training(command, rest)
+                status = 0
+            else:
+                status = importlib.import_module(COMMANDS[command]).main(rest)
+        except BrokenPipeError:  # the reader of stdout left (`rsmm pretrain --help | head`)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+            return 1
+        except USER_ERRORS as err:
+            if debugging():  # the full traceback, for bug reports
+                raise
+            return report(err, command)
+        except BaseException as err:  # Ctrl-C, SIGTERM, or a run stopped by one
+            sig = interrupted_by(err, seen)
+            if sig is None or debugging():
+                raise
+            return report_interruption(sig, command)
+    if seen.deferred is not None:  # SIGTERM while Lightning tested: it ran to its end
+        return report_interruption(seen.deferred, command)
+    return status
 
 
 if __name__ == "__main__":

@@ -4,6 +4,11 @@ A user error (:class:`rsmm.errors.RsmmError`, an invalid option found by argpars
 jsonargparse, an :class:`OSError` about a path the user gave) is printed as one line
 ``rsmm: error: ...`` with exit status 2. Anything else is a bug and reaches the terminal
 with its traceback.
+
+An interruption (``Ctrl-C`` = ``SIGINT``, ``SIGTERM`` from ``kill``, SLURM or Kubernetes)
+is one line ``rsmm: <command> interrupted by SIGINT ...`` with the shell's status for
+the signal (130, 143): :func:`reported_interruptions`. Outputs are written atomically
+(:mod:`rsmm.atomic`), so an interrupted command leaves each one as it was or complete.
 """
 
 from __future__ import annotations
@@ -11,7 +16,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from rsmm.errors import RsmmError
 
@@ -76,3 +86,94 @@ def report(err: BaseException, command: str) -> int:
     line = " ".join(str(msg).split())  # jsonargparse's messages span lines
     print(f"rsmm: error: {line}{hint}", file=sys.stderr)
     return 2
+
+
+class Terminated(BaseException):
+    """``SIGTERM`` reached a command: raised by the handler of
+    :func:`reported_interruptions`, like :class:`KeyboardInterrupt` for ``SIGINT`` (a
+    :class:`BaseException`, so that no ``except Exception`` swallows it)."""
+
+
+#: the exit status a shell reports for a process killed by the signal: 128 + its number
+SIGNAL_STATUS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+@dataclass
+class Interruptions:
+    """What :func:`reported_interruptions` saw: a ``SIGTERM`` that it left to Lightning."""
+
+    deferred: signal.Signals | None = None
+
+
+@contextmanager
+def reported_interruptions(lightning_handles_sigterm: bool) -> Iterator[Interruptions]:
+    """Handle ``SIGINT`` and ``SIGTERM`` while a command runs; the previous handlers are
+    put back afterwards.
+
+    The first signal raises :class:`KeyboardInterrupt` (``SIGINT``) or
+    :class:`Terminated` (``SIGTERM``) in the main thread, where ``except BaseException``
+    clean-ups remove temporary files; later ones are ignored while they run.
+
+    While Lightning fits or tests, it installs its own ``SIGTERM`` handler (it finishes
+    the batch and sets ``trainer.received_sigterm``) and calls this one after it. With
+    ``lightning_handles_sigterm`` (the training commands, whose callbacks save a
+    checkpoint and stop) this one then only notes the signal in the returned
+    :class:`Interruptions`; otherwise (a quick start's fits) it raises as above.
+
+    A process forked from this one (a DataLoader worker) gets the default behaviour.
+    """
+    seen = Interruptions()
+    owner = os.getpid()
+    installed: dict[signal.Signals, object] = {}
+
+    def handler(signum: int, frame: object) -> None:
+        sig = signal.Signals(signum)
+        if os.getpid() != owner:  # a forked worker: what it would do without rsmm
+            if sig == signal.SIGINT:
+                raise KeyboardInterrupt
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+            return
+        if signal.getsignal(sig) is not handler and lightning_handles_sigterm:
+            seen.deferred = sig  # called by Lightning's handler: it stops the run
+            return
+        for s in SIGNAL_STATUS:  # a second Ctrl-C must not break the clean-up
+            signal.signal(s, signal.SIG_IGN)
+        raise KeyboardInterrupt if sig == signal.SIGINT else Terminated
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in SIGNAL_STATUS:
+            installed[sig] = signal.signal(sig, handler)
+    try:
+        yield seen
+    finally:
+        for sig, previous in installed.items():
+            signal.signal(sig, previous)  # type: ignore[arg-type]
+
+
+def interrupted_by(err: BaseException, seen: Interruptions) -> signal.Signals | None:
+    """The signal that ``err`` reports, if any: ``SIGINT`` for a
+    :class:`KeyboardInterrupt` and for Lightning's ``sys.exit(1)`` after one, ``SIGTERM``
+    for :class:`Terminated` and for a ``SystemExit`` after a ``SIGTERM`` that Lightning
+    handled (its ``SIGTERMException``, status 0, or a callback's ``SystemExit(143)``
+    after saving a checkpoint)."""
+    if isinstance(err, KeyboardInterrupt):
+        return signal.SIGINT
+    if isinstance(err, Terminated):
+        return signal.SIGTERM
+    if isinstance(err, SystemExit):
+        if isinstance(err.__context__, KeyboardInterrupt):
+            return signal.SIGINT  # Lightning's graceful shutdown after Ctrl-C
+        if seen.deferred == signal.SIGTERM:
+            return signal.SIGTERM
+    return None
+
+
+def report_interruption(sig: signal.Signals, command: str) -> int:
+    """Print the one line of an interrupted command; returns the shell's status for ``sig``."""
+    print(
+        f"rsmm: {command} interrupted by {sig.name}; complete outputs are kept, unfinished "
+        "ones were not written",
+        file=sys.stderr,
+    )
+    return SIGNAL_STATUS[sig]

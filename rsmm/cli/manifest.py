@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -134,6 +133,7 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
 
 
 def _build(a: argparse.Namespace) -> int:
+    from rsmm.atomic import commit
     from rsmm.stacks import build_manifest, write_manifest
     from rsmm.stacks.manifest import check_output_path, render_figure
 
@@ -153,7 +153,7 @@ def _build(a: argparse.Namespace) -> int:
     try:
         write_manifest(manifest, a.out)
         if figure is not None:
-            os.replace(figure, a.map)
+            commit(figure, a.map)
     finally:
         if figure is not None:
             figure.unlink(missing_ok=True)
@@ -183,6 +183,7 @@ def main(argv: Sequence[str]) -> int:
     if a.action == "build":
         return _build(a)
 
+    from rsmm.atomic import write_text
     from rsmm.datasets import dataset_class
     from rsmm.manifests import compute_band_stats, load_manifest
 
@@ -202,7 +203,7 @@ def main(argv: Sequence[str]) -> int:
             man["modalities"][m]["stats_source"] = (
                 f"rsmm manifest stats on {n} samples of split {a.split!r} of {a.root}"
             )
-        Path(a.out).write_text(json.dumps(man, indent=2))
+        write_text(a.out, json.dumps(man, indent=2))
         print(f"wrote {a.out}")
     else:
         print(

@@ -68,14 +68,29 @@ def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) 
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+    from lightning.pytorch.plugins.io import CheckpointIO
 
+    from rsmm.checkpoints.atomic_io import AtomicCheckpointIO
     from rsmm.datamodules.base import MultiModalDataModule
 
     class RunCLI(LightningCLI):
+        #: the topmost folder of the run root that this run creates (removed again,
+        #: when left without a file, by a run that fails: :func:`_discard_failed_run`)
+        fresh_root: Path | None = None
+
         def instantiate_trainer(self, **kwargs: Any) -> Any:
             trainer = self._get(self.config_init, "trainer", default={})
+            root = trainer.get("default_root_dir") or default_root
+            where = Path(root).absolute()
+            missing = [p for p in (where, *where.parents) if not p.exists()]
+            self.fresh_root = missing[-1] if missing else None
+            # checkpoints through a temporary file and a rename: never a truncated
+            # last.ckpt (kept out of the saved config, like the loggers)
+            plugins = trainer.get("plugins") or []
+            plugins = list(plugins) if isinstance(plugins, list) else [plugins]
+            if not any(isinstance(p, CheckpointIO) for p in plugins):
+                kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
             if trainer.get("logger") is None:  # not chosen by the user
-                root = trainer.get("default_root_dir") or default_root
                 csv = CSVLogger(root, name="")
                 kwargs["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version)]
             return super().instantiate_trainer(**kwargs)
@@ -114,14 +129,17 @@ def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) 
         raise cause from None
 
 
-def _discard_failed_run(log_dir: str | None, existed: bool) -> None:
-    """Remove the run folder a failed command created, unless it holds a checkpoint."""
+def _discard_failed_run(log_dir: str | None, existed: bool, fresh_root: Path | None = None) -> None:
+    """Remove the run folder a failed command created, unless it holds a checkpoint, and
+    the folders above it that it created (``fresh_root``) when they hold no file."""
     import shutil
 
-    if log_dir is None or existed or not Path(log_dir).is_dir():
-        return
-    if not any(Path(log_dir).rglob("*.ckpt")):
-        shutil.rmtree(log_dir, ignore_errors=True)
+    if log_dir is not None and not existed and Path(log_dir).is_dir():
+        if not any(Path(log_dir).rglob("*.ckpt")):
+            shutil.rmtree(log_dir, ignore_errors=True)
+    if fresh_root is not None and fresh_root.is_dir():
+        if not any(p.is_file() or p.is_symlink() for p in fresh_root.rglob("*")):
+            shutil.rmtree(fresh_root, ignore_errors=True)
 
 
 def _run_trainer(command: str, trainer: Any, model: Any, dm: Any, ckpt: str | None) -> None:
@@ -182,7 +200,7 @@ def run_training(
         # on_load_checkpoint), not Lightning's RuntimeError
         _run_trainer(command, trainer, model, dm, ckpt)
     except USER_ERRORS:
-        _discard_failed_run(log_dir, existed)
+        _discard_failed_run(log_dir, existed, cli.fresh_root)
         raise
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     print(f"run directory: {trainer.log_dir}")

@@ -2,24 +2,23 @@
 metadata to ``rsmm-encoders.json`` and a model card, atomically.
 
 The export is written to a temporary directory beside the target and renamed into
-place, so a failure never leaves a half-written export; ``overwrite`` only ever
-replaces a previous export.
+place (:func:`rsmm.atomic.atomic_dir`), so a failure, ``Ctrl-C`` or full disk never
+leaves a half-written export, and the temporary directory of a killed export is removed
+by the next one; ``overwrite`` only ever replaces a previous export.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 import rsmm
+from rsmm.atomic import atomic_dir
 from rsmm.checkpoints import META_FILE, CheckpointRecord, load_checkpoint
 from rsmm.errors import ExportError
 from rsmm.export.card import method_description, model_card
@@ -54,22 +53,6 @@ def _check_target(out_dir: Path, overwrite: bool) -> None:
         )
 
 
-def _swap_in(tmp: Path, out_dir: Path) -> None:
-    """Rename ``tmp`` to ``out_dir``; a previous export is moved aside first, put back
-    if the rename fails, and deleted once the new export is in place."""
-    if not out_dir.exists():
-        tmp.rename(out_dir)
-        return
-    old = out_dir.parent / f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-    out_dir.rename(old)
-    try:
-        tmp.rename(out_dir)
-    except BaseException:
-        old.rename(out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _write_encoder(
     record: CheckpointRecord,
     state_dict: Mapping[str, torch.Tensor],
@@ -87,9 +70,9 @@ def _write_encoder(
     kwargs = dict(record.hparams.get("backbone_kwargs") or {})
     net = build_backbone(arch, record.in_channels[m], **kwargs)
     net.load_state_dict(tensors, strict=True)
-    save_file(
-        tensors, str(tmp / f"{m}.safetensors"), metadata={"architecture": arch, "modality": m}
-    )
+    # serialised in memory and written by Python: a full disk is an OSError naming it
+    data = save(tensors, metadata={"architecture": arch, "modality": m})
+    (tmp / f"{m}.safetensors").write_bytes(data)
     sensor = info.get("sensors", {}).get(m, m)
     entry = {
         "file": f"{m}.safetensors",
@@ -148,6 +131,7 @@ def export_encoders(
     Raises:
         ExportError: for an unknown format, an existing target that is not a previous
             export, an unreadable checkpoint or a modality it has no encoder for.
+        DiskFullError: the disk or quota ran out (a previous export is unchanged).
     """
     if format not in FORMATS:
         raise ExportError(f"format: unknown {format!r}; use {' or '.join(FORMATS)}")
@@ -176,15 +160,9 @@ def export_encoders(
         "config": jsonable(record.hparams),
         "run_config": read_run_config(run),
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_dir(out_dir) as tmp:
         for m in mods:
             meta["modalities"][m] = _write_encoder(record, ckpt["state_dict"], m, tmp, format)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         (tmp / "MODEL_CARD.md").write_text(model_card(meta, metrics))
-        _swap_in(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from rsmm.atomic import write_text
 from rsmm.grid.spec import Grid, GridError, Protocol, Row
 from rsmm.grid.table import Result, write_tables
 
@@ -78,9 +79,7 @@ def read_test_metrics(metrics_csv: Path) -> dict[str, float]:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    write_text(path, json.dumps(data, indent=2))
 
 
 def inputs_of(config: Path, checkpoint: Path | None = None) -> dict[str, Any]:

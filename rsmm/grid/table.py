@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from rsmm.atomic import atomic_open, write_text
 from rsmm.grid.spec import Grid
 
 
@@ -101,11 +102,7 @@ def write_tables(grid: Grid, results: Sequence[Result]) -> tuple[Path, Path]:
     """Write ``results.md`` and ``results.csv`` under the grid's output directory."""
     grid.out.mkdir(parents=True, exist_ok=True)
     md, table = grid.out / "results.md", grid.out / "results.csv"
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(markdown_table(grid, results))
-    tmp.replace(md)
-    tmp = table.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
+    write_text(md, markdown_table(grid, results))
+    with atomic_open(table, "w", newline="") as fh:
         csv.writer(fh).writerows(csv_rows(grid, results))
-    tmp.replace(table)
     return md, table

@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from rsmm.atomic import write_text
 from rsmm.errors import WeightsError
 
 
@@ -96,7 +97,7 @@ def write_sidecar(
     if mean is not None and std is not None:
         info["mean"], info["std"] = list(_numbers(mean) or ()), list(_numbers(std) or ())
     out = sidecar_path(path)
-    out.write_text(json.dumps(info, indent=2) + "\n")
+    write_text(out, json.dumps(info, indent=2) + "\n")
     return out
 
 

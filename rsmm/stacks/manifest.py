@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +50,14 @@ from typing import Any
 
 import numpy as np
 
+from rsmm.atomic import (
+    atomic_path,
+    commit,
+    disk_full_error,
+    is_disk_full,
+    remove_stale,
+    temp_path,
+)
 from rsmm.errors import ConfigError, DatasetNotFoundError
 from rsmm.manifests import DatasetManifest, ModalityInfo
 from rsmm.stacks.splits import SPLITS
@@ -212,15 +219,14 @@ def _relative(path: str, base: Path) -> str:
         return path
 
 
-def _atomic_target(path: Path) -> tuple[int, str]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-
-
 def write_manifest(manifest: ChipManifest, path: str | Path) -> Path:
-    """Write ``manifest`` as GeoParquet at ``path`` (via a temporary file, then a rename).
+    """Write ``manifest`` as GeoParquet at ``path``, atomically (a temporary file beside
+    it, ``fsync``, rename: :func:`rsmm.atomic.atomic_path`).
 
     File paths become relative to ``path``'s folder.
+
+    Raises:
+        DiskFullError: the disk or quota ran out (a previous file at ``path`` is unchanged).
     """
     import pyarrow.parquet as pq
 
@@ -234,19 +240,13 @@ def write_manifest(manifest: ChipManifest, path: str | Path) -> Path:
     meta["modalities"] = {
         m: {**info, "root": _relative(info["root"], base)} for m, info in meta["modalities"].items()
     }
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         chips.to_parquet(tmp, index=False)
         table = pq.read_table(tmp)
         table = table.replace_schema_metadata(
             {**(table.schema.metadata or {}), META_KEY: json.dumps(meta).encode()}
         )
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     manifest.path = path
     return path
 
@@ -259,29 +259,35 @@ def coverage(chips: Any) -> list[set[str]]:
 def render_figure(fig, path: str | Path) -> Path:
     """Save a matplotlib figure to a temporary file next to ``path`` and close it.
 
-    The caller renames the returned file onto ``path`` (``os.replace``) once every
-    output is ready, or deletes it; nothing is left behind on an error here.
+    The caller moves the returned file onto ``path`` (:func:`rsmm.atomic.commit`) once
+    every output is ready, or deletes it; nothing is left behind on an error here.
+
+    Raises:
+        DiskFullError: the disk or quota ran out (names ``path``).
     """
     import matplotlib.pyplot as plt
 
     path = Path(path)
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path.parent)
+    tmp = temp_path(path)
     try:
         fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=120)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as err:
+        tmp.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise disk_full_error(path) from err
         raise
     finally:
         plt.close(fig)
-    return Path(tmp)
+    return tmp
 
 
 def save_figure(fig, path: str | Path) -> Path:
-    """Save a matplotlib figure through a temporary file and a rename."""
+    """Save a matplotlib figure atomically (a temporary file, ``fsync``, rename)."""
     tmp = render_figure(fig, path)
     try:
-        os.replace(tmp, path)
+        commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return Path(path)

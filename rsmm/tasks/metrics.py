@@ -21,6 +21,8 @@ from torchmetrics.classification import (
     MultilabelAveragePrecision,
 )
 
+from rsmm.atomic import atomic_open, atomic_path
+
 
 def classification_metrics(num_classes: int, multilabel: bool = False) -> MetricCollection:
     """The metric collection of a fine-tuning split."""
@@ -81,7 +83,7 @@ def save_confusion(
     out_dir.mkdir(parents=True, exist_ok=True)
     cm = cm.detach().cpu().long()
     csv_path = out_dir / f"{stem}.csv"
-    with csv_path.open("w", newline="") as fh:
+    with atomic_open(csv_path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["true \\ predicted", *classes])
         for name, row in zip(classes, cm.tolist()):
@@ -100,6 +102,9 @@ def save_confusion(
                 ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=6)
     fig.tight_layout()
     png_path = out_dir / f"{stem}.png"
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
+    finally:
+        plt.close(fig)
     return csv_path, png_path
