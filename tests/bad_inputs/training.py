@@ -13,8 +13,6 @@ FINETUNE = str(CONFIGS / "synthetic" / "finetune.yaml")
 TINY = ["--data.num_samples", "16", "--data.size", "8", "--data.batch_size", "8"]
 TINY += ["--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false"]
 TINY += ["--trainer.accelerator", "cpu"]
-# these fail with one line, but leave an empty runs/<command> folder behind
-H2 = "fixed by h2: empty run folders on early failure"
 
 
 def pretrain(*args: str) -> list[str]:
@@ -92,17 +90,17 @@ def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(pretrain("--model.loss", "ntxnet"), ("ntxnet",))
 
 
-@case("train-unknown-backbone", xfail=H2)
+@case("train-unknown-backbone")
 def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(pretrain("--model.backbone", "resnet9000"), ("resnet9000",))
 
 
-@case("train-unknown-augment-preset", xfail=H2)
+@case("train-unknown-augment-preset")
 def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(pretrain("--data.augment", "mm_pretrian"), ("mm_pretrian",))
 
 
-@case("train-unknown-modality", xfail=H2)
+@case("train-unknown-modality")
 def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(pretrain("--data.modalities", "[s1, s3]"), ("s3",))
 
@@ -145,14 +143,14 @@ def _(tmp: Path, shared: Shared) -> Cli:
 # --- data and checkpoints -------------------------------------------------------------
 
 
-@case("train-missing-data-root", xfail=H2)
+@case("train-missing-data-root")
 def _(tmp: Path, shared: Shared) -> Cli:
     config = str(CONFIGS / "stacks" / "pretrain.yaml")
     args = ["--data.init_args.root", str(tmp / "chips.parquet"), "--trainer.accelerator", "cpu"]
     return Cli(["pretrain", "--config", config, *args], ("chips.parquet",))
 
 
-@case("train-missing-benchmark-root", xfail=H2)
+@case("train-missing-benchmark-root")
 def _(tmp: Path, shared: Shared) -> Cli:
     config = str(CONFIGS / "eurosat" / "finetune_ms.yaml")
     args = ["--data.init_args.root", str(tmp / "eurosat"), "--trainer.accelerator", "cpu"]
@@ -181,12 +179,12 @@ def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(finetune("--ckpt_path", str(shared.pretrain_ckpt)), (str(shared.pretrain_ckpt),))
 
 
-@case("finetune-pretrained-missing", xfail=H2)
+@case("finetune-pretrained-missing")
 def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(finetune("--model.pretrained", str(tmp / "enc.ckpt")), ("enc.ckpt",))
 
 
-@case("finetune-pretrained-wrong-modalities", xfail=H2)
+@case("finetune-pretrained-wrong-modalities")
 def _(tmp: Path, shared: Shared) -> Cli:
     # the pre-training had s2 and naip; the synthetic data are s1 and s2
     return Cli(finetune("--model.pretrained", str(shared.pretrain_ckpt)), ("s1",))
