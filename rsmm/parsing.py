@@ -18,6 +18,7 @@ Each reader takes the :class:`~rsmm.errors.RsmmError` subclass its caller docume
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import re
 import sys
@@ -52,9 +53,25 @@ class OptionParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
 
+    def option_names(self) -> list[str]:
+        """Every ``--option`` of this parser and of its sub-command parsers."""
+        names = [s for s in self._option_string_actions if s.startswith("--")]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    names += sub.option_names() if isinstance(sub, OptionParser) else []
+        return list(dict.fromkeys(names))
+
     def error(self, message: str) -> NoReturn:
-        """Print ``message`` as one line and exit with status 2."""
+        """Print ``message`` as one line (an unknown option with the closest valid one)
+        and exit with status 2."""
         line = " ".join(message.split())
+        unknown = re.match(r"unrecognized arguments: (.*)", line)
+        option = next((t for t in unknown[1].split() if t.startswith("-")), None) if unknown else None
+        if option is not None:
+            name = option.split("=", 1)[0]
+            close = difflib.get_close_matches(name, self.option_names(), n=1, cutoff=0.6)
+            line = f"unknown option {name}" + (f"; did you mean {close[0]}?" if close else "")
         print(f"rsmm: error: {line} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(2)
 

@@ -79,7 +79,7 @@ def median_times(
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and print its table; returns the results as a dict."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")
     parser.add_argument("--batch-size", type=int, default=256)

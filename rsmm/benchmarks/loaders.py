@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     from rsmm.datasets import SEN12MS, MeterML
 
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(allow_abbrev=False, description=__doc__)
     p.add_argument(
         "--fixtures",
         default=str(CHECKOUT.parent / "shared" / "fixtures" / "torchgeo"),

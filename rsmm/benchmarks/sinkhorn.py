@@ -99,7 +99,7 @@ def run_case(
 
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark; returns ``{"device": ..., "threads": ..., "cases": [...]}``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(allow_abbrev=False, description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--iters", type=int, default=100)

@@ -76,6 +76,11 @@ def _readable(message: str) -> str:
         key = _KEY.match(message)
         return f"{key['key']}: {_detail(key['detail'])}" if key else message
     first = match["first"].strip()
+    types = re.findall(r"^\s*- Expected a <class '([\w.]+)'>\s*$", message, re.M)
+    value = re.search(r"\n\s*Given value: (?P<value>.*)\Z", message)
+    if value and types and "class_path" not in first:  # a value of none of the types
+        names = " or ".join("null" if t == "NoneType" else t for t in types)
+        return f"{match['key']}: expected {names}, got {value['value'].strip()!r}"
     given = _CLASS_PATH.match(first)
     if given is not None:
         first = given["detail"].strip()
