@@ -67,7 +67,9 @@ class OptionParser(argparse.ArgumentParser):
         and exit with status 2."""
         line = " ".join(message.split())
         unknown = re.match(r"unrecognized arguments: (.*)", line)
-        option = next((t for t in unknown[1].split() if t.startswith("-")), None) if unknown else None
+        option = (
+            next((t for t in unknown[1].split() if t.startswith("-")), None) if unknown else None
+        )
         if option is not None:
             name = option.split("=", 1)[0]
             close = difflib.get_close_matches(name, self.option_names(), n=1, cutoff=0.6)

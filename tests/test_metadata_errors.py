@@ -76,7 +76,11 @@ def test_the_undamaged_export_loads(export: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
-        (lambda m: m["modalities"]["s1"].pop("architecture"), "modalities.s1.architecture", "missing"),
+        (
+            lambda m: m["modalities"]["s1"].pop("architecture"),
+            "modalities.s1.architecture",
+            "missing",
+        ),
         (lambda m: m["modalities"]["s1"].pop("file"), "modalities.s1.file", "missing"),
         (lambda m: m["modalities"]["s1"].pop("in_chans"), "modalities.s1.in_chans", "missing"),
         (
@@ -230,7 +234,10 @@ def test_a_malicious_pickle_is_refused_without_torchs_advice(tmp_path: Path) -> 
     [
         (lambda tmp: b"", "the file ends early"),
         (lambda tmp: b"not a checkpoint", "corrupt, truncated or not a torch file"),
-        (lambda tmp: b"\x00" * 131072, "corrupt, truncated or not a torch file"),  # a full disk's leftover
+        (
+            lambda tmp: b"\x00" * 131072,
+            "corrupt, truncated or not a torch file",
+        ),  # a full disk's leftover
         (lambda tmp: _checkpoint_bytes(tmp)[:200], "corrupt, truncated or not a torch file"),
         (lambda tmp: _checkpoint_bytes(tmp)[:-30], "corrupt, truncated or not a torch file"),
     ],
@@ -279,4 +286,3 @@ def test_the_export_command_refuses_a_malicious_checkpoint_in_one_line(
     assert line.startswith("rsmm: error: cannot read checkpoint") and str(evil) in line
     assert "weights_only" not in line and not marker.exists()
     assert not (tmp_path / "out").exists()
-

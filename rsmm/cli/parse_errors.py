@@ -145,7 +145,9 @@ _NOT_ACCEPTED = re.compile(r"^(?:(?P<group>[\w.]+): )?Option '(?P<option>[\w.]+)
 _KEYED = re.compile(r"^(?P<key>[\w.]+): (?P<detail>.+)$")
 
 
-def explain(err: argparse.ArgumentError, parser: argparse.ArgumentParser, args: Sequence[str]) -> str:
+def explain(
+    err: argparse.ArgumentError, parser: argparse.ArgumentParser, args: Sequence[str]
+) -> str:
     """jsonargparse's parse error as one line naming the option, and the config file
     that sets it when it does not come from the command line."""
     raw = str(err)
