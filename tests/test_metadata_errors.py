@@ -8,6 +8,7 @@ repeated."""
 from __future__ import annotations
 
 import builtins
+import importlib
 import json
 import pickle
 import re
@@ -21,7 +22,7 @@ from safetensors.torch import save_file
 
 from rsmm.checkpoints import load_checkpoint, read_record
 from rsmm.cli import main
-from rsmm.errors import CheckpointError, ExportError
+from rsmm.errors import CheckpointError, ConfigError, ExportError, GridError
 from rsmm.export import META_FILE, export_encoders, load_encoder
 from rsmm.tasks import PretrainTask
 
@@ -286,3 +287,101 @@ def test_the_export_command_refuses_a_malicious_checkpoint_in_one_line(
     assert line.startswith("rsmm: error: cannot read checkpoint") and str(evil) in line
     assert "weights_only" not in line and not marker.exists()
     assert not (tmp_path / "out").exists()
+
+
+# -- JSON and YAML metadata ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.pop("name"), "name: missing"),
+        (lambda m: m["modalities"]["s2"].pop("sensor"), "modalities.s2.sensor: missing"),
+        (
+            lambda m: m["modalities"]["s2"].update(bands="B02"),
+            "modalities.s2.bands: expected a list, got str 'B02'",
+        ),
+        (lambda m: m["modalities"].update(s2=3), "modalities.s2: expected a mapping, got int 3"),
+        (
+            lambda m: m["modalities"]["s2"].update(stats={"B02": 5}),
+            "modalities.s2.stats: expected {band: [mean, std]}",
+        ),
+        (
+            lambda m: m["modalities"]["s2"].update(offset="x"),
+            "modalities.s2.offset: expected a number",
+        ),
+    ],
+)
+def test_a_dataset_manifest_names_the_file_and_field(
+    tmp_path: Path, change: Callable[[dict[str, Any]], Any], message: str
+) -> None:
+    from rsmm.manifests import load_manifest
+
+    data = load_manifest("eurosat").to_dict()
+    change(data)
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    one_line(info.value, f"{path}: {message}")
+
+
+def test_a_dataset_manifest_that_is_not_json(tmp_path: Path) -> None:
+    from rsmm.manifests import load_manifest
+
+    path = tmp_path / "mine.json"
+    path.write_text('{"name": "x",\n "modalities": }')
+    with pytest.raises(ConfigError) as info:
+        load_manifest(path)
+    one_line(info.value, f"{path}:2:16: invalid JSON (dataset manifest)")
+
+
+@pytest.mark.parametrize(
+    ("reader", "error", "prefix"),
+    [
+        ("rsmm.stacks.spec:load_spec", ConfigError, "invalid stack spec "),
+        ("rsmm.grid:load_grid", GridError, ""),
+        ("rsmm.augment.presets:load_preset", ConfigError, "invalid augmentation preset "),
+        ("rsmm.hyperbolic:LabelTree.from_yaml", ConfigError, "invalid hierarchy "),
+    ],
+)
+def test_a_yaml_syntax_error_names_file_line_and_column(
+    tmp_path: Path, reader: str, error: type[Exception], prefix: str
+) -> None:
+    module, _, name = reader.partition(":")
+    target: Any = importlib.import_module(module)
+    for part in name.split("."):
+        target = getattr(target, part)
+    path = tmp_path / "mine.yaml"
+    path.write_text("a: 1\nb: [1, 2\nc: 3\n")
+    with pytest.raises(error) as info:
+        target(path)
+    text = one_line(info.value, f"{prefix}{path}:3:")
+    assert "<unicode string>" not in text and "flow sequence" in text
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        (b"{not json", "corrupt 'rsmm' metadata (invalid JSON"),
+        (b"[1]", "expected a mapping, got list"),
+        (b'{"format_version": 1}', "modalities: missing"),
+        (b'{"format_version": 1, "modalities": {"s2": {}}}', "modalities.s2.root: missing"),
+    ],
+)
+def test_a_chip_manifest_with_corrupt_metadata(tmp_path: Path, meta: bytes, message: str) -> None:
+    import geopandas as gpd
+    import pyarrow.parquet as pq
+    from shapely.geometry import box
+
+    from rsmm.stacks import read_manifest
+
+    path = tmp_path / "chips.parquet"
+    gpd.GeoDataFrame({"label": [0], "files_s2": ["[]"]}, geometry=[box(0, 0, 1, 1)]).to_parquet(
+        path
+    )
+    table = pq.read_table(path)
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"rsmm": meta}), path)
+    with pytest.raises(ConfigError) as info:
+        read_manifest(path)
+    one_line(info.value, path, message)
