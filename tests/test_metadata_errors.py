@@ -385,3 +385,16 @@ def test_a_chip_manifest_with_corrupt_metadata(tmp_path: Path, meta: bytes, mess
     with pytest.raises(ConfigError) as info:
         read_manifest(path)
     one_line(info.value, path, message)
+
+
+def test_a_weights_file_that_is_a_malicious_pickle(tmp_path: Path) -> None:
+    from rsmm.errors import WeightsError
+    from rsmm.models.backbones import read_state_dict
+
+    marker, path = tmp_path / "executed", tmp_path / "weights.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": _Opens(marker)}, path)
+    with pytest.raises(WeightsError) as info:
+        read_state_dict(path)
+    text = one_line(info.value, f"cannot read weights from {path}", "io.open")
+    assert "weights_only" not in text and text.count("cannot read") == 1
+    assert not marker.exists()
