@@ -38,6 +38,8 @@ from typing import Any
 import torch
 
 from rsmm.errors import ConfigError, DatasetFileError, DatasetNotFoundError, UnknownNameError
+from rsmm.parsing import describe, mapping, read_json
+from rsmm.parsing import field as require
 from rsmm.sensors import check_units, get_sensor
 
 MANIFEST_PACKAGE = "rsmm.data_manifests"
@@ -123,33 +125,54 @@ class DatasetManifest:
         }
 
 
-def parse_manifest(data: Mapping[str, Any], source: str = "<dict>") -> DatasetManifest:
-    """Build a :class:`DatasetManifest` from its JSON form, naming ``source`` on errors."""
+def _parse_stats(value: Any, source: str, where: str) -> dict[str, tuple[float, float]] | None:
+    if value is None:
+        return None
     try:
-        modalities = {}
-        for key, m in data["modalities"].items():
-            stats = m.get("stats")
-            modalities[key] = ModalityInfo(
-                sensor=m["sensor"],
-                bands=tuple(m["bands"]),
-                units=m["units"],
-                offset=float(m.get("offset", 0.0)),
-                processing_level=m.get("processing_level"),
-                stats=None
-                if stats is None
-                else {b: (float(v[0]), float(v[1])) for b, v in stats.items()},
-                stats_source=m.get("stats_source"),
-            )
-        known = {"name", "description", "classes", "modalities"}
-        return DatasetManifest(
-            name=data["name"],
-            classes=tuple(data.get("classes", ())),
-            modalities=modalities,
-            description=data.get("description", ""),
-            extra={k: v for k, v in data.items() if k not in known},
+        return {str(b): (float(v[0]), float(v[1])) for b, v in mapping(value, source, where).items()}
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise ConfigError(
+            f"{source}: {where}: expected {{band: [mean, std]}}, got {describe(value)}"
+        ) from None
+
+
+def parse_manifest(data: Mapping[str, Any], source: str = "<dict>") -> DatasetManifest:
+    """Build a :class:`DatasetManifest` from its JSON form.
+
+    Raises:
+        ConfigError: naming ``source`` and the field that is missing or mistyped
+            (``modalities.s2.bands: expected a list, got str 'B02'``).
+    """
+    data = mapping(data, source)
+    modalities = {}
+    for key, m in require(data, "modalities", dict, source).items():
+        where = f"modalities.{key}"
+        m = mapping(m, source, where)
+        bands = require(m, "bands", list, source, where)
+        if not all(isinstance(b, str) for b in bands):
+            raise ConfigError(f"{source}: {where}.bands: expected band names, got {bands!r}")
+        modalities[key] = ModalityInfo(
+            sensor=require(m, "sensor", str, source, where),
+            bands=tuple(bands),
+            units=require(m, "units", str, source, where),
+            offset=float(require(m, "offset", float, source, where, required=False) or 0.0),
+            processing_level=require(
+                m, "processing_level", (str, type(None)), source, where, required=False
+            ),
+            stats=_parse_stats(m.get("stats"), source, f"{where}.stats"),
+            stats_source=require(
+                m, "stats_source", (str, type(None)), source, where, required=False
+            ),
         )
-    except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"invalid dataset manifest {source}: {err}") from err
+    classes = require(data, "classes", list, source, required=False) or ()
+    known = {"name", "description", "classes", "modalities"}
+    return DatasetManifest(
+        name=require(data, "name", str, source),
+        classes=tuple(str(c) for c in classes),
+        modalities=modalities,
+        description=require(data, "description", str, source, required=False) or "",
+        extra={k: v for k, v in data.items() if k not in known},
+    )
 
 
 def load_manifest(name_or_path: str | Path) -> DatasetManifest:
@@ -168,7 +191,7 @@ def load_manifest(name_or_path: str | Path) -> DatasetManifest:
     if path.suffix == ".json" or len(path.parts) > 1 or (path.exists() and not packaged):
         if not path.is_file():
             raise DatasetNotFoundError(f"manifest file not found: {path}")
-        return parse_manifest(json.loads(path.read_text()), str(path))
+        return parse_manifest(read_json(path, "dataset manifest"), str(path))
     if not res.is_file():
         available = sorted(
             p.name[: -len(".json")]

@@ -18,7 +18,6 @@ small; ``rsmm pretrain`` on real data reads them every epoch).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import shutil
 import sys
@@ -35,6 +34,7 @@ from rsmm.atomic import atomic_open
 from rsmm.checkpoints.atomic_io import AtomicCheckpointIO
 from rsmm.datamodules import CoRegisteredStackDataModule
 from rsmm.export import export_encoders
+from rsmm.parsing import OptionParser
 from rsmm.report import embed_test_split, pca_2d, read_confusion, read_logged, write_report
 from rsmm.stacks.build import build_manifest
 from rsmm.stacks.manifest import save_figure, write_manifest
@@ -143,7 +143,7 @@ def build_scene_manifest(out: Path, side: float, stride: float, seed: int) -> Pa
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
+    p = OptionParser(
         prog="rsmm quickstart",
         description="Generate a co-registered S1/S2/NAIP GeoTIFF scene, build its chip "
         "manifest, pre-train one encoder per modality, fine-tune (and linear-probe) on 10%% "

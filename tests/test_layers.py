@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rsmm"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("rsmm.errors", "rsmm.compat", "rsmm.atomic"),
     ("rsmm.sensors",),
-    ("rsmm.io", "rsmm.manifests", "rsmm.data_manifests", "rsmm.render"),
+    ("rsmm.io", "rsmm.parsing", "rsmm.manifests", "rsmm.data_manifests", "rsmm.render"),
     ("rsmm.losses", "rsmm.hyperbolic", "rsmm.augment", "rsmm.models"),
     ("rsmm.stacks",),
     ("rsmm.datasets",),

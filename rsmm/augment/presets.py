@@ -35,6 +35,7 @@ from rsmm.augment import sar as _sar  # noqa: F401
 from rsmm.augment.geometry import GeometryConfig
 from rsmm.augment.ops import Op, as_range, build_op
 from rsmm.errors import ConfigError
+from rsmm.parsing import yaml_problem
 
 #: Directory of the named presets (``rsmm/augment/recipes``, shipped inside the package).
 PRESET_DIR = Path(__file__).resolve().parent / "recipes"
@@ -179,7 +180,7 @@ def load_preset(preset: str | Path | Mapping[str, Any] | Preset) -> Preset:
         try:
             spec = yaml.safe_load(f)
         except yaml.YAMLError as err:
-            raise ConfigError(f"augmentation preset file {path} is not valid YAML: {err}") from None
+            raise ConfigError(f"invalid augmentation preset {yaml_problem(err, path)}") from None
     try:
         return parse_preset(spec or {}, name=path.stem)
     except ValueError as err:

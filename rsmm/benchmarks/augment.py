@@ -80,7 +80,7 @@ def median_times(
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark and print its table; returns the results as a dict."""
     parser = argparse.ArgumentParser(
-        prog="rsmm benchmark augment", description=__doc__.split("\n\n")[0]
+        prog="rsmm benchmark augment", allow_abbrev=False, description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--repeats", type=int, default=5, help="timed runs (median reported)")

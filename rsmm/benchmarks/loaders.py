@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     from rsmm.datasets import SEN12MS, MeterML
 
-    p = argparse.ArgumentParser(prog="rsmm benchmark loaders", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="rsmm benchmark loaders", allow_abbrev=False, description=__doc__
+    )
     p.add_argument(
         "--fixtures",
         default=str(CHECKOUT.parent / "shared" / "fixtures" / "torchgeo"),

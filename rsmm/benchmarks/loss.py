@@ -17,7 +17,7 @@ from rsmm.benchmarks.step import rsmm_step
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
-    p = argparse.ArgumentParser(prog="rsmm benchmark loss", description=__doc__)
+    p = argparse.ArgumentParser(prog="rsmm benchmark loss", allow_abbrev=False, description=__doc__)
     p.add_argument("--steps", type=step_count, default=6)
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="32-true")

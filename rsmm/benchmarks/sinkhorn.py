@@ -100,7 +100,7 @@ def run_case(
 def main(argv: Sequence[str] | None = None) -> dict:
     """Run the benchmark; returns ``{"device": ..., "threads": ..., "cases": [...]}``."""
     parser = argparse.ArgumentParser(
-        prog="rsmm benchmark sinkhorn", description=__doc__.splitlines()[0]
+        prog="rsmm benchmark sinkhorn", allow_abbrev=False, description=__doc__.splitlines()[0]
     )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--size", type=int, default=512)

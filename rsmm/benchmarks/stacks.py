@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         spec_from_dirs,
     )
 
-    p = argparse.ArgumentParser(prog="rsmm benchmark stacks", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="rsmm benchmark stacks", allow_abbrev=False, description=__doc__
+    )
     p.add_argument("--extent", type=float, default=2560.0, help="S2 scene side in metres")
     p.add_argument("--chip", type=float, default=320.0, help="chip side in metres")
     p.add_argument("--samples", type=int, default=200)

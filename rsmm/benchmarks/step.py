@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     from rsmm.losses.contrastive import mm_ntxent
     from rsmm.models import build_backbone
 
-    p = argparse.ArgumentParser(prog="rsmm benchmark step", description=__doc__)
+    p = argparse.ArgumentParser(prog="rsmm benchmark step", allow_abbrev=False, description=__doc__)
     p.add_argument("--steps", type=step_count, default=8)
     p.add_argument("--precision", default="32-true")
     p.add_argument("--device", default="cpu")

@@ -7,11 +7,12 @@ import importlib
 from collections.abc import Sequence
 
 from rsmm.benchmarks import BENCHMARKS
+from rsmm.parsing import OptionParser
 
 
 def main(argv: Sequence[str]) -> int:
     """Run ``rsmm benchmark <name> [options of the benchmark]``."""
-    p = argparse.ArgumentParser(
+    p = OptionParser(
         prog="rsmm benchmark",
         description="Side-by-side benchmarks (ratios against peers). "
         "`rsmm benchmark <name> --help` lists a benchmark's options.",

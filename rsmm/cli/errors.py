@@ -62,19 +62,43 @@ _UNION = re.compile(
     r".*?Errors:\s*\n\s*- (?P<first>.*?)(?:\n\s*- |\n\s*Given value|\Z)",
     re.S,
 )
+_KEY = re.compile(r'^Parser key "(?P<key>[^"]+)":\s*(?P<detail>.*)\Z', re.S)
+_CLASS_PATH = re.compile(r"^Problem with given class_path '(?P<path>[^']*)':\s*(?P<detail>.*)\Z", re.S)
+_EXPECTED = re.compile(r"Expected a <class '(?P<type>[\w.]+)'>(?:\. Got value: (?P<value>.*))?\Z", re.S)
+
+
+def _detail(text: str) -> str:
+    """``Expected a <class 'int'>. Got value: abc`` as ``expected int, got 'abc'``."""
+    match = _EXPECTED.match(text.strip())
+    if match is None:
+        return text.strip()
+    value = f", got {match['value'].strip()!r}" if match["value"] is not None else ""
+    return f"expected {match['type']}{value}"
 
 
 def _readable(message: str) -> str:
-    """jsonargparse's report on a ``class_path`` option (the datamodule), which lists
-    the failure of every type the option accepts, reduced to the given class's one:
-    ``data.batch_size: Expected a <class 'int'>. Got value: abc``."""
+    """jsonargparse's report on an option, which spans lines and, for a ``class_path``
+    option (the datamodule), lists the failure of every type the option accepts,
+    reduced to the option and its one cause: ``data.batch_size: expected int, got
+    'abc'``, ``data.class_path: cannot use 'nosuch.Mod': No module named 'nosuch'``."""
     match = _UNION.match(message)
     if match is None:
-        return message
-    first = re.sub(r"^Problem with given class_path '[^']*':\s*", "", match["first"].strip())
+        key = _KEY.match(message)
+        return f"{key['key']}: {_detail(key['detail'])}" if key else message
+    first = match["first"].strip()
+    types = re.findall(r"^\s*- Expected a <class '([\w.]+)'>\s*$", message, re.M)
+    value = re.search(r"\n\s*Given value: (?P<value>.*)\Z", message)
+    if value and types and "class_path" not in first:  # a value of none of the types
+        names = " or ".join("null" if t == "NoneType" else t for t in types)
+        return f"{match['key']}: expected {names}, got {value['value'].strip()!r}"
+    given = _CLASS_PATH.match(first)
+    if given is not None:
+        first = given["detail"].strip()
+        if "Parser key" not in first and "is not accepted" not in first:  # the class itself
+            return f"{match['key']}.class_path: cannot use '{given['path']}': {first}"
     keys = [match["key"], *re.findall(r'Parser key "([^"]+)":', first)]
     detail = re.sub(r'Parser key "[^"]+":\s*', "", first)
-    return f"{'.'.join(keys)}: {detail}"
+    return f"{'.'.join(keys)}: {_detail(detail)}"
 
 
 def report(err: BaseException, command: str) -> int:

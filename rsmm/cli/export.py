@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from rsmm.parsing import OptionParser
+
 
 def parser() -> argparse.ArgumentParser:
     """The options of ``rsmm export``."""
-    p = argparse.ArgumentParser(
+    p = OptionParser(
         prog="rsmm export",
         description="Write the encoders of a checkpoint as <modality>.safetensors plus "
         "rsmm-encoders.json (architecture, bands, per-band mean/std, GSD) and a model card. "

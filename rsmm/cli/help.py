@@ -170,7 +170,7 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 def short_help(command: str) -> str:
     """The help of ``rsmm <command> --help``: the data and model options first."""
-    p = argparse.ArgumentParser(
+    p = argparse.ArgumentParser(  # formats the help only: parses nothing
         prog=f"rsmm {command}",
         usage=f"rsmm {command} [--config FILE] [--data.OPTION VALUE] [--model.OPTION VALUE]\n"
         f"{' ' * len(f'usage: rsmm {command} ')}[--trainer.OPTION VALUE] [--seed_everything N] "

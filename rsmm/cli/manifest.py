@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from rsmm.errors import ConfigError, DatasetFileError
+from rsmm.parsing import OptionParser
 
 
 def _add_build_parser(sub: Any) -> None:
@@ -168,7 +169,7 @@ def main(argv: Sequence[str]) -> int:
     """Run ``rsmm manifest build|stats``."""
     import json
 
-    p = argparse.ArgumentParser(prog="rsmm manifest", description="Dataset manifests.")
+    p = OptionParser(prog="rsmm manifest", description="Dataset manifests.")
     sub = p.add_subparsers(dest="action", required=True)
     s = sub.add_parser("stats", help="recompute per-band mean/std of a dataset from its root")
     s.add_argument(

@@ -7,12 +7,14 @@ prints rsmm's short help (:mod:`rsmm.cli.help`); ``--help-all`` LightningCLI's.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rsmm.cli.errors import USER_ERRORS, wrapped_user_error
 from rsmm.cli.help import DESCRIPTIONS, short_help
+from rsmm.cli.parse_errors import check_config_files, explain
 from rsmm.errors import ConfigError
 
 TRAIN_COMMANDS = ("pretrain", "finetune", "linear-probe", "test")
@@ -38,14 +40,9 @@ def _pop_option(args: list[str], name: str) -> str | None:
 
 
 def _check_configs(args: Sequence[str]) -> None:
-    for i, a in enumerate(args):
-        path = (
-            args[i + 1]
-            if a == "--config" and i + 1 < len(args)
-            else (a.split("=", 1)[1] if a.startswith("--config=") else None)
-        )
-        if path is not None and not Path(path).is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+    """Missing, unparsable or non-mapping ``--config`` files, named before LightningCLI
+    reads them (:func:`rsmm.cli.parse_errors.check_config_files`)."""
+    check_config_files(args)
 
 
 def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) -> Any:
@@ -61,7 +58,9 @@ def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) 
     Raises:
         RsmmError: a class of the config refused its options (also when jsonargparse
             wrapped that error while instantiating a ``class_path``).
-        argparse.ArgumentError: an unknown option or an invalid value.
+        argparse.ArgumentError: an unknown option (abbreviations are not taken) or an
+            invalid value, in one line naming the option, and the config file that
+            sets it when it does not come from the command line.
     """
     import warnings
 
@@ -95,6 +94,12 @@ def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) 
                 kwargs["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version)]
             return super().instantiate_trainer(**kwargs)
 
+        def parse_arguments(self, parser: Any, args: Any) -> None:
+            try:
+                super().parse_arguments(parser, args)
+            except argparse.ArgumentError as err:  # one line naming the option or file
+                raise argparse.ArgumentError(None, explain(err, parser, args)) from err
+
     # rsmm parses its own argv and hands the rest over, which is what args= is for
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
     task = _task_class(command)
@@ -118,6 +123,8 @@ def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) 
                 "description": DESCRIPTIONS[command],
                 # raise instead of printing the whole usage block: main() prints one line
                 "exit_on_error": False,
+                # --trainer.max_epoch is a typo, not an abbreviation of --trainer.max_epochs
+                "allow_abbrev": False,
             },
         )
     except USER_ERRORS:

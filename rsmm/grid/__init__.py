@@ -42,7 +42,6 @@ started afresh (its stale ``runs/`` directory is removed first).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
@@ -56,6 +55,7 @@ from rsmm.grid.run import (
 )
 from rsmm.grid.spec import DOWNSTREAM_COMMANDS, Grid, GridError, Protocol, Row, load_grid
 from rsmm.grid.table import Result, aggregate, markdown_table, mean_std, write_tables
+from rsmm.parsing import OptionParser
 
 __all__ = [
     "DOWNSTREAM_COMMANDS",
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None, in_process_runner: Runner | None = N
         in_process_runner: the runner of ``--in-process`` (the ``rsmm`` command gives
             ``rsmm.cli.grid.in_process_runner``; this package does not import the CLI).
     """
-    p = argparse.ArgumentParser(
+    p = OptionParser(
         prog="rsmm grid",
         description="Run a results grid (pre-training configs x downstream protocols x "
         "seeds) through the rsmm command and write one table (Markdown + CSV, mean ± std "

@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rsmm.errors import GridError
+from rsmm.parsing import read_yaml
 
 DOWNSTREAM_COMMANDS = ("finetune", "linear-probe")
 _SPEC_KEYS = {"name", "out", "seeds", "metrics", "scale", "data_root", "pretrain_per_seed"}
@@ -100,10 +99,7 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
     path = Path(path)
     if not path.is_file():
         raise GridError(f"grid spec not found: {path}")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise GridError(f"{path}: invalid YAML ({' '.join(str(err).split())})") from err
+    spec = read_yaml(path, "grid spec", GridError) or {}
     _check_keys(spec, _SPEC_KEYS, str(path))
     base = path.resolve().parent
     blocks_spec = spec.get("blocks")

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.manifests import MANIFEST_PACKAGE
+from rsmm.parsing import yaml_problem
 
 #: Datasets that share another dataset's hierarchy file.
 HIERARCHY_ALIASES = {"sen12ms": "dfc2020"}
@@ -113,7 +114,7 @@ class LabelTree:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            raise ConfigError(f"{source}: invalid YAML: {err}") from err
+            raise ConfigError(f"invalid hierarchy {yaml_problem(err, source)}") from err
         return cls.from_dict(data, classes=classes, source=source)
 
     @property

@@ -17,7 +17,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import timm
-import torch
 from timm.models import adapt_input_conv
 from torch import Tensor, nn
 
@@ -25,6 +24,7 @@ import rsmm.models.alexnet  # noqa: F401  (registers small_alexnet / tiny_cnn wi
 from rsmm.errors import ConfigError, WeightsError
 from rsmm.models.band_mapping import fold_input_normalisation, map_input_conv, normalise_band
 from rsmm.models.weights_info import WeightsInfo, describe_weights, resolve_weights_path
+from rsmm.parsing import load_weights_only
 
 #: ``(mean, std)``, one value per band each
 Stats = tuple[Sequence[float], Sequence[float]]
@@ -59,9 +59,11 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
             sd = load_file(str(path))
         else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = load_weights_only(path, "weights from", WeightsError)  # no torch advice
             sd = obj.get("state_dict", obj) if isinstance(obj, Mapping) else obj
-    except Exception as err:  # corrupt or pickled-with-code files
+    except WeightsError:
+        raise
+    except Exception as err:  # corrupt safetensors files
         raise WeightsError(f"cannot read weights from {path}: {err}") from err
     if not isinstance(sd, Mapping):
         raise WeightsError(f"{path} holds no state dict")

@@ -60,6 +60,8 @@ from rsmm.atomic import (
 )
 from rsmm.errors import ConfigError, DatasetNotFoundError
 from rsmm.manifests import DatasetManifest, ModalityInfo
+from rsmm.parsing import field as require
+from rsmm.parsing import mapping
 from rsmm.stacks.splits import SPLITS
 
 FORMAT_VERSION = 1
@@ -333,7 +335,15 @@ def read_manifest(path: str | Path) -> ChipManifest:
         raise ConfigError(f"cannot read chip manifest {path}: {err}") from err
     if raw is None:
         raise ConfigError(f"{path} is not an rsmm chip manifest (no 'rsmm' metadata)")
-    meta = json.loads(raw)
+    try:
+        meta = mapping(json.loads(raw), f"{path} ('rsmm' metadata)")
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}: corrupt 'rsmm' metadata (invalid JSON: {err.msg})") from None
+    where = f"{path} ('rsmm' metadata)"
+    for m, info in require(meta, "modalities", dict, where).items():
+        require(mapping(info, where, f"modalities.{m}"), "root", str, where, f"modalities.{m}")
+        if f"files_{m}" not in chips.columns:
+            raise ConfigError(f"{path}: modality {m!r} has no column files_{m}")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ConfigError(
             f"chip manifest {path}: format version {meta.get('format_version')} is not "

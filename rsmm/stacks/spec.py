@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from rsmm.errors import ConfigError
+from rsmm.parsing import yaml_problem
 from rsmm.sensors import check_units, get_sensor
 
 #: Units a SAR modality may be stored in.
@@ -333,7 +334,7 @@ def load_spec(path: str | Path) -> StackSpec:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"stack spec {path}: invalid YAML ({err})") from err
+        raise ConfigError(f"invalid stack spec {yaml_problem(err, path)}") from err
     return spec_from_dict(data, str(path)).with_paths_relative_to(path.parent)
 
 
