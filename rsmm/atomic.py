@@ -167,6 +167,16 @@ def _fsync_tree(path: Path) -> None:
         _fsync_dir(Path(root))
 
 
+def _make_parent(target: Path) -> None:
+    """Create ``target``'s folder; a file in the way is an error naming ``target``."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        raise NotADirectoryError(
+            f"cannot write {target}: {err.filename or target.parent} is a file, not a folder"
+        ) from err
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """A temporary path beside ``target`` to write to; renamed onto ``target`` when
@@ -179,7 +189,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         DiskFullError: the disk or quota ran out while writing (names ``target``).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(target)
     remove_stale(target.parent)
     tmp = temp_path(target)
     try:
@@ -261,7 +271,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         DiskFullError: the disk or quota ran out while writing (names ``target``).
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(target)
     remove_stale(target.parent)
     tmp = temp_path(target)
     tmp.mkdir(mode=0o700)

@@ -199,7 +199,7 @@ def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(build(tmp, *s2(tmp), "--chip-sise", "160m"), ("--chip-sise",))
 
 
-@case("build-option-prefix", xfail="fixed by h3: typo'd options (prefix matching)")
+@case("build-option-prefix")
 def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(build(tmp, *s2(tmp), "--max-day", "5"), ("--max-day",))
 

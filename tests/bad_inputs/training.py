@@ -37,19 +37,19 @@ def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(["pretrain", "--config", str(tmp / "configs")], ("configs",))
 
 
-@case("train-config-bad-yaml", xfail="fixed by h3: YAML errors naming the file")
+@case("train-config-bad-yaml")
 def _(tmp: Path, shared: Shared) -> Cli:
     (tmp / "bad.yaml").write_text("model:\n  backbone: [tiny_cnn\n  loss: ntxent\n")
     return Cli(["pretrain", "--config", str(tmp / "bad.yaml")], ("bad.yaml",))
 
 
-@case("train-config-tab-indented", xfail="fixed by h3: YAML errors naming the file")
+@case("train-config-tab-indented")
 def _(tmp: Path, shared: Shared) -> Cli:
     (tmp / "tabs.yaml").write_text("model:\n\tbackbone: tiny_cnn\n")
     return Cli(["pretrain", "--config", str(tmp / "tabs.yaml")], ("tabs.yaml",))
 
 
-@case("train-config-a-list", xfail="fixed by h3: YAML errors naming the file")
+@case("train-config-a-list")
 def _(tmp: Path, shared: Shared) -> Cli:
     (tmp / "list.yaml").write_text("- model\n- data\n")
     return Cli(["pretrain", "--config", str(tmp / "list.yaml")], ("list.yaml",))
@@ -75,7 +75,7 @@ def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(pretrain("--model.tempreature", "0.5"), ("tempreature",))
 
 
-@case("train-option-prefix", xfail="fixed by h3: typo'd options (prefix matching)")
+@case("train-option-prefix")
 def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(pretrain("--trainer.max_epoch", "2"), ("max_epoch",))
 

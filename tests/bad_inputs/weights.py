@@ -149,13 +149,13 @@ def _(tmp: Path, shared: Shared) -> Api:
     return Api(lambda: load_encoder(out, "s2"), ExportError, (str(out / META_FILE),))
 
 
-@case("load-metadata-missing-field", xfail="fixed by h3: malformed rsmm-encoders.json")
+@case("load-metadata-missing-field")
 def _(tmp: Path, shared: Shared) -> Api:
     meta = edit_meta(copy_export(tmp, shared), lambda m: m["modalities"]["s2"].pop("architecture"))
     return Api(lambda: load_encoder(tmp / "enc", "s2"), ExportError, (str(meta), "architecture"))
 
 
-@case("load-metadata-wrong-type", xfail="fixed by h3: malformed rsmm-encoders.json")
+@case("load-metadata-wrong-type")
 def _(tmp: Path, shared: Shared) -> Api:
     meta = edit_meta(
         copy_export(tmp, shared), lambda m: m["modalities"]["s2"].update(in_chans="five")
@@ -163,7 +163,7 @@ def _(tmp: Path, shared: Shared) -> Api:
     return Api(lambda: load_encoder(tmp / "enc", "s2"), ExportError, (str(meta), "in_chans"))
 
 
-@case("load-metadata-modalities-a-list", xfail="fixed by h3: malformed rsmm-encoders.json")
+@case("load-metadata-modalities-a-list")
 def _(tmp: Path, shared: Shared) -> Api:
     meta = edit_meta(copy_export(tmp, shared), lambda m: m.update(modalities=["s2", "naip"]))
     return Api(lambda: load_encoder(tmp / "enc", "s2"), ExportError, (str(meta), "modalities"))
@@ -175,7 +175,7 @@ def _(tmp: Path, shared: Shared) -> Api:
     return Api(lambda: load_encoder(out, "s1"), ExportError, (str(out), "s1"))
 
 
-@case("load-unknown-architecture", xfail="fixed by h3: malformed rsmm-encoders.json")
+@case("load-unknown-architecture")
 def _(tmp: Path, shared: Shared) -> Api:
     meta = edit_meta(
         copy_export(tmp, shared), lambda m: m["modalities"]["s2"].update(architecture="resnet9000")
