@@ -155,7 +155,9 @@ def parse_manifest(data: Mapping[str, Any], source: str = "<dict>") -> DatasetMa
 def load_manifest(name_or_path: str | Path) -> DatasetManifest:
     """Load a packaged manifest by dataset name, or any manifest JSON file by path."""
     path = Path(name_or_path)
-    if path.suffix == ".json" or path.exists():
+    # a directory is never a manifest: `bigearthnet` is the packaged one even when the
+    # working directory holds a data folder of that name
+    if path.suffix == ".json" or path.is_file():
         if not path.is_file():
             raise FileNotFoundError(f"manifest file not found: {path}")
         return parse_manifest(json.loads(path.read_text()), str(path))
