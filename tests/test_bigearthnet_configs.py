@@ -17,7 +17,7 @@ from bigearthnet_examples import arrange_v1
 
 from rsmm.cli import main
 from rsmm.export import read_checkpoint
-from rsmm.grid import Result, load_grid, markdown_table, run_grid
+from rsmm.grid import GridError, Result, load_grid, markdown_table, run_grid
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "bigearthnet"
 METRICS = ["mAP_micro", "mAP_macro", "F1_micro", "F1_macro"]
@@ -69,6 +69,23 @@ def test_grid_table_tabulates_map(tmp_path: Path) -> None:
     assert "| linear 10 % mAP_micro | linear 10 % mAP_macro |" in header
     row = next(line for line in table.splitlines() if line.startswith("| S2 pre-training"))
     assert row.split(" | ")[1] == "81.00 ± 1.00"
+    # the published anchors stand beside rsmm's rows, with their sources
+    soft = next(line for line in table.splitlines() if line.startswith("| SoftCon ResNet-50, S2"))
+    assert "(published)" in soft and soft.split(" | ")[1:3] == ["84.8", "–"]
+    moco = next(line for line in table.splitlines() if line.startswith("| SSL4EO-S12 MoCo"))
+    assert moco.split(" | ")[1 + 3 * len(METRICS)] == "91.8"  # FT 100 %, mAP_micro
+    assert "github.com/zhu-xlab/softcon README" in table
+
+
+def test_bad_published_entries_are_refused(tmp_path: Path) -> None:
+    spec = yaml.safe_load((CONFIGS / "grid.yaml").read_text())
+    spec["published"] = [{"name": "x", "values": {"linear 10 %": {"mAP_micro": "high"}}}]
+    bad = tmp_path / "grid.yaml"
+    bad.write_text(yaml.safe_dump(spec))
+    for cfg in CONFIGS.glob("*_*.yaml"):
+        (tmp_path / cfg.name).write_text(cfg.read_text())
+    with pytest.raises(GridError, match=r"published\[0\]: values must be"):
+        load_grid(bad)
 
 
 # -- the CLI on the real patches ----------------------------------------------------------------
