@@ -269,3 +269,18 @@ def test_v2_fake_layout() -> None:
     with pytest.raises(ConfigError, match="v2 labels use the 19 classes"):
         BigEarthNet(V2, version=2, num_classes=43)
     assert len(quiet(V2, split="val", version=2)) == 0
+
+
+def test_plot_names_the_labels(v1: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ds = quiet(v1, split="test")
+    sample = ds[0]
+    fig = ds.plot({**sample, "prediction": sample["label"]}, suptitle="x")
+    titles = "\n".join(ax.get_title() for ax in fig.axes)
+    assert ds.describe_label(sample["label"]) in titles and "predicted:" in titles
+    assert len(fig.axes) >= 2  # an S2 and an S1 panel
+    plt.close(fig)
