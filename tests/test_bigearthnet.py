@@ -243,7 +243,7 @@ def test_bad_roots_and_options(v1_copy: Path, tmp_path: Path) -> None:
 
 
 def test_v2_fake_layout() -> None:
-    for split in ("train", "test"):
+    for split in ("train", "val", "test"):
         ds = quiet(V2, split=split, version=2)
         listed = [p for p in GEN.PATCHES if p[2] == split]
         kept = [p for p in listed if p[5] == "plain"]
@@ -268,7 +268,12 @@ def test_v2_fake_layout() -> None:
     assert len(quiet(V2, split="train", version=2, modalities=["s2"], exclude=())) == 5
     with pytest.raises(ConfigError, match="v2 labels use the 19 classes"):
         BigEarthNet(V2, version=2, num_classes=43)
-    assert len(quiet(V2, split="val", version=2)) == 0
+    assert len(quiet(V2, split="val", version=2)) == 1
+
+
+def test_version_is_found_from_the_root(v1: Path) -> None:
+    assert quiet(V2, split="test").version == 2  # metadata.parquet
+    assert quiet(v1, split="test").version == 1
 
 
 def test_plot_names_the_labels(v1: Path) -> None:

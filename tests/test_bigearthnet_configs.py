@@ -142,3 +142,16 @@ def test_linear_probe_command_on_the_real_patches(runs: Path) -> None:
         for m in METRICS:
             assert 0 <= float(tested[-1][f"test/{m}"]) <= 1
         assert any(k.startswith("test/AP/") and tested[-1][k] for k in tested[-1])
+
+
+def test_linear_probe_command_on_a_v2_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same config on the fake reBEN layout (found by its metadata.parquet), random init."""
+    v2 = Path(__file__).resolve().parent / "data" / "bigearthnet" / "v2"
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(CONFIGS / "linear_probe_s1_s2.yaml"), "--data.root", str(v2), *TINY]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        assert main(["linear-probe", *args, "--model.pretrained", "null"]) == 0
+    with (tmp_path / "runs/linear-probe/version_0/metrics.csv").open() as fh:
+        tested = [r for r in csv.DictReader(fh) if r.get("test/mAP_micro")]
+    assert tested and 0 <= float(tested[-1]["test/mAP_macro"]) <= 1

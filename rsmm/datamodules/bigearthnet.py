@@ -31,7 +31,7 @@ class BigEarthNetDataModule(MultiModalDataModule):
     def __init__(
         self,
         root: str,
-        version: int = 1,
+        version: int | None = None,
         modalities: Sequence[str] | None = ("s1", "s2"),
         bands: Mapping[str, Sequence[str]] | None = None,
         num_classes: int = 19,
@@ -43,7 +43,7 @@ class BigEarthNetDataModule(MultiModalDataModule):
 
         Args:
             root: BigEarthNet root (v1 or v2 layout, see :class:`BigEarthNet`).
-            version: 1 or 2 (reBEN).
+            version: 1, 2 (reBEN) or ``None``: 2 when the root holds ``metadata.parquet``.
             modalities: modality keys to load, from ``("s1", "s2")``.
             bands: optional ``{modality: band names}`` subsets.
             num_classes: 19 (default) or 43 (v1 only).

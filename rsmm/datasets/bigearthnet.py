@@ -102,7 +102,7 @@ class BigEarthNet(MultiModalDataset):
         self,
         root: str | Path = "data",
         split: str = "train",
-        version: int = 1,
+        version: int | None = None,
         modalities: Sequence[str] = ("s1", "s2"),
         num_classes: int = 19,
         s2_bands: Sequence[str] | None = None,
@@ -115,7 +115,8 @@ class BigEarthNet(MultiModalDataset):
         Args:
             root: dataset root (see the module docstring for both layouts).
             split: ``"train"``, ``"val"`` or ``"test"``.
-            version: 1 (BigEarthNet / BigEarthNet-MM) or 2 (reBEN).
+            version: 1 (BigEarthNet / BigEarthNet-MM) or 2 (reBEN); ``None``: 2 when the
+                root holds ``metadata.parquet``, else 1.
             modalities: modality keys to return, from ``("s1", "s2")``.
             num_classes: 19 (the nomenclature of Sumbul et al. 2020) or 43 (CORINE
                 level 3, v1 only).
@@ -132,6 +133,9 @@ class BigEarthNet(MultiModalDataset):
         """
         if split not in self.splits:
             raise ConfigError(f"split must be one of {list(self.splits)}, got {split!r}")
+        files = load_manifest(self.manifest_name).extra["files"]
+        if version is None:
+            version = 2 if (Path(root) / files["v2"]["metadata"]).is_file() else 1
         if version not in (1, 2):
             raise ConfigError(f"version must be 1 or 2, got {version!r}")
         if num_classes not in (19, 43):
@@ -153,7 +157,7 @@ class BigEarthNet(MultiModalDataset):
         self.split, self.version, self.num_classes = split, version, num_classes
         self.transforms = transforms
         self.exclude = tuple(exclude)
-        self._files: dict[str, Any] = load_manifest(self.manifest_name).extra["files"]
+        self._files: dict[str, Any] = files
         self.classes_43: list[str] = list(self._files["classes_43"])
         self.to_19: dict[str, str | None] = dict(self._files["clc43_to_19"])
         if num_classes == 43:

@@ -12,7 +12,7 @@ this file::
 with the real band sizes (10 m bands 120 x 120, 20 m 60 x 60, 60 m 20 x 20 pixels over
 the same 1.2 km), UTM CRSs and patch names. Pixel values are blocky (20 x 20 constant
 blocks) so that the deflate-compressed files stay small. :data:`PATCHES` states each
-patch's split, labels and kind; the tests check the dataset against it.
+patch's split (train, val, test), labels and kind; the tests check the dataset against it.
 """
 
 from __future__ import annotations
@@ -78,6 +78,14 @@ PATCHES: list[tuple[str, str, str, list[str], str, str]] = [
         "no_s1",
     ),
     (
+        "S2B_MSIL2A_20170905T100029_N9999_R122_T33UXP_70_11",
+        "S1A_IW_GRDH_1SDV_20170906T164248_33UXP_70_11",
+        "val",
+        ["Arable land", "Coniferous forest"],
+        "Austria",
+        "plain",
+    ),
+    (
         "S2A_MSIL2A_20171221T112501_N9999_R037_T29SND_56_35",
         "S1A_IW_GRDH_1SDV_20171221T064238_29SND_56_35",
         "test",
@@ -137,7 +145,7 @@ def main() -> None:
         {
             "patch_id": s2,
             "labels": labels,
-            "split": split,
+            "split": {"val": "validation"}.get(split, split),  # reBEN's split names
             "country": country,
             "s1_name": s1,
             "s2v1_name": "_".join(s2.split("_")[:3] + s2.split("_")[-2:]),
