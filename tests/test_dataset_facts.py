@@ -10,6 +10,7 @@ from rsmm.datasets import (
     DFC2020,
     RESISC45,
     SEN12MS,
+    BigEarthNet,
     EuroSAT,
     EuroSAT100,
     MeterML,
@@ -29,6 +30,7 @@ def test_the_command_line_names_are_the_manifest_names() -> None:
         "sen12ms": SEN12MS,
         "eurosat": EuroSAT,
         "resisc45": RESISC45,
+        "bigearthnet": BigEarthNet,
     }
     for name, cls in DATASETS.items():
         assert load_manifest(cls.manifest_name).name == name

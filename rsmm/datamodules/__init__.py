@@ -1,6 +1,7 @@
 """LightningDataModules of rsmm's datasets."""
 
 from rsmm.datamodules.base import MultiModalDataModule
+from rsmm.datamodules.bigearthnet import BigEarthNetDataModule
 from rsmm.datamodules.dfc2020 import DFC2020DataModule
 from rsmm.datamodules.eurosat import (
     EuroSAT100DataModule,
@@ -8,6 +9,7 @@ from rsmm.datamodules.eurosat import (
     EuroSATSpatialDataModule,
 )
 from rsmm.datamodules.meterml import MeterMLDataModule
+from rsmm.datamodules.multilabel import multilabel_subset
 from rsmm.datamodules.resisc45 import RESISC45DataModule
 from rsmm.datamodules.sen12ms import SEN12MSDataModule
 from rsmm.datamodules.splits import stratified_split, stratified_subset
@@ -15,6 +17,7 @@ from rsmm.datamodules.stacks import CoRegisteredStackDataModule
 from rsmm.datamodules.synthetic import SyntheticDataModule
 
 __all__ = [
+    "BigEarthNetDataModule",
     "CoRegisteredStackDataModule",
     "DFC2020DataModule",
     "EuroSAT100DataModule",
@@ -25,6 +28,7 @@ __all__ = [
     "RESISC45DataModule",
     "SEN12MSDataModule",
     "SyntheticDataModule",
+    "multilabel_subset",
     "stratified_split",
     "stratified_subset",
 ]

@@ -99,8 +99,10 @@ class MultiModalDataModule(LightningDataModule):
         """
         super().__init__()
         # `modalities` is left out: Lightning refuses datamodule hparams that differ from
-        # the task's, and fine-tuning on a subset of the loaded modalities is legitimate
-        self.save_hyperparameters(ignore=["modalities"])
+        # the task's, and fine-tuning on a subset of the loaded modalities is legitimate;
+        # so is `num_classes` (a dataset option of DFC2020 and BigEarthNet), which the
+        # fine-tuning task leaves unset until it reads it from the data
+        self.save_hyperparameters(ignore=["modalities", "num_classes"])
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         if views < 1:
@@ -182,13 +184,18 @@ class MultiModalDataModule(LightningDataModule):
         """Build the split datasets and draw the ``label_fraction`` subset of train."""
         for key, ds in self._build_splits(stage).items():
             if key == "train" and self.label_fraction < 1:
-                idx = stratified_subset(subset_targets(ds), self.label_fraction, self.seed)
+                idx = self.label_subset(subset_targets(ds))
                 ds = Subset(ds, idx.tolist())
             if len(ds) == 0:
                 raise ConfigError(
                     f"the {key} split of {type(self).__name__} (root {self.root}) is empty"
                 )
             self.datasets[key] = ds
+
+    def label_subset(self, targets: np.ndarray) -> np.ndarray:
+        """Indices of the ``label_fraction`` subset of the training targets (seeded,
+        stratified, nested: :func:`~rsmm.datamodules.splits.stratified_subset`)."""
+        return stratified_subset(targets, self.label_fraction, self.seed)
 
     @property
     def reference_dataset(self) -> MultiModalDataset:

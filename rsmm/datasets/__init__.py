@@ -13,6 +13,7 @@ What rsmm knows about a dataset is declared once, on its class:
 """
 
 from rsmm.datasets.base import MultiModalDataset
+from rsmm.datasets.bigearthnet import BigEarthNet
 from rsmm.datasets.dfc2020 import DFC2020
 from rsmm.datasets.eurosat import EuroSAT, EuroSAT100, EuroSATSpatial
 from rsmm.datasets.meterml import MeterML
@@ -24,7 +25,7 @@ from rsmm.errors import DatasetFileError, DatasetNotFoundError, UnknownNameError
 
 #: The public benchmark datasets by their command-line name (their manifest's name).
 DATASETS: dict[str, type[MultiModalDataset]] = {
-    cls.manifest_name: cls for cls in (MeterML, DFC2020, SEN12MS, EuroSAT, RESISC45)
+    cls.manifest_name: cls for cls in (MeterML, DFC2020, SEN12MS, EuroSAT, RESISC45, BigEarthNet)
 }
 
 
@@ -48,6 +49,7 @@ __all__ = [
     "DFC2020",
     "RESISC45",
     "SEN12MS",
+    "BigEarthNet",
     "CoRegisteredStack",
     "DatasetFileError",
     "DatasetNotFoundError",

@@ -20,6 +20,8 @@ to the working directory)::
     data_root: data/eurosat        # optional: --data.root of every run
     pretrain_per_seed: false       # also repeat the pre-training per seed
     overrides: {trainer.accelerator: gpu}   # every run
+    published:                     # optional rows of published numbers (as displayed)
+      - {name: "SoftCon RN50 (S2)", values: {"linear 10 %": {mAP_micro: 84.8}}, source: ...}
     blocks:                        # or pretrain/downstream at the top level (one block)
       - pretrain:                  # rows; config null = random initialisation
           - {name: SimCLR, config: pretrain_ms_simclr.yaml, overrides: {}, key: simclr,
@@ -53,7 +55,15 @@ from rsmm.grid.run import (
     run_grid,
     subprocess_runner,
 )
-from rsmm.grid.spec import DOWNSTREAM_COMMANDS, Grid, GridError, Protocol, Row, load_grid
+from rsmm.grid.spec import (
+    DOWNSTREAM_COMMANDS,
+    Grid,
+    GridError,
+    Protocol,
+    Published,
+    Row,
+    load_grid,
+)
 from rsmm.grid.table import Result, aggregate, markdown_table, mean_std, write_tables
 from rsmm.parsing import OptionParser
 
@@ -62,6 +72,7 @@ __all__ = [
     "Grid",
     "GridError",
     "Protocol",
+    "Published",
     "Result",
     "Row",
     "Runner",

@@ -13,7 +13,7 @@ from rsmm.parsing import read_yaml
 
 DOWNSTREAM_COMMANDS = ("finetune", "linear-probe")
 _SPEC_KEYS = {"name", "out", "seeds", "metrics", "scale", "data_root", "pretrain_per_seed"}
-_SPEC_KEYS |= {"overrides", "blocks", "pretrain", "downstream"}
+_SPEC_KEYS |= {"overrides", "blocks", "pretrain", "downstream", "published"}
 _ROW_KEYS = {"name", "config", "overrides", "downstream_overrides", "key"}
 _PROTOCOL_KEYS = {"name", "command", "config", "overrides", "key"}
 
@@ -41,6 +41,16 @@ class Protocol:
 
 
 @dataclass(frozen=True)
+class Published:
+    """A published result shown beside rsmm's rows: ``{protocol: {metric: value}}``,
+    values as the table shows them (already scaled), and where they come from."""
+
+    name: str
+    values: dict[str, dict[str, float]]
+    source: str = ""
+
+
+@dataclass(frozen=True)
 class Grid:
     """A parsed grid spec (see the module docstring)."""
 
@@ -53,6 +63,7 @@ class Grid:
     data_root: str | None = None
     pretrain_per_seed: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
+    published: tuple[Published, ...] = ()
 
     @property
     def rows(self) -> list[str]:
@@ -92,6 +103,18 @@ def _config(base: Path, value: Any, where: str) -> Path:
     if not path.is_file():
         raise GridError(f"{where}: config file not found: {path}")
     return path
+
+
+def _published(entry: Any, where: str) -> Published:
+    _check_keys(entry, {"name", "values", "source"}, where)
+    values = entry.get("values")
+    if "name" not in entry or not isinstance(values, Mapping):
+        raise GridError(f"{where}: needs `name` and `values` ({{protocol: {{metric: value}}}})")
+    try:
+        parsed = {str(p): {str(m): float(v) for m, v in mv.items()} for p, mv in values.items()}
+    except (AttributeError, TypeError, ValueError) as err:
+        raise GridError(f"{where}: values must be {{protocol: {{metric: number}}}}: {err}") from err
+    return Published(str(entry["name"]), parsed, str(entry.get("source", "")))
 
 
 def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
@@ -161,6 +184,9 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise GridError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
     name = str(spec.get("name") or path.stem)
+    published = tuple(
+        _published(p, f"{path}: published[{i}]") for i, p in enumerate(spec.get("published") or [])
+    )
     return Grid(
         name=name,
         out=Path(out or spec.get("out") or Path("results") / slug(name)).resolve(),
@@ -171,4 +197,5 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
         data_root=None if spec.get("data_root") is None else str(spec["data_root"]),
         pretrain_per_seed=bool(spec.get("pretrain_per_seed", False)),
         overrides=_mapping(spec.get("overrides"), f"{path}: overrides"),
+        published=published,
     )

@@ -80,6 +80,12 @@ def markdown_table(grid: Grid, results: Iterable[Result]) -> str:
                 text += f" (n={n})"
             out.append(text)
         lines.append(f"| {row} | " + " | ".join(out) + " |")
+    for pub in grid.published:  # published numbers, as reported (already scaled)
+        out = [f"{pub.values[p][m]:.1f}" if m in pub.values.get(p, {}) else "–" for p, m in cols]
+        lines.append(f"| {pub.name} (published) | " + " | ".join(out) + " |")
+    sources = [f"{pub.name}: {pub.source}" for pub in grid.published if pub.source]
+    if sources:
+        lines += ["", "Published rows: " + "; ".join(sources) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -144,19 +144,46 @@ class FinetuneTask(MultiModalTask):
 
     def setup(self, stage: str) -> None:
         dm = self._datamodule()
+        if dm is not None:
+            self._multilabel_from(dm.reference_dataset)
         if dm is not None and self.hparams.get("num_classes") is None:
             ref = dm.reference_dataset
             targets = ref.targets()
             self.hparams["num_classes"] = (
                 targets.shape[1] if targets.ndim == 2 else len(ref.classes)
             )
-        if dm is not None and self.hparams.loss == "weighted_ce" and not self.hparams.class_weights:
+        if (
+            dm is not None
+            and self.hparams.loss == "weighted_ce"
+            and not self.hparams.multilabel
+            and not self.hparams.class_weights
+        ):
             from rsmm.datamodules.base import subset_targets
 
             t = torch.as_tensor(subset_targets(dm.datasets["train"]))
             counts = torch.bincount(t[t >= 0], minlength=self.hparams.num_classes)
             self.hparams["class_weights"] = inverse_frequency_weights(counts).tolist()
         super().setup(stage)
+
+    def _multilabel_from(self, dataset: Any) -> None:
+        """Follow the data's label kind: a dataset that declares multi-hot labels
+        (``multilabel = True``, as BigEarthNet does) turns on BCE and the AP metrics; a
+        multi-label model on single-label data is refused."""
+        declared = getattr(dataset, "multilabel", None)
+        if declared is None:
+            return
+        if declared and not self.hparams.multilabel:
+            if self.hparams.alpha > 0:
+                raise ConfigError("alpha > 0 (SupCon mixture) needs single-label targets")
+            self.hparams["multilabel"] = True
+            if self._built:  # built from in_channels before the data was known
+                self.val_metrics = classification_metrics(self.hparams.num_classes, True)
+                self.test_metrics = classification_metrics(self.hparams.num_classes, True)
+        elif self.hparams.multilabel and not declared:
+            raise ConfigError(
+                f"model.multilabel is true but {type(dataset).__name__} gives single labels "
+                "(ask the data for multi-hot labels, e.g. data.multilabel: true)"
+            )
 
     @classmethod
     def load_from_checkpoint(cls, *args: Any, **kwargs: Any) -> FinetuneTask:  # type: ignore[override]

@@ -2,13 +2,19 @@
 
 Single-label: overall accuracy (OA), per-class accuracy, average accuracy over classes
 (AA, optionally excluding a class, as the thesis excludes Meter-ML's Negative), Cohen's
-kappa and the confusion matrix. Multi-label: per-class average precision (AUPRC) and
-their mean (mAP).
+kappa and the confusion matrix. Multi-label (multi-hot targets, sigmoid scores):
+per-class average precision (AUPRC, ``AP/<class>``), their mean over the classes with a
+positive (``mAP`` = ``mAP_macro``), the micro average over every (sample, class) pair
+(``mAP_micro``, what sklearn's ``average_precision_score(..., average="micro")`` gives and
+the number BigEarthNet papers such as SSL4EO-S12 usually report), and F1 at a 0.5
+threshold, micro and macro (``F1_micro``, ``F1_macro``; a class with neither positives
+nor predictions counts 0 in the macro average, as torchmetrics and sklearn count it).
 """
 
 from __future__ import annotations
 
 import csv
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,16 +25,29 @@ from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassCohenKappa,
     MultilabelAveragePrecision,
+    MultilabelF1Score,
+    MultilabelStatScores,
 )
 
 from rsmm.atomic import atomic_open, atomic_path
+
+#: Scalars a multi-label collection reports (besides ``AP/<class>``), in table order.
+MULTILABEL_SCALARS = ("mAP_micro", "mAP_macro", "F1_micro", "F1_macro")
 
 
 def classification_metrics(num_classes: int, multilabel: bool = False) -> MetricCollection:
     """The metric collection of a fine-tuning split."""
     if multilabel:
+        k = num_classes
         return MetricCollection(
-            {"AP": MultilabelAveragePrecision(num_labels=num_classes, average=None)}
+            {
+                "AP": MultilabelAveragePrecision(num_labels=k, average=None),
+                "mAP_micro": MultilabelAveragePrecision(num_labels=k, average="micro"),
+                "F1_micro": MultilabelF1Score(num_labels=k, threshold=0.5, average="micro"),
+                "F1_macro": MultilabelF1Score(num_labels=k, threshold=0.5, average="macro"),
+                # per class: tp, fp, tn, fn, support (positives seen)
+                "stats": MultilabelStatScores(num_labels=k, threshold=0.5, average=None),
+            }
         )
     return MetricCollection(
         {
@@ -48,10 +67,16 @@ def summarise(
     """Scalars to log from a computed collection (per-class entries named by class)."""
     out: dict[str, float] = {}
     if "AP" in values:
-        ap = values["AP"].float()
-        out["mAP"] = float(torch.nanmean(ap))
+        ap = values["AP"].float().clone()
+        if "stats" in values:  # AP is undefined for a class without positives
+            ap[values["stats"][:, 4] == 0] = float("nan")
+        out["mAP"] = out["mAP_macro"] = float(torch.nanmean(ap))
+        for name in MULTILABEL_SCALARS[:1] + MULTILABEL_SCALARS[2:]:
+            if name in values:
+                out[name] = float(values[name])
         for i, v in enumerate(ap.tolist()):
-            out[f"AP/{classes[i]}"] = v
+            if not math.isnan(v):
+                out[f"AP/{classes[i]}"] = v
         return out
     out["OA"] = float(values["OA"])
     if "AHC" in values:
