@@ -1,6 +1,7 @@
 """Exact resume: a shuffled, augmented pre-training run killed with SIGKILL mid-epoch
-and resumed from its last step checkpoint ends with the same tensors, bit for bit on the
-CPU, as the run that was not interrupted (rsmm.checkpoints.resume)."""
+and resumed from its last step checkpoint, or stopped by SIGTERM and resumed from the
+checkpoint it wrote, ends with the same tensors, bit for bit on the CPU, as the run that
+was not interrupted (rsmm.checkpoints.resume, rsmm.checkpoints.preemption)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,12 @@ import pytest
 import torch
 from lightning import Callback
 
-from rsmm.checkpoints import RANDOM_STATE_KEY, random_state, set_random_state
+from rsmm.checkpoints import (
+    RANDOM_STATE_KEY,
+    SIGTERM_EXIT_STATUS,
+    random_state,
+    set_random_state,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "synthetic" / "pretrain.yaml"
@@ -57,6 +63,15 @@ class KillAtStep(Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
 
+class SigtermAtStep(KillAtStep):
+    """Sends SIGTERM to its own process when training step ``step`` is about to run: a
+    real signal at a known step, so that the checkpoint it leaves is known."""
+
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, idx: int) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
 def start_pretrain(root: Path, *extra: str) -> subprocess.Popen[str]:
     """``python -m rsmm.cli pretrain`` of :data:`RUN` into ``root``, started in a new
     process (this checkout's rsmm, tests/ importable for the test callbacks)."""
@@ -88,34 +103,61 @@ def flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The uninterrupted run, and the run killed before step 5 then resumed."""
+    """The uninterrupted run, the run killed before step 5 and the run sent SIGTERM
+    during step 4 (all three at once), then the two stopped runs resumed (both at once)."""
     base = tmp_path_factory.mktemp("resume")
-    whole, killed = base / "whole", base / "killed"
-    # both at once (two cores): the uninterrupted run and the one killed before step 5
-    whole_run = start_pretrain(whole)
-    killed_run = start_pretrain(
-        killed, "--trainer.callbacks+=test_resume.KillAtStep", "--trainer.callbacks.step=5"
-    )
-    for proc, status in ((whole_run, 0), (killed_run, -signal.SIGKILL)):
+    roots = {name: base / name for name in ("whole", "killed", "terminated")}
+    started = [
+        (start_pretrain(roots["whole"]), 0),
+        (
+            start_pretrain(
+                roots["killed"],
+                "--trainer.callbacks+=test_resume.KillAtStep",
+                "--trainer.callbacks.step=5",
+            ),
+            -signal.SIGKILL,
+        ),
+        (
+            start_pretrain(
+                roots["terminated"],
+                "--trainer.callbacks+=test_resume.SigtermAtStep",
+                "--trainer.callbacks.step=4",
+            ),
+            SIGTERM_EXIT_STATUS,
+        ),
+    ]
+    for proc, status in started:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == status, err
-    return {"whole": whole / "version_0", "killed": killed / "version_0"}
+    stopped = {
+        name: roots[name] / "version_0" / "checkpoints" / "last.ckpt"
+        for name in ("killed", "terminated")
+    }
+    saved = {name: load(path) for name, path in stopped.items()}
+    resumed = [
+        start_pretrain(roots[name], "--ckpt_path", str(path)) for name, path in stopped.items()
+    ]
+    for proc in resumed:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+    return {
+        "whole": roots["whole"] / "version_0" / "checkpoints" / "last.ckpt",
+        **{f"{name} at": saved[name] for name in stopped},
+        **{name: roots[name] / "version_1" / "checkpoints" / "last.ckpt" for name in stopped},
+    }
 
 
-def test_killed_run_left_the_step_4_checkpoint(runs: dict[str, Path]) -> None:
-    ckpt = load(runs["killed"] / "checkpoints" / "last.ckpt")
-    # step 4 is the middle of the second epoch (3 steps an epoch)
-    assert ckpt["global_step"] == 4 and ckpt["epoch"] == 1
-    assert isinstance(ckpt[RANDOM_STATE_KEY]["torch"], torch.Tensor)
+def test_stopped_runs_left_their_last_checkpoint(runs: dict[str, Any]) -> None:
+    # killed before step 5 (0-based): the step checkpoint after 4 steps, in the middle of
+    # the second epoch (3 steps an epoch); SIGTERM during step 4: the checkpoint after it
+    assert (runs["killed at"]["global_step"], runs["killed at"]["epoch"]) == (4, 1)
+    assert (runs["terminated at"]["global_step"], runs["terminated at"]["epoch"]) == (5, 1)
+    assert isinstance(runs["killed at"][RANDOM_STATE_KEY]["torch"], torch.Tensor)
 
 
-def test_resumed_run_ends_with_the_same_tensors(runs: dict[str, Path]) -> None:
-    last = runs["killed"] / "checkpoints" / "last.ckpt"
-    resumed = start_pretrain(runs["killed"].parent, "--ckpt_path", str(last))
-    _, err = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, err
-    a = load(runs["whole"] / "checkpoints" / "last.ckpt")
-    b = load(runs["killed"].parent / "version_1" / "checkpoints" / "last.ckpt")
+@pytest.mark.parametrize("stopped", ["killed", "terminated"])
+def test_resumed_run_ends_with_the_same_tensors(runs: dict[str, Any], stopped: str) -> None:
+    a, b = load(runs["whole"]), load(runs[stopped])
     assert a["global_step"] == b["global_step"] == 9
     for part in ("state_dict", "optimizer_states"):
         ta, tb = flat(a[part]), flat(b[part])

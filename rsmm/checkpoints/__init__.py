@@ -49,6 +49,7 @@ from rsmm.checkpoints.record import (
 from rsmm.checkpoints.resume import (
     RANDOM_STATE_KEY,
     RandomStateCheckpoint,
+    StepCheckpoint,
     random_state,
     set_random_state,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "PretrainedEncoders",
     "RandomStateCheckpoint",
     "SigtermCheckpoint",
+    "StepCheckpoint",
     "band_mismatch",
     "check_bands",
     "check_checkpoint",

@@ -18,6 +18,8 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from rsmm.checkpoints.resume import at_last_batch
+
 #: The exit status of a run stopped by SIGTERM (128 + signal number 15).
 SIGTERM_EXIT_STATUS = 143
 
@@ -35,9 +37,13 @@ def last_checkpoint_path(trainer: Trainer) -> Path:
 class SigtermCheckpoint(Callback):
     """Saves ``last.ckpt`` when the run received SIGTERM, at the end of a training batch.
 
-    Lightning then stops the run (``SIGTERMException``). A SIGTERM during validation
-    stops the run before the next training batch: the latest checkpoint is then the one
-    written before the validation (by the step or epoch checkpoints).
+    Lightning then stops the run (``SIGTERMException``). After the last batch of an
+    epoch nothing is saved here (a checkpoint there would not resume exactly, see
+    :class:`~rsmm.checkpoints.resume.StepCheckpoint`): the epoch's validation runs and
+    the epoch's checkpoint is written before Lightning stops the run, unless the
+    validation has more than one batch, which Lightning interrupts; then, as after a
+    SIGTERM during validation, the latest checkpoint is the one written before it (by
+    the step or epoch checkpoints).
 
     Attributes:
         saved: the checkpoint written after SIGTERM, or ``None``.
@@ -49,7 +55,7 @@ class SigtermCheckpoint(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if trainer.received_sigterm and self.saved is None:
+        if trainer.received_sigterm and self.saved is None and not at_last_batch(trainer):
             path = last_checkpoint_path(trainer)
             trainer.save_checkpoint(path)
             self.saved = path

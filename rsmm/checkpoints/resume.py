@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 #: The checkpoint key of the saved random state.
 RANDOM_STATE_KEY = "rsmm_random_state"
@@ -114,10 +115,50 @@ def _load_pending_loader_state(trainer: Trainer) -> None:
     loop = trainer.fit_loop
     pending = getattr(loop, "_combined_loader_states_to_load", None)
     fetcher = getattr(loop, "_data_fetcher", None)
-    if not pending or fetcher is None or getattr(loop, "_combined_loader", None) is None:
+    loader = getattr(loop, "_combined_loader", None)
+    if not pending or fetcher is None or loader is None:
         return
-    loop._load_combined_loader_states()
+    # not loop._load_combined_loader_states(): it does nothing when the checkpoint was
+    # written at the end of an epoch (the loop is then not "restarting")
+    loader._load_state_dicts(pending)
+    loop._combined_loader_states_to_load = []
     iter(fetcher)  # a new iterator, from the loaded position (as setup_data makes it)
+    if at_last_batch(trainer):
+        # saved at the end of an epoch: the loaded iterator has no batch left, and
+        # Lightning does not start the next epoch's iterator on a resume; this one
+        # starts from the loaded shuffling generator, as the next epoch would have
+        iter(fetcher)
+
+
+def at_last_batch(trainer: Trainer) -> bool:
+    """Whether the training batch that just ended is the last of its epoch."""
+    return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_train_steps`` training steps, except after the last
+    batch of an epoch.
+
+    A checkpoint written between the last training batch of an epoch and the epoch's
+    validation does not resume exactly with Lightning 2.6 and a resumable loader (the
+    resumed run repeats the epoch's permutation); the checkpoint written at the end of
+    the epoch, after validation, does. Writes no ``epoch=E-step=S.ckpt`` files.
+
+    Args:
+        every_n_train_steps: training steps between checkpoints.
+        **kwargs: passed to ``ModelCheckpoint`` (default ``save_last=True``,
+            ``save_top_k=0``).
+    """
+
+    def __init__(self, every_n_train_steps: int, **kwargs: Any) -> None:
+        kwargs = {"save_last": True, "save_top_k": 0} | kwargs
+        super().__init__(every_n_train_steps=every_n_train_steps, **kwargs)
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not at_last_batch(trainer):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
 
 class RandomStateCheckpoint(Callback):

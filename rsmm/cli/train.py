@@ -57,9 +57,9 @@ def trainer_callbacks(checkpoint_every_n_steps: int = CHECKPOINT_EVERY_N_STEPS) 
 
     * ``ModelCheckpoint(save_last=True)``: ``last.ckpt`` and the latest
       ``epoch=E-step=S.ckpt`` at the end of each epoch;
-    * ``ModelCheckpoint(every_n_train_steps=N, save_top_k=0, save_last=True)``: also
-      ``last.ckpt`` every ``N`` training steps (none for ``N = 0``), so that a run killed
-      mid-epoch resumes from its last step checkpoint;
+    * :class:`~rsmm.checkpoints.resume.StepCheckpoint`: also ``last.ckpt`` every ``N``
+      training steps (none for ``N = 0``), so that a run killed mid-epoch resumes from
+      its last step checkpoint;
     * :class:`~rsmm.checkpoints.resume.RandomStateCheckpoint`: the random state in every
       checkpoint, restored on a resume (exact resume);
     * :class:`~rsmm.checkpoints.preemption.SigtermCheckpoint`: ``last.ckpt`` when the run
@@ -70,18 +70,11 @@ def trainer_callbacks(checkpoint_every_n_steps: int = CHECKPOINT_EVERY_N_STEPS) 
     """
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from rsmm.checkpoints import RandomStateCheckpoint, SigtermCheckpoint
+    from rsmm.checkpoints import RandomStateCheckpoint, SigtermCheckpoint, StepCheckpoint
 
     callbacks: list[Any] = [ModelCheckpoint(save_last=True, enable_version_counter=False)]
     if checkpoint_every_n_steps > 0:
-        callbacks.append(
-            ModelCheckpoint(
-                every_n_train_steps=checkpoint_every_n_steps,
-                save_top_k=0,
-                save_last=True,
-                enable_version_counter=False,
-            )
-        )
+        callbacks.append(StepCheckpoint(checkpoint_every_n_steps, enable_version_counter=False))
     return [*callbacks, RandomStateCheckpoint(), SigtermCheckpoint()]
 
 
