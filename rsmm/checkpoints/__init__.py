@@ -24,6 +24,7 @@ from rsmm.checkpoints.fit import band_mismatch, check_bands, check_state_dict, s
 from rsmm.checkpoints.preemption import (
     SIGTERM_EXIT_STATUS,
     SigtermCheckpoint,
+    StoppedBySigterm,
     last_checkpoint_path,
 )
 from rsmm.checkpoints.pretrained import (
@@ -67,6 +68,7 @@ __all__ = [
     "RandomStateCheckpoint",
     "SigtermCheckpoint",
     "StepCheckpoint",
+    "StoppedBySigterm",
     "band_mismatch",
     "check_bands",
     "check_checkpoint",

@@ -24,6 +24,19 @@ from rsmm.checkpoints.resume import at_last_batch
 SIGTERM_EXIT_STATUS = 143
 
 
+class StoppedBySigterm(SystemExit):
+    """The exit (status 143) of a run stopped by SIGTERM, raised once its one line was
+    printed.
+
+    Attributes:
+        checkpoint: the checkpoint to resume from, or ``None`` when none was written.
+    """
+
+    def __init__(self, checkpoint: Path | None) -> None:
+        super().__init__(SIGTERM_EXIT_STATUS)
+        self.checkpoint = checkpoint
+
+
 def last_checkpoint_path(trainer: Trainer) -> Path:
     """Where the run's ``last.ckpt`` goes: the folder of its first ModelCheckpoint, else
     ``<log dir>/checkpoints``."""

@@ -195,7 +195,7 @@ def _stop_on_sigterm(trainer: Any, log_dir: str | None, existed: bool) -> System
     """Print the one line of a run stopped by SIGTERM; the exit (status 143) to raise."""
     import sys
 
-    from rsmm.checkpoints import SIGTERM_EXIT_STATUS, SigtermCheckpoint, last_checkpoint_path
+    from rsmm.checkpoints import SigtermCheckpoint, StoppedBySigterm, last_checkpoint_path
 
     saved = next((cb.saved for cb in trainer.callbacks if isinstance(cb, SigtermCheckpoint)), None)
     ckpt = saved or last_checkpoint_path(trainer)
@@ -207,7 +207,7 @@ def _stop_on_sigterm(trainer: Any, log_dir: str | None, existed: bool) -> System
         _discard_failed_run(log_dir, existed)
         line = "rsmm: interrupted by SIGTERM before the first checkpoint; nothing to resume"
     print(line, file=sys.stderr)
-    return SystemExit(SIGTERM_EXIT_STATUS)
+    return StoppedBySigterm(ckpt if ckpt.is_file() else None)
 
 
 def run_training(
@@ -228,7 +228,8 @@ def run_training(
             under the working directory); the run goes to its ``version_N`` folder.
 
     Raises:
-        SystemExit: status 143 when the run received SIGTERM.
+        StoppedBySigterm: a ``SystemExit`` with status 143, when the run received
+            SIGTERM (its line is printed).
     """
     args = list(args)
     if "--help-all" in args:  # LightningCLI's own, complete help
