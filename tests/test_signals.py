@@ -33,7 +33,8 @@ def test_sigterm_saves_a_resumable_checkpoint_and_exits_143(tmp_path: Path) -> N
     assert "Traceback" not in err
     lines = [line for line in err.splitlines() if line.startswith("rsmm:")]
     assert lines == [
-        f"rsmm: interrupted by SIGTERM; resumable checkpoint: {last} (resume with --ckpt_path)"
+        f"rsmm: pretrain interrupted by SIGTERM; resumable checkpoint: {last} "
+        "(resume with --ckpt_path)"
     ], err
     assert err.rstrip().splitlines()[-1] == lines[0]
 

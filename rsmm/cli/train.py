@@ -191,7 +191,7 @@ def _steps_option(args: list[str]) -> int:
     return steps
 
 
-def _stop_on_sigterm(trainer: Any, log_dir: str | None, existed: bool) -> SystemExit:
+def _stop_on_sigterm(command: str, trainer: Any, log_dir: str | None, existed: bool) -> SystemExit:
     """Print the one line of a run stopped by SIGTERM; the exit (status 143) to raise."""
     import sys
 
@@ -201,11 +201,12 @@ def _stop_on_sigterm(trainer: Any, log_dir: str | None, existed: bool) -> System
     ckpt = saved or last_checkpoint_path(trainer)
     if ckpt.is_file():
         line = (
-            f"rsmm: interrupted by SIGTERM; resumable checkpoint: {ckpt} (resume with --ckpt_path)"
+            f"rsmm: {command} interrupted by SIGTERM; resumable checkpoint: {ckpt} "
+            "(resume with --ckpt_path)"
         )
     else:
         _discard_failed_run(log_dir, existed)
-        line = "rsmm: interrupted by SIGTERM before the first checkpoint; nothing to resume"
+        line = f"rsmm: {command} interrupted by SIGTERM before its first checkpoint"
     print(line, file=sys.stderr)
     return StoppedBySigterm(ckpt if ckpt.is_file() else None)
 
@@ -266,7 +267,7 @@ def run_training(
         # on_load_checkpoint), not Lightning's RuntimeError
         _run_trainer(command, trainer, model, dm, ckpt)
     except SIGTERMException:  # Lightning's, a SystemExit with status 0
-        raise _stop_on_sigterm(trainer, log_dir, existed) from None
+        raise _stop_on_sigterm(command, trainer, log_dir, existed) from None
     except USER_ERRORS:
         _discard_failed_run(log_dir, existed)
         raise
