@@ -19,6 +19,10 @@ from rsmm.errors import ConfigError
 
 TRAIN_COMMANDS = ("pretrain", "finetune", "linear-probe", "test")
 
+#: Default of ``--checkpoint_every_n_steps``: training steps between the step checkpoints
+#: that a killed run resumes from (besides the checkpoint at the end of each epoch).
+CHECKPOINT_EVERY_N_STEPS = 500
+
 
 def _task_class(command: str) -> type:
     from rsmm.tasks import FinetuneTask, PretrainTask
@@ -45,14 +49,46 @@ def _check_configs(args: Sequence[str]) -> None:
     check_config_files(args)
 
 
-def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) -> Any:
+def trainer_callbacks(checkpoint_every_n_steps: int = CHECKPOINT_EVERY_N_STEPS) -> list[Any]:
+    """The callbacks every training command's Trainer gets (besides the user's).
+
+    * ``ModelCheckpoint(save_last=True)``: ``last.ckpt`` and the latest
+      ``epoch=E-step=S.ckpt`` at the end of each epoch;
+    * :class:`~rsmm.checkpoints.resume.StepCheckpoint`: also ``last.ckpt`` every ``N``
+      training steps (none for ``N = 0``), so that a run killed mid-epoch resumes from
+      its last step checkpoint;
+    * :class:`~rsmm.checkpoints.resume.RandomStateCheckpoint`: the random state in every
+      checkpoint, restored on a resume (exact resume);
+    * :class:`~rsmm.checkpoints.preemption.SigtermCheckpoint`: ``last.ckpt`` when the run
+      receives SIGTERM (pre-emption), after which the command exits with status 143.
+
+    The checkpoint callbacks overwrite one ``last.ckpt`` (no ``last-v1.ckpt``): it is
+    always the latest state of the run.
+    """
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from rsmm.checkpoints import RandomStateCheckpoint, SigtermCheckpoint, StepCheckpoint
+
+    callbacks: list[Any] = [ModelCheckpoint(save_last=True, enable_version_counter=False)]
+    if checkpoint_every_n_steps > 0:
+        callbacks.append(StepCheckpoint(checkpoint_every_n_steps, enable_version_counter=False))
+    return [*callbacks, RandomStateCheckpoint(), SigtermCheckpoint()]
+
+
+def build_cli(
+    command: str,
+    args: list[str],
+    run_dir: str | Path | None = None,
+    checkpoint_every_n_steps: int = CHECKPOINT_EVERY_N_STEPS,
+) -> Any:
     """The LightningCLI of a training command, instantiated but not run.
 
     Runs go to ``trainer.default_root_dir`` (default ``run_dir``, else
     ``runs/<command>``), one ``version_N`` folder each with CSV and TensorBoard logs,
-    checkpoints and the resolved ``config.yaml``. The loggers are made after parsing
-    (so an overridden root is honoured) and are left out of the saved config, which
-    therefore runs again as it is (``rsmm <command> --config <run>/config.yaml``) into a
+    checkpoints (:func:`trainer_callbacks`, with step checkpoints every
+    ``checkpoint_every_n_steps`` steps) and the resolved ``config.yaml``. The loggers
+    are made after parsing (so an overridden root is honoured) and are left out of the
+    saved config, which therefore runs again as it is (``rsmm <command> --config <run>/config.yaml``) into a
     new version folder.
 
     Raises:
@@ -64,7 +100,6 @@ def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) 
     """
     import warnings
 
-    from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.plugins.io import CheckpointIO
@@ -106,7 +141,7 @@ def build_cli(command: str, args: list[str], run_dir: str | Path | None = None) 
     default_root = str(run_dir) if run_dir is not None else f"runs/{command}"
     trainer_defaults = {
         "default_root_dir": default_root,
-        "callbacks": [ModelCheckpoint(save_last=True)],
+        "callbacks": trainer_callbacks(checkpoint_every_n_steps),
     }
     try:
         return RunCLI(
@@ -164,16 +199,63 @@ def _run_trainer(command: str, trainer: Any, model: Any, dm: Any, ckpt: str | No
         )
 
 
+def _steps_option(args: list[str]) -> int:
+    """The value of ``--checkpoint_every_n_steps`` (removed from ``args``), or the default."""
+    value = _pop_option(args, "--checkpoint_every_n_steps")
+    if value is None:
+        return CHECKPOINT_EVERY_N_STEPS
+    try:
+        steps = int(value)
+    except ValueError:
+        steps = -1
+    if steps < 0:
+        raise ConfigError(
+            f"--checkpoint_every_n_steps must be an integer >= 0 (0: no step checkpoints), "
+            f"got {value!r}"
+        )
+    return steps
+
+
+def _stop_on_sigterm(command: str, trainer: Any, log_dir: str | None, existed: bool) -> SystemExit:
+    """Print the one line of a run stopped by SIGTERM; the exit (status 143) to raise."""
+    import sys
+
+    from rsmm.checkpoints import SigtermCheckpoint, StoppedBySigterm, last_checkpoint_path
+
+    saved = next((cb.saved for cb in trainer.callbacks if isinstance(cb, SigtermCheckpoint)), None)
+    ckpt = saved or last_checkpoint_path(trainer)
+    if ckpt.is_file():
+        line = (
+            f"rsmm: {command} interrupted by SIGTERM; resumable checkpoint: {ckpt} "
+            "(resume with --ckpt_path)"
+        )
+    else:
+        _discard_failed_run(log_dir, existed)
+        line = f"rsmm: {command} interrupted by SIGTERM before its first checkpoint"
+    print(line, file=sys.stderr)
+    return StoppedBySigterm(ckpt if ckpt.is_file() else None)
+
+
 def run_training(
     command: str, args: Sequence[str], run_dir: str | Path | None = None
 ) -> dict[str, float]:
     """Run one of the training commands; returns the final logged metrics.
 
+    A run stopped by SIGTERM (pre-emption, a time limit) saves ``last.ckpt`` at the end
+    of the current batch, prints one line naming it and exits with status 143
+    (:mod:`rsmm.checkpoints.preemption`); ``--ckpt_path`` that file resumes it.
+
     Args:
         command: ``pretrain``, ``finetune``, ``linear-probe`` or ``test``.
-        args: the command's options (``--config``, dotted overrides, ``--ckpt_path``).
+        args: the command's options (``--config``, dotted overrides, ``--ckpt_path``,
+            ``--checkpoint_every_n_steps N``: training steps between step checkpoints,
+            default :data:`CHECKPOINT_EVERY_N_STEPS`, 0 for none).
         run_dir: the default ``trainer.default_root_dir`` (default ``runs/<command>``
             under the working directory); the run goes to its ``version_N`` folder.
+
+    Raises:
+        StoppedBySigterm: a ``SystemExit`` with status 143, when the run received
+            SIGTERM (its line is printed).
     """
     args = list(args)
     if "--help-all" in args:  # LightningCLI's own, complete help
@@ -182,6 +264,7 @@ def run_training(
         print(short_help(command))
         raise SystemExit(0)  # as argparse does after printing a help
     ckpt = _pop_option(args, "--ckpt_path")
+    every_n_steps = _steps_option(args)
     _check_configs(args)
     asks_help = "--help" in args
     if command == "linear-probe":
@@ -198,14 +281,18 @@ def run_training(
             # its pre-training file (it may have moved); the checkpoint's record of that
             # file goes back into the task's hyper-parameters when it is loaded
             args += ["--model.pretrained", "null"]
-    cli = build_cli(command, args, run_dir)
+    cli = build_cli(command, args, run_dir, every_n_steps)
     trainer, model, dm = cli.trainer, cli.model, cli.datamodule
     log_dir = trainer.log_dir
     existed = log_dir is not None and Path(log_dir).exists()
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
     try:
         # a checkpoint that does not fit the model is a CheckpointError (the task's
         # on_load_checkpoint), not Lightning's RuntimeError
         _run_trainer(command, trainer, model, dm, ckpt)
+    except SIGTERMException:  # Lightning's, a SystemExit with status 0
+        raise _stop_on_sigterm(command, trainer, log_dir, existed) from None
     except USER_ERRORS:
         _discard_failed_run(log_dir, existed, cli.fresh_root)
         raise

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from rsmm.datamodules.splits import stratified_subset
 from rsmm.datasets.base import MultiModalDataset
@@ -48,6 +49,35 @@ def subset_targets(ds: Dataset) -> np.ndarray:
     if isinstance(ds, Subset):
         return subset_targets(ds.dataset)[np.asarray(ds.indices)]
     return base_dataset(ds).targets()
+
+
+class ResumableDataLoader(StatefulDataLoader):
+    """A :class:`~torchdata.stateful_dataloader.StatefulDataLoader` that leaves torch's
+    global random generator alone while iterating.
+
+    Its shuffling sampler holds its own generator (seeded once, from torch's global
+    generator, when the loader is built), whose state is part of the loader's
+    ``state_dict``. The base seed of the worker processes, which a plain DataLoader draws
+    from the global generator each time an epoch starts, comes from a generator of the
+    loader seeded with ``seed``; with persistent workers it is drawn once and is also part
+    of the ``state_dict``. So the global generator, which the augmentation and the model
+    draw from, advances the same way in a resumed run as in an uninterrupted one.
+
+    Args:
+        dataset: the dataset.
+        seed: seed of the generator of the workers' base seeds.
+        **kwargs: passed to ``StatefulDataLoader``, except ``generator``, which (when
+            given) replaces the generator of the base seeds.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int = 0, **kwargs: Any) -> None:
+        generator = kwargs.pop("generator", None)
+        super().__init__(dataset, **kwargs)
+        # set after construction: given to the constructor it would also drive the
+        # sampler, whose saved state would then miss the base-seed draws
+        if generator is None:
+            generator = torch.Generator().manual_seed(int(seed))
+        self.generator = generator
 
 
 class MultiModalDataModule(LightningDataModule):
@@ -274,21 +304,29 @@ class MultiModalDataModule(LightningDataModule):
     # -- loaders -------------------------------------------------------------------------
 
     def _loader(self, key: str, shuffle: bool) -> DataLoader:
+        """The loader of split ``key``: shuffled (and resumable mid-epoch) for training.
+
+        Training loaders are a :class:`ResumableDataLoader`: Lightning saves its
+        position in every checkpoint and restores it on a resume, so a resumed run sees
+        the rest of the interrupted epoch's permutation and then the same permutations
+        as an uninterrupted run (see :mod:`rsmm.checkpoints.resume`).
+        """
         if key not in self.datasets:
             raise RuntimeError(
                 f"{type(self).__name__} has no {key} split (call setup first, or the dataset "
                 "has none)"
             )
-        return DataLoader(
-            self.datasets[key],
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            drop_last=shuffle and len(self.datasets[key]) > self.batch_size,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
+        options: dict[str, Any] = {
+            "batch_size": self.batch_size if shuffle else self.eval_batch_size,
+            "shuffle": shuffle,
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
+            "drop_last": shuffle and len(self.datasets[key]) > self.batch_size,
+        }
+        if shuffle:
+            return ResumableDataLoader(self.datasets[key], seed=self.seed, **options)
+        return DataLoader(self.datasets[key], **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
