@@ -32,6 +32,9 @@ class StoppedBySigterm(SystemExit):
         checkpoint: the checkpoint to resume from, or ``None`` when none was written.
     """
 
+    #: its line is printed: ``rsmm.cli.main`` returns its status without a second one
+    reported = True
+
     def __init__(self, checkpoint: Path | None) -> None:
         super().__init__(SIGTERM_EXIT_STATUS)
         self.checkpoint = checkpoint

@@ -100,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise
             return report(err, command)
         except BaseException as err:  # Ctrl-C, SIGTERM, or a run stopped by one
+            if isinstance(err, SystemExit) and getattr(err, "reported", False):
+                return int(err.code)  # a training run stopped by SIGTERM printed its line
             sig = interrupted_by(err, seen)
             if sig is None or debugging():
                 raise

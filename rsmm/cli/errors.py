@@ -63,8 +63,12 @@ _UNION = re.compile(
     re.S,
 )
 _KEY = re.compile(r'^Parser key "(?P<key>[^"]+)":\s*(?P<detail>.*)\Z', re.S)
-_CLASS_PATH = re.compile(r"^Problem with given class_path '(?P<path>[^']*)':\s*(?P<detail>.*)\Z", re.S)
-_EXPECTED = re.compile(r"Expected a <class '(?P<type>[\w.]+)'>(?:\. Got value: (?P<value>.*))?\Z", re.S)
+_CLASS_PATH = re.compile(
+    r"^Problem with given class_path '(?P<path>[^']*)':\s*(?P<detail>.*)\Z", re.S
+)
+_EXPECTED = re.compile(
+    r"Expected a <class '(?P<type>[\w.]+)'>(?:\. Got value: (?P<value>.*))?\Z", re.S
+)
 
 
 def _detail(text: str) -> str:

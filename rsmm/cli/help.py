@@ -200,6 +200,13 @@ def short_help(command: str) -> str:
         flags.append((("--ckpt_path",), "the checkpoint to evaluate (required)"))
     else:
         flags.append((("--ckpt_path",), "resume an interrupted run from this checkpoint"))
+        flags.append(
+            (
+                ("--checkpoint_every_n_steps",),
+                "also write checkpoints/last.ckpt every N training steps (default: 500; "
+                "0: only at epoch ends)",
+            )
+        )
     for names, text in flags:
         general.add_argument(*names, action="store_true", help=text)
 

@@ -216,7 +216,9 @@ def _steps_option(args: list[str]) -> int:
     return steps
 
 
-def _stop_on_sigterm(command: str, trainer: Any, log_dir: str | None, existed: bool) -> SystemExit:
+def _stop_on_sigterm(
+    command: str, trainer: Any, log_dir: str | None, existed: bool, fresh_root: Path | None
+) -> SystemExit:
     """Print the one line of a run stopped by SIGTERM; the exit (status 143) to raise."""
     import sys
 
@@ -230,7 +232,7 @@ def _stop_on_sigterm(command: str, trainer: Any, log_dir: str | None, existed: b
             "(resume with --ckpt_path)"
         )
     else:
-        _discard_failed_run(log_dir, existed)
+        _discard_failed_run(log_dir, existed, fresh_root)
         line = f"rsmm: {command} interrupted by SIGTERM before its first checkpoint"
     print(line, file=sys.stderr)
     return StoppedBySigterm(ckpt if ckpt.is_file() else None)
@@ -292,7 +294,7 @@ def run_training(
         # on_load_checkpoint), not Lightning's RuntimeError
         _run_trainer(command, trainer, model, dm, ckpt)
     except SIGTERMException:  # Lightning's, a SystemExit with status 0
-        raise _stop_on_sigterm(command, trainer, log_dir, existed) from None
+        raise _stop_on_sigterm(command, trainer, log_dir, existed, cli.fresh_root) from None
     except USER_ERRORS:
         _discard_failed_run(log_dir, existed, cli.fresh_root)
         raise
