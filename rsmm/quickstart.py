@@ -19,6 +19,7 @@ small; ``rsmm pretrain`` on real data reads them every epoch).
 from __future__ import annotations
 
 import logging
+import platform
 import shutil
 import sys
 import time
@@ -216,7 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ckpt, out / "encoders", overwrite=True, format="torchgeo", metrics=card_metrics
     )
 
-    print()
+    # Same seed, threads, CPU kind and torch build: the same numbers (the kernels' summation
+    # order depends on the thread count and on the CPU's vector instructions).
+    print(
+        f"\nseed {a.seed}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}"
+    )
     print("| initialisation | protocol | OA | AA | kappa |")
     print("| --- | --- | --- | --- | --- |")
     for key, r in results.items():

@@ -260,6 +260,8 @@ def test_help_and_unknown_command(capsys: pytest.CaptureFixture) -> None:
 def test_quickstart_fast(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["quickstart", "--fast", "--out", str(tmp_path / "qs")]) == 0
     out = capsys.readouterr().out
+    # what the numbers depend on besides the seed is printed above the table
+    assert re.search(rf"seed 0, {torch.get_num_threads()} torch threads, torch ", out)
     for init in ("random init", "rsmm pre-trained"):
         for protocol in ("fine-tuned", "linear probe"):
             assert re.search(rf"\| {init} \| {protocol} \| [0-9.]+ \| [0-9.]+ \| -?[0-9.]+ \|", out)
