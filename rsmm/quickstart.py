@@ -46,7 +46,7 @@ from rsmm.tasks import FinetuneTask, PretrainTask
 MODALITIES = ("s1", "s2", "naip")
 
 #: (scene side m, chip stride m, pre-training epochs, fine-tuning epochs) per mode; "full"
-#: took 1 min 13 s on two quiet CPU cores (1.5 CPU-minutes, user + sys)
+#: took 1 min 2 s on two quiet CPU cores (1.3 CPU-minutes, user + sys)
 SETTINGS = {"fast": (1600.0, 80.0, 1, 2), "full": (2560.0, 40.0, 3, 25)}
 
 #: the downstream protocols: (name, FinetuneTask options); both start from random and

@@ -51,6 +51,13 @@ def subset_targets(ds: Dataset) -> np.ndarray:
     return base_dataset(ds).targets()
 
 
+# Third-party deprecations that every training run would print and no user can act on:
+# torchdata 0.11 calls torch.set_vital (deprecated in torch 2.14) in each __iter__, and
+# Lightning 2.6 flattens a stateful loader's state with torch's deprecated LeafSpec.
+warnings.filterwarnings("ignore", message="'set_vital' is deprecated")
+warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 class ResumableDataLoader(StatefulDataLoader):
     """A :class:`~torchdata.stateful_dataloader.StatefulDataLoader` that leaves torch's
     global random generator alone while iterating.
