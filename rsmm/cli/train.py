@@ -103,6 +103,7 @@ def build_cli(
     from lightning.pytorch.cli import LightningCLI
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
     from lightning.pytorch.plugins.io import CheckpointIO
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
     from rsmm.checkpoints.atomic_io import AtomicCheckpointIO
     from rsmm.datamodules.base import MultiModalDataModule
@@ -127,7 +128,12 @@ def build_cli(
             if trainer.get("logger") is None:  # not chosen by the user
                 csv = CSVLogger(root, name="")
                 kwargs["logger"] = [csv, TensorBoardLogger(root, name="", version=csv.version)]
-            return super().instantiate_trainer(**kwargs)
+            try:
+                return super().instantiate_trainer(**kwargs)
+            except (ValueError, MisconfigurationException) as err:
+                # the Trainer's own check of its options (an unknown accelerator, strategy
+                # or precision): the user's to fix, one line
+                raise ConfigError(f"trainer: {' '.join(str(err).split())}") from err
 
         def parse_arguments(self, parser: Any, args: Any) -> None:
             try:

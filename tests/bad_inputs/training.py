@@ -85,6 +85,11 @@ def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(pretrain("--model.temperature", "warm"), ("temperature",))
 
 
+@case("train-unknown-accelerator")
+def _(tmp: Path, shared: Shared) -> Cli:
+    return Cli(pretrain("--trainer.accelerator", "nosuch"), ("trainer", "nosuch"))
+
+
 @case("train-unknown-loss")
 def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(pretrain("--model.loss", "ntxnet"), ("ntxnet",))
