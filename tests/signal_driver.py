@@ -47,6 +47,7 @@ def _slow(step: str, ready: Path) -> None:
 
 if __name__ == "__main__":
     _slow(sys.argv[1], Path(sys.argv[2]))
-    from rsmm.cli import main
+    from rsmm.cli import run
 
-    sys.exit(main(sys.argv[3:]))
+    sys.argv[1:] = sys.argv[3:]
+    run()  # what the rsmm console script runs

@@ -23,8 +23,10 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from rsmm.cli.errors import (
+    SIGNAL_STATUS,
     USER_ERRORS,
     debugging,
     interrupted_by,
@@ -34,7 +36,15 @@ from rsmm.cli.errors import (
 )
 from rsmm.cli.train import TRAIN_COMMANDS, build_cli, run_training
 
-__all__ = ["DESCRIPTION", "TRAIN_COMMANDS", "USER_ERRORS", "build_cli", "main", "run_training"]
+__all__ = [
+    "DESCRIPTION",
+    "TRAIN_COMMANDS",
+    "USER_ERRORS",
+    "build_cli",
+    "main",
+    "run",
+    "run_training",
+]
 
 DESCRIPTION = """\
 rsmm: multimodal pre-training for co-registered remote-sensing imagery.
@@ -111,5 +121,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+def run() -> NoReturn:
+    """The ``rsmm`` console script: :func:`main` on ``sys.argv``, then exit.
+
+    An interrupted command (status 130 or 143) has printed its line and left its outputs
+    complete or removed; it exits at once, skipping the interpreter's shutdown, where C
+    extensions torn down after an interruption inside GeoPandas' Parquet writer print
+    "Error in sys.excepthook" four times on Python 3.12.
+    """
+    status = main()
+    if status in SIGNAL_STATUS.values():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,7 +1,5 @@
 """``python -m rsmm.cli``: the ``rsmm`` command."""
 
-import sys
+from rsmm.cli import run
 
-from rsmm.cli import main
-
-sys.exit(main())
+run()
