@@ -60,7 +60,7 @@ def per_anchor_contrastive(
 
     Returns:
         ``(loss, valid)``: per-anchor losses (0 where invalid) and the boolean mask of
-        anchors that have at least one positive.
+        anchors that have at least one positive (a positive total weight).
     """
     if tau <= 0:
         raise ValueError(f"temperature tau must be > 0, got {tau}")
