@@ -170,6 +170,30 @@ def _supcon(d: Draw) -> list[Tensor]:
     return [supcon, losses.MMSupConLoss(d.tau)(z, ids, labels), per_anchor]
 
 
+@case(
+    "rsmm.losses.mm_kernel_ntxent",
+    "rsmm.losses.kernel_positives",
+    "rsmm.losses.geo_kernel",
+    "rsmm.losses.doy_kernel",
+    "rsmm.losses.geo_time_kernel",
+    "rsmm.losses.delta_kernel",
+    "rsmm.losses.label_kernel",
+)
+def _kernel_ntxent(d: Draw) -> list[Tensor]:
+    ids, labels = _ids_labels()
+    z = d.emb(8, 4)
+    lonlat = torch.tensor([[5.0, 45.0], [5.01, 45.0], [-179.99, 0.0], [179.99, 0.0]])
+    days = torch.tensor([1.0, 365.0, 200.0, 20000.0])
+    sigma_km = 1e-3 if d.regime == "small_params" else 2.0
+    geo = losses.geo_kernel(lonlat, lonlat, sigma_km)
+    both = losses.geo_time_kernel(lonlat, lonlat, days, days, sigma_km, 30.0)
+    out = [geo, both, losses.doy_kernel(days, days, 30.0)]
+    for w in (geo, both, losses.label_kernel(labels[:4], labels[:4]), losses.delta_kernel(ids, ids)):
+        out.append(losses.mm_kernel_ntxent(z, ids, w[:4, :4], d.tau))
+    out.append(losses.kernel_positives(ids, geo))
+    return out
+
+
 @case("rsmm.losses.classification_loss", "rsmm.losses.inverse_frequency_weights")
 def _classification(d: Draw) -> list[Tensor]:
     logits = d.emb(6, 3, unit=False)

@@ -34,13 +34,19 @@ def tiny_task(loss: str, **kw) -> PretrainTask:
     )
 
 
-def batch(b: int = 6) -> dict[str, object]:
+def batch(b: int = 6, meta: bool = False) -> dict[str, object]:
     g = torch.Generator().manual_seed(0)
-    return {
+    out = {
         "s1": [torch.randn(b, 2, 16, 16, generator=g) for _ in range(2)],
         "s2": [torch.randn(b, 3, 16, 16, generator=g)],
         "label": torch.tensor([0, 1, 2, 1, 0, 2][:b]),
     }
+    if meta:  # chip centres 0-4 km apart and dates (kernel_ntxent reads them)
+        out["meta"] = {
+            "lonlat": torch.tensor([[5.0 + 0.01 * i, 45.0] for i in range(b)]),
+            "date": torch.arange(b, dtype=torch.float32) * 20,
+        }
+    return out
 
 
 # -- the registry ----------------------------------------------------------------------------
@@ -48,16 +54,16 @@ def batch(b: int = 6) -> dict[str, object]:
 
 def test_registry_lists_every_objective_once() -> None:
     assert list(OBJECTIVES) == [
-        "ntxent", "supcon",
+        "ntxent", "supcon", "kernel_ntxent",
         "ot_sample", "ot_feature", "coot", "ssw_ssl", "sw_ssl", "align_uniform",
         "infonce_alignment", "gca_ince", "gca_rince", "gca_uot",
         "moco", "byol", "barlow_twins", "vicreg", "mmcr",
     ]  # fmt: skip
     assert all(cls.name == name for name, cls in OBJECTIVES.items())
-    assert objective_names(ContrastiveObjective) == ("ntxent", "supcon")
+    assert objective_names(ContrastiveObjective) == ("ntxent", "supcon", "kernel_ntxent")
     temperature = [n for n, c in OBJECTIVES.items() if c.uses_temperature]
     assert temperature == [
-        "ntxent", "supcon", "infonce_alignment", "gca_ince", "gca_rince", "gca_uot", "moco"
+        "ntxent", "supcon", "kernel_ntxent", "infonce_alignment", "gca_ince", "gca_rince", "gca_uot", "moco"
     ]  # fmt: skip
 
 
@@ -86,7 +92,7 @@ def test_every_objective_runs_one_step(loss: str) -> None:
     torch.manual_seed(0)
     task = tiny_task(loss)
     task.method.before_step(task.encoder, step=0, total_steps=4)
-    value, feats = task.shared_step(batch())
+    value, feats = task.shared_step(batch(meta=True))
     assert value.ndim == 0 and torch.isfinite(value)
     value.backward()
     assert all(p.grad is not None for p in task.encoder.backbones.parameters())

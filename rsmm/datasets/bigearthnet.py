@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from rsmm.datasets.base import MultiModalDataset, Sample
+from rsmm.datasets.geometa import date_tensor, raster_centre_lonlat
 from rsmm.errors import ConfigError, DatasetFileError, DatasetNotFoundError
 from rsmm.io import fill_nonfinite, require_dir
 from rsmm.manifests import load_manifest
@@ -73,7 +74,10 @@ class BigEarthNet(MultiModalDataset):
     classes (:attr:`classes`), mapped with the published 43 -> 19 table (manifest key
     ``clc43_to_19``). ``"meta"`` holds ``id`` (Sentinel-2 patch name), ``s1_id``,
     ``s2_date``/``s1_date`` (``YYYY-MM-DD``, from the patch names), ``country`` (v2's
-    metadata; ``""`` when unknown) and ``nodata`` (filled non-finite pixels per modality).
+    metadata; ``""`` when unknown), ``nodata`` (filled non-finite pixels per modality),
+    ``lonlat`` (float32 ``[lon, lat]`` of the patch centre, from the GeoTIFF header of
+    the first band read) and ``date`` (float32, the Sentinel-2 acquisition in days since
+    1970-01-01; see :mod:`rsmm.datasets.geometa`).
 
     Left out when indexing, recorded in :attr:`skipped` and summarised in one warning:
     the patches the official recommendations exclude (``exclude``: seasonal snow and
@@ -192,7 +196,10 @@ class BigEarthNet(MultiModalDataset):
             if reason is not None:
                 self._skip(s2, _REASONS[reason])
                 continue
-            dirs = {"s2": self.root / layout["s2_dir"] / s2, "s1": self.root / layout["s1_dir"] / s1}
+            dirs = {
+                "s2": self.root / layout["s2_dir"] / s2,
+                "s1": self.root / layout["s1_dir"] / s1,
+            }
             label_file = dirs["s2"] / layout["labels"].format(patch=s2)
             if not label_file.is_file():
                 self._skip(s2, "no Sentinel-2 patch (or its labels file)")
@@ -358,6 +365,8 @@ class BigEarthNet(MultiModalDataset):
             "s1_date": acquisition_date(patch.s1),
             "country": patch.country,
             "nodata": nodata,
+            "lonlat": raster_centre_lonlat(self.band_files(index, self.modalities[0])[0]),
+            "date": date_tensor(acquisition_date(patch.s2)),
         }
         if self.transforms is not None:
             sample = self.transforms(sample)

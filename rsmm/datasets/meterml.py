@@ -75,7 +75,9 @@ class MeterML(MultiModalDataset):
     Samples hold ``"s1"`` (VV, VH), ``"s2"`` (the bands chosen by ``s2_bands``) and
     ``"naip"`` (R, G, B, NIR) as float32 ``C x H x W`` tensors of the stored digital
     numbers, ``"label"`` and ``"meta"`` (``id`` = location folder relative to the root,
-    ``type`` = the raw ``Type`` of the geojson, ``nodata`` = filled pixels per modality).
+    ``type`` = the raw ``Type`` of the geojson, ``nodata`` = filled pixels per modality,
+    ``lonlat`` = float32 ``[lon, lat]`` read from the ``<lat>_<lon>`` folder name, NaN
+    for a folder not named so).
 
     Labels: the class id is the index in :attr:`classes`; ``Roundabout`` counts as
     ``Negative`` (id :attr:`negative_class`). A compound type such as
@@ -387,7 +389,12 @@ class MeterML(MultiModalDataset):
             sample["label"] = torch.tensor(loc.multi_hot, dtype=torch.float32)
         else:
             sample["label"] = torch.tensor(loc.label, dtype=torch.int64)
-        sample["meta"] = {"id": loc.folder, "type": loc.type, "nodata": nodata}
+        sample["meta"] = {
+            "id": loc.folder,
+            "type": loc.type,
+            "nodata": nodata,
+            "lonlat": folder_lonlat(loc.folder),
+        }
         return sample
 
     def _read(self, index: int, folder: Path, f: _ArrayFile, size: int) -> torch.Tensor:
@@ -515,3 +522,16 @@ def _resolve_s2_bands(spec: Sequence[str], s2_files: Mapping[str, _ArrayFile]) -
     if repeated:
         raise ConfigError(f"s2_bands: band(s) {repeated} selected more than once in {list(spec)}")
     return tuple(out)
+
+
+def folder_lonlat(folder: str) -> torch.Tensor:
+    """``[lon, lat]`` (float32) of a Meter-ML location folder named ``<lat>_<lon>``
+    (``train_images/train_images_1/42.3314_-83.0458``); NaN when it is not named so."""
+    parts = folder.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].split("_")
+    try:
+        lat, lon = (float(p) for p in parts)
+    except ValueError:
+        return torch.full((2,), float("nan"))
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return torch.full((2,), float("nan"))
+    return torch.tensor([lon, lat], dtype=torch.float32)

@@ -14,6 +14,7 @@ from torchgeo.datasets import SEN12MS as TorchGeoSEN12MS
 from torchgeo.datasets.errors import DatasetNotFoundError as TorchGeoNotFoundError
 
 from rsmm.datasets.base import MultiModalDataset, Sample
+from rsmm.datasets.geometa import raster_centre_lonlat
 from rsmm.datasets.landcover import igbp_scene_label
 from rsmm.errors import ConfigError, DatasetFileError, DatasetNotFoundError
 from rsmm.io import read_geotiff, require_dir
@@ -137,7 +138,11 @@ class SEN12MS(MultiModalDataset):
             sample[m], nodata[m] = self._select(m, stored[m].numpy())
         label = igbp_scene_label(mask.numpy())
         sample["label"] = torch.tensor(label, dtype=torch.long)
-        sample["meta"] = {"id": self.ids[index], "nodata": nodata}
+        sample["meta"] = {
+            "id": self.ids[index],
+            "nodata": nodata,
+            "lonlat": raster_centre_lonlat(self.path(index, "s2")),
+        }
         return sample
 
     def targets(self) -> np.ndarray:

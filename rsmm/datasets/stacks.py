@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from rsmm.datasets.base import MultiModalDataset, Sample
+from rsmm.datasets.geometa import days_since_epoch, to_lonlat
 from rsmm.errors import ConfigError, NoCoveredChipsError
 from rsmm.manifests import DatasetManifest
 from rsmm.stacks.build import build_manifest
@@ -35,10 +36,14 @@ from rsmm.stacks.windows import read_window, window_transform
 class CoRegisteredStack(MultiModalDataset):
     """A user stack's chips as rsmm samples.
 
-    Samples are ``{modality: float32 C x H x W, "label": int64, "meta": {"id", "nodata"}}``
-    with values as stored (dB or linear S1, reflectance x 1e4 S2, NAIP digital
-    numbers); pixels missing in the files are filled (band mean) and counted in
-    ``meta["nodata"]``. The label is ``-1`` for unlabelled chips.
+    Samples are ``{modality: float32 C x H x W, "label": int64, "meta": {"id", "nodata",
+    "lonlat", "date"}}`` with values as stored (dB or linear S1, reflectance x 1e4 S2,
+    NAIP digital numbers); pixels missing in the files are filled (band mean) and
+    counted in ``meta["nodata"]``. The label is ``-1`` for unlabelled chips.
+    ``meta["lonlat"]`` is the chip centre in degrees and ``meta["date"]`` the acquisition
+    date (days since 1970-01-01) of the first modality that has one in the manifest,
+    both float32 tensors (see :mod:`rsmm.datasets.geometa`); ``date`` is left out when
+    the manifest has no dates.
 
     Args:
         manifest_or_dirs: a chip manifest (``.parquet`` path or
@@ -94,6 +99,7 @@ class CoRegisteredStack(MultiModalDataset):
         self._bounds = [g.bounds for g in self.chips.geometry.values]
         self._ids = self.chips["chip_id"].astype(str).tolist()
         self._labels = self.chips["label"].to_numpy(dtype=np.int64)
+        self._lonlat, self._dates = self._geometa()
         self._read: dict[str, dict[str, Any]] = {}
         for m in self.modalities:
             bands_m = info[m]["bands"]
@@ -138,6 +144,26 @@ class CoRegisteredStack(MultiModalDataset):
                 stacklevel=3,
             )
         return rows[keep]
+
+    def _geometa(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """``N x 2`` float32 chip centres in lon/lat, and ``N`` float32 acquisition days
+        since 1970-01-01 (the first of :attr:`modalities` with a date; NaN where none
+        has one), ``None`` when the manifest has no dates."""
+        centres = np.array([((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in self._bounds])
+        if not len(centres):
+            return np.zeros((0, 2), np.float32), None
+        lonlat = to_lonlat(self.crs, centres[:, 0], centres[:, 1]).astype(np.float32)
+        columns = [f"date_{m}" for m in self.modalities if f"date_{m}" in self.chips.columns]
+        if not columns:
+            return lonlat, None
+        dates = np.full(len(self.chips), np.nan, np.float32)
+        for col in reversed(columns):  # the first modality's date wins
+            days = np.array(
+                [days_since_epoch(v) if isinstance(v, str) else np.nan for v in self.chips[col]],
+                np.float32,
+            )
+            dates = np.where(np.isnan(days), dates, days)
+        return lonlat, dates
 
     def _load_manifest(self) -> DatasetManifest:
         return self.chip_manifest.dataset_manifest()
@@ -184,7 +210,13 @@ class CoRegisteredStack(MultiModalDataset):
         for m, (arr, _) in self.read_raw(index).items():
             sample[m], nodata[m] = self._select(m, arr)
         sample["label"] = torch.tensor(self._labels[index], dtype=torch.int64)
-        sample["meta"] = {"id": self._ids[index], "nodata": nodata}
+        sample["meta"] = {
+            "id": self._ids[index],
+            "nodata": nodata,
+            "lonlat": torch.from_numpy(self._lonlat[index].copy()),
+        }
+        if self._dates is not None:
+            sample["meta"]["date"] = torch.tensor(self._dates[index])
         return sample
 
 

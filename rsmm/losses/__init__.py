@@ -1,7 +1,8 @@
 """Loss functions: pure functions of tensors, with thin ``nn.Module`` wrappers.
 
 * multimodal contrastive losses (:mod:`.contrastive`): :func:`mm_ntxent` (eq. 4.1),
-  :func:`mm_supcon` (eq. 4.3-4.4) and the per-anchor form they share;
+  :func:`mm_supcon` (eq. 4.3-4.4), the y-aware :func:`mm_kernel_ntxent` with the
+  metadata kernels of :mod:`.kernels` (location, date) and the per-anchor form they share;
 * classification losses and the SupCon mixture of eq. 4.5 (:mod:`.classification`);
 * the baseline SSL losses lightly has no form for (:mod:`.ssl`): MoCo's InfoNCE with a
   queue, cross-group MoCo and BYOL, MMCR;
@@ -29,10 +30,19 @@ from rsmm.losses.classification import (
 from rsmm.losses.contrastive import (
     MMNTXentLoss,
     MMSupConLoss,
+    kernel_positives,
+    mm_kernel_ntxent,
     mm_ntxent,
     mm_supcon,
     per_anchor_contrastive,
     supcon_positives,
+)
+from rsmm.losses.kernels import (
+    delta_kernel,
+    doy_kernel,
+    geo_kernel,
+    geo_time_kernel,
+    label_kernel,
 )
 from rsmm.losses.ssl import (
     cross_group_byol,
@@ -48,9 +58,16 @@ __all__ = [
     "classification_loss",
     "cross_group_byol",
     "cross_group_moco",
+    "delta_kernel",
+    "doy_kernel",
     "focal_loss",
+    "geo_kernel",
+    "geo_time_kernel",
     "inverse_frequency_weights",
+    "kernel_positives",
+    "label_kernel",
     "mean_over_pairs",
+    "mm_kernel_ntxent",
     "mm_ntxent",
     "mm_supcon",
     "mmcr_loss",

@@ -13,6 +13,9 @@ With one modality and two views, :func:`mm_ntxent` is SimCLR's NT-Xent (Chen et 
 (2020, arXiv:2004.11362, the "L_out" form); with all labels distinct it equals
 :func:`mm_ntxent`.
 
+:func:`mm_kernel_ntxent` weights every pair by a kernel on the samples' metadata
+(location, date): the y-aware loss of Dufumier et al. (arXiv:2106.08808).
+
 Rows whose ``anchor_mask`` is False (e.g. Meter-ML's Negative class) are never anchors
 nor positives but remain in every denominator as negatives.
 
@@ -27,6 +30,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -38,19 +43,24 @@ def per_anchor_contrastive(
     anchor_rows: Tensor | None = None,
     anchor_mask: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """Loss of each anchor row given a boolean positive matrix.
+    """Loss of each anchor row given a positive matrix (boolean, or non-negative weights).
+
+    With weights ``w`` (booleans count as 0 / 1) the loss of anchor ``r`` is::
+
+        L_r = -sum_{k != r} w_rk log softmax_{j != r}(<z_r, z_j> / tau)[k] / sum_{k != r} w_rk
 
     Args:
         z: ``K x d`` embeddings (normalised by the caller).
-        positives: ``A x K`` boolean, True where key ``k`` is a positive of anchor ``a``
-            (the anchor's own row is excluded automatically).
+        positives: ``A x K`` boolean, True where key ``k`` is a positive of anchor ``a``,
+            or non-negative float weights (the y-aware loss, :func:`mm_kernel_ntxent`);
+            the anchor's own row is excluded automatically.
         tau: temperature.
         anchor_rows: ``A`` indices of the anchor rows in ``z`` (default: all rows).
         anchor_mask: ``K`` boolean; False rows are never anchors or positives.
 
     Returns:
         ``(loss, valid)``: per-anchor losses (0 where invalid) and the boolean mask of
-        anchors that have at least one positive.
+        anchors that have at least one positive (a positive total weight).
     """
     if tau <= 0:
         raise ValueError(f"temperature tau must be > 0, got {tau}")
@@ -62,13 +72,18 @@ def per_anchor_contrastive(
     self_mask[torch.arange(len(rows), device=z.device), rows] = True
     logits = logits.masked_fill(self_mask, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
-    pos = positives & ~self_mask
+    if positives.dtype == torch.bool:
+        weights = (positives & ~self_mask).to(logits.dtype)
+    else:
+        weights = positives.to(logits.dtype).masked_fill(self_mask, 0.0)
     if anchor_mask is not None:
         am = anchor_mask.to(device=z.device, dtype=torch.bool)
-        pos = pos & am[None, :] & am[rows][:, None]
-    n_pos = pos.sum(1)
-    valid = n_pos > 0
-    loss = -log_prob.masked_fill(~pos, 0.0).sum(1) / n_pos.clamp_min(1)
+        weights = weights.masked_fill(~(am[None, :] & am[rows][:, None]), 0.0)
+    total = weights.sum(1)
+    valid = total > 0
+    # masked_fill first: 0 * log_prob must be 0 even where log_prob is -inf
+    weighted = log_prob.masked_fill(weights == 0, 0.0) * weights
+    loss = -weighted.sum(1) / total.masked_fill(~valid, 1.0)
     return loss.masked_fill(~valid, 0.0), valid
 
 
@@ -155,6 +170,82 @@ def mm_supcon(
         z, supcon_positives(sample_ids, labels, anchor_rows), tau, anchor_rows, anchor_mask
     )
     return _reduce(loss, valid, "mm_supcon")
+
+
+#: sample-level weights: an ``N x N`` matrix over sample ids, or ``f(a, b)`` returning
+#: the ``len(a) x len(b)`` weights of the samples with ids ``a`` and ``b``
+SampleWeights = Tensor | Callable[[Tensor, Tensor], Tensor]
+
+
+def kernel_positives(
+    sample_ids: Tensor, weights: SampleWeights, anchor_rows: Tensor | None = None
+) -> Tensor:
+    """``A x K`` row weights of the y-aware loss: ``w_rk = W[id_r, id_k]``, and 1 between
+    rows of the same sample (other modalities and views).
+
+    Args:
+        sample_ids: ``K`` sample ids of the rows, in ``0 .. N-1``.
+        weights: see :data:`SampleWeights`; non-negative.
+        anchor_rows: optional anchor subset (see :func:`mm_ntxent`).
+    """
+    own = sample_ids if anchor_rows is None else sample_ids[anchor_rows]
+    if callable(weights):
+        uniq, inverse = torch.unique(sample_ids, return_inverse=True)
+        table = weights(uniq, uniq)
+        pos = torch.searchsorted(uniq, own)
+        w = table[pos][:, inverse]
+    else:
+        if weights.ndim != 2 or weights.shape[0] != weights.shape[1]:
+            raise ValueError(f"weights must be an N x N matrix, got {tuple(weights.shape)}")
+        w = weights[own][:, sample_ids]
+    return w.masked_fill(_same(sample_ids, anchor_rows), 1.0)
+
+
+def mm_kernel_ntxent(
+    z: Tensor,
+    sample_ids: Tensor,
+    weights: SampleWeights,
+    tau: float = 0.1,
+    anchor_mask: Tensor | None = None,
+    anchor_rows: Tensor | None = None,
+) -> Tensor:
+    """y-aware multimodal NT-Xent: eq. 4.1 with kernel-weighted positives.
+
+    The y-aware InfoNCE of Dufumier et al. (MICCAI 2021, arXiv:2106.08808) over every
+    (sample, modality, view) row. For anchor row ``r`` and every other row ``k != r``,
+    ``w_rk = K(y_r, y_k)`` is a kernel on the metadata of their samples (e.g.
+    :func:`~rsmm.losses.kernels.geo_kernel` on location) and ``w_rk = 1`` between rows
+    of the same sample; then::
+
+        L = -1/|R| sum_r sum_{k != r} (w_rk / sum_{j != r} w_rj)
+                * log( exp(s_rk / tau) / sum_{j != r} exp(s_rj / tau) ),   s = <z_r, z_k>
+
+    over the anchors ``R`` with ``sum_{j != r} w_rj > 0``. The kernel
+    :func:`~rsmm.losses.kernels.delta_kernel` on sample ids gives :func:`mm_ntxent`
+    (eq. 4.1) and :func:`~rsmm.losses.kernels.label_kernel` on labels gives
+    :func:`mm_supcon`. Rows whose ``anchor_mask`` is False are never anchors nor
+    weighted but stay in every denominator.
+
+    Args:
+        z: ``K x d`` L2-normalised embeddings, one row per (sample, modality, view).
+        sample_ids: ``K`` ids in ``0 .. N-1`` (rows with the same id are one sample).
+        weights: the ``N x N`` non-negative kernel matrix over samples, or a callable
+            ``f(a, b)`` giving the ``len(a) x len(b)`` weights of sample ids ``a``, ``b``.
+        tau: temperature.
+        anchor_mask: optional ``K`` boolean; False rows only act as negatives.
+        anchor_rows: optional anchor subset (see :func:`mm_ntxent`).
+
+    Returns:
+        Scalar loss.
+
+    Raises:
+        ValueError: for negative weights, or if no anchor has a positive.
+    """
+    w = kernel_positives(sample_ids, weights, anchor_rows)
+    if bool((w < 0).any()):
+        raise ValueError("mm_kernel_ntxent: the kernel weights must be non-negative")
+    loss, valid = per_anchor_contrastive(z, w, tau, anchor_rows, anchor_mask)
+    return _reduce(loss, valid, "mm_kernel_ntxent")
 
 
 class MMNTXentLoss(torch.nn.Module):

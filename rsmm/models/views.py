@@ -33,6 +33,12 @@ from torch import Tensor
 AllGather = Callable[[Tensor, bool], Tensor]
 
 
+#: the numeric sample metadata that datasets give (see :mod:`rsmm.datasets.geometa`) and
+#: tasks carry in :attr:`SampleInfo.meta`: ``lonlat`` (``B x 2`` degrees), ``date``
+#: (``B`` days since 1970-01-01)
+META_KEYS = ("lonlat", "date")
+
+
 def negative_samples(labels: Tensor | None, class_ids: Sequence[int]) -> Tensor | None:
     """Which samples only serve as negatives: their label is one of ``class_ids``.
 
@@ -71,7 +77,8 @@ class SampleInfo:
         presence: ``{modality: B booleans}``, False where a sample lacks the modality;
             ``None`` = every sample has every modality.
         meta: numeric per-sample metadata, ``{name: B x ...}`` (e.g. ``lonlat``
-            ``B x 2``, ``doy`` ``B``) for metadata-weighted objectives; ``None`` = none.
+            ``B x 2``, ``date`` ``B``, see :data:`META_KEYS`) for metadata-weighted
+            objectives; ``None`` = none.
     """
 
     labels: Tensor | None = None

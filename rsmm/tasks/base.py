@@ -20,7 +20,7 @@ from lightning import LightningModule
 from rsmm.checkpoints import check_state_dict, data_info_from
 from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.models.multimodal import MultiModalEncoder
-from rsmm.models.views import SampleInfo, negative_samples
+from rsmm.models.views import META_KEYS, SampleInfo, negative_samples
 
 
 def encoder_inputs(info: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -147,10 +147,22 @@ class MultiModalTask(LightningModule):
     # -- helpers -----------------------------------------------------------------------
 
     def sample_info(self, batch: Mapping[str, Any]) -> SampleInfo:
-        """What the objectives know about a batch's samples: labels, and which samples
-        only serve as negatives (their class is one of :attr:`negative_classes`)."""
+        """What the objectives know about a batch's samples: labels, which samples only
+        serve as negatives (their class is one of :attr:`negative_classes`), and the
+        numeric metadata of :data:`~rsmm.models.views.META_KEYS` (location, date)
+        when the dataset gives it."""
         labels = batch.get("label")
-        return SampleInfo(labels=labels, negative=negative_samples(labels, self.negative_classes))
+        given = batch.get("meta")
+        meta = {
+            k: given[k]
+            for k in META_KEYS
+            if isinstance(given, Mapping) and isinstance(given.get(k), torch.Tensor)
+        }
+        return SampleInfo(
+            labels=labels,
+            negative=negative_samples(labels, self.negative_classes),
+            meta=meta or None,
+        )
 
     @staticmethod
     def batch_views(

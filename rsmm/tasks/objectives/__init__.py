@@ -3,7 +3,8 @@
 One class per objective (see :class:`~rsmm.tasks.objectives.base.Objective`), grouped
 by family:
 
-* :mod:`.contrastive`: ``ntxent`` (eq. 4.1), ``supcon`` (eq. 4.3-4.4);
+* :mod:`.contrastive`: ``ntxent`` (eq. 4.1), ``supcon`` (eq. 4.3-4.4), ``kernel_ntxent``
+  (eq. 4.1 weighted by a kernel on location and date, arXiv:2106.08808);
 * :mod:`.pairwise`: ``ot_sample``, ``ot_feature``, ``coot``, ``ssw_ssl``, ``sw_ssl``,
   ``align_uniform``, ``infonce_alignment``, ``gca_ince``, ``gca_rince``, ``gca_uot``
   (thesis chapter 3 and generalised contrastive alignment);
@@ -25,7 +26,7 @@ from typing import Any
 from rsmm.errors import ConfigError
 from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.tasks.objectives.base import Objective, Ranks, Views
-from rsmm.tasks.objectives.contrastive import NTXent, SupCon
+from rsmm.tasks.objectives.contrastive import KernelNTXent, NTXent, SupCon
 from rsmm.tasks.objectives.dense import DenseMatching, check_dense
 from rsmm.tasks.objectives.pairwise import (
     COOT,
@@ -54,6 +55,7 @@ def _registry(*classes: type[Objective]) -> dict[str, type[Objective]]:
 OBJECTIVES: dict[str, type[Objective]] = _registry(
     NTXent,
     SupCon,
+    KernelNTXent,
     OTSample,
     OTFeature,
     COOT,

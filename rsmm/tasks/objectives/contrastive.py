@@ -1,5 +1,5 @@
-"""Multimodal contrastive objectives: ``loss: ntxent`` (eq. 4.1) and ``loss: supcon``
-(eq. 4.3-4.4).
+"""Multimodal contrastive objectives: ``loss: ntxent`` (eq. 4.1), ``loss: supcon``
+(eq. 4.3-4.4) and ``loss: kernel_ntxent`` (eq. 4.1 with metadata-kernel weights).
 
 Every row of :meth:`EmbeddedViews.flat <rsmm.models.views.EmbeddedViews.flat>` (one per
 sample, modality and view) is an anchor scored against every other row by
@@ -15,14 +15,17 @@ exactly the gradient of the single-process loss on the concatenated batch.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from rsmm.errors import ConfigError
-from rsmm.losses.contrastive import per_anchor_contrastive, supcon_positives
+from rsmm.losses.contrastive import kernel_positives, per_anchor_contrastive, supcon_positives
+from rsmm.losses.kernels import doy_kernel, geo_kernel
 from rsmm.models.views import EmbeddedViews
-from rsmm.tasks.objectives.base import Objective, Ranks
+from rsmm.tasks.objectives.base import Objective, Ranks, check_number
 
 
 class ContrastiveObjective(Objective):
@@ -33,8 +36,8 @@ class ContrastiveObjective(Objective):
     supports_dense: ClassVar[bool] = True
 
     def positives(self, views: EmbeddedViews, anchors: Tensor | None) -> Tensor:
-        """``A x K`` booleans: True where row ``k`` is a positive of anchor row ``a``
-        (``anchors``: the anchor rows, ``None`` = all)."""
+        """``A x K`` booleans, True where row ``k`` is a positive of anchor row ``a``, or
+        non-negative weights (``anchors``: the anchor rows, ``None`` = all)."""
         raise NotImplementedError
 
     def loss(self, views: EmbeddedViews, ranks: Ranks) -> Tensor:
@@ -87,3 +90,73 @@ class SupCon(ContrastiveObjective):
         if labels is None or labels.ndim != 1:
             raise ConfigError("loss 'supcon' needs integer labels in the batch")
         return supcon_positives(views.sample_ids(), labels, anchors)
+
+
+#: the metadata each ``kernel`` of ``kernel_ntxent`` reads (keys of ``batch["meta"]``)
+KERNEL_META: dict[str, tuple[str, ...]] = {
+    "geo": ("lonlat",),
+    "time": ("date",),
+    "geo_time": ("lonlat", "date"),
+}
+
+
+class KernelNTXent(ContrastiveObjective):
+    """y-aware multimodal NT-Xent (Dufumier et al., MICCAI 2021, arXiv:2106.08808):
+    eq. 4.1 where rows of other samples are weighted positives, with the weight a
+    Gaussian kernel on the samples' metadata (:func:`rsmm.losses.mm_kernel_ntxent`):
+    ``kernel: geo`` on the geodesic distance between chip centres
+    (``meta["lonlat"]``, bandwidth ``sigma_km``), ``time`` on the circular day-of-year
+    difference (``meta["date"]``, ``sigma_days``), ``geo_time`` their product. Rows of
+    the same sample keep weight 1. Needs two views or two modalities."""
+
+    name = "kernel_ntxent"
+    defaults: ClassVar[Mapping[str, Any]] = {"kernel": "geo", "sigma_km": 2.0, "sigma_days": 30.0}
+
+    @classmethod
+    def check_values(cls, options: Mapping[str, Any]) -> None:
+        if options["kernel"] not in KERNEL_META:
+            raise ConfigError(
+                f"loss_kwargs.kernel: unknown {options['kernel']!r}; "
+                f"choose one of {', '.join(KERNEL_META)}"
+            )
+        check_number(options, "sigma_km", 0.0, strict=True)
+        check_number(options, "sigma_days", 0.0, strict=True)
+
+    def sample_weights(self, views: EmbeddedViews) -> Tensor:
+        """``B x B`` kernel weights between the samples of ``views``.
+
+        Raises:
+            ConfigError: when the batch lacks the metadata the kernel reads, or some
+                samples have none (NaN).
+        """
+        kernel = self.options["kernel"]
+        meta = views.samples.meta or {}
+        for key in KERNEL_META[kernel]:
+            if key not in meta:
+                raise ConfigError(
+                    f"loss 'kernel_ntxent' with kernel {kernel!r} needs meta[{key!r}] in the "
+                    f"batch, which has {sorted(meta) or 'no numeric metadata'}; use a dataset "
+                    "that gives it (stacks, Meter-ML, BigEarthNet, SEN12MS for lonlat) or "
+                    "another kernel"
+                )
+            if not bool(torch.isfinite(meta[key]).all()):
+                raise ConfigError(
+                    f"loss 'kernel_ntxent': some samples of the batch have no meta[{key!r}] "
+                    "(NaN); leave them out or use another kernel"
+                )
+        w = torch.ones(views.batch_size, views.batch_size, device=views.embeddings[0].device)
+        if "lonlat" in KERNEL_META[kernel]:
+            lonlat = meta["lonlat"]
+            w = w * geo_kernel(lonlat, lonlat, self.options["sigma_km"]).to(w.device)
+        if "date" in KERNEL_META[kernel]:
+            date = meta["date"]
+            w = w * doy_kernel(date, date, self.options["sigma_days"]).to(w.device)
+        return w
+
+    def positives(self, views: EmbeddedViews, anchors: Tensor | None) -> Tensor:
+        if views.num_groups < 2:
+            raise ConfigError(
+                "loss 'kernel_ntxent': no anchor has a positive of its own sample; use "
+                "views >= 2 or several modalities (two views or two modalities)"
+            )
+        return kernel_positives(views.sample_ids(), self.sample_weights(views), anchors)
