@@ -2,6 +2,7 @@
 
 * multimodal contrastive losses (:mod:`.contrastive`): :func:`mm_ntxent` (eq. 4.1),
   :func:`mm_supcon` (eq. 4.3-4.4) and the per-anchor form they share;
+* eq. 4.1 in the Poincaré ball (:mod:`.hyperbolic`): :func:`hyp_ntxent`;
 * classification losses and the SupCon mixture of eq. 4.5 (:mod:`.classification`);
 * the baseline SSL losses lightly has no form for (:mod:`.ssl`): MoCo's InfoNCE with a
   queue, cross-group MoCo and BYOL, MMCR;
@@ -34,6 +35,7 @@ from rsmm.losses.contrastive import (
     per_anchor_contrastive,
     supcon_positives,
 )
+from rsmm.losses.hyperbolic import hyp_ntxent, poincare_similarity
 from rsmm.losses.ssl import (
     cross_group_byol,
     cross_group_moco,
@@ -49,6 +51,7 @@ __all__ = [
     "cross_group_byol",
     "cross_group_moco",
     "focal_loss",
+    "hyp_ntxent",
     "inverse_frequency_weights",
     "mean_over_pairs",
     "mm_ntxent",
@@ -57,6 +60,7 @@ __all__ = [
     "moco_infonce",
     "ot",
     "per_anchor_contrastive",
+    "poincare_similarity",
     "supcon_mixture",
     "supcon_positives",
 ]
