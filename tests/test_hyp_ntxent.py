@@ -8,9 +8,13 @@ import geoopt
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import cpu_trainer
 
+from rsmm.datamodules import SyntheticDataModule
+from rsmm.errors import ConfigError
 from rsmm.hyperbolic import ToPoincare
 from rsmm.losses import hyp_ntxent, mm_ntxent, per_anchor_contrastive, poincare_similarity
+from rsmm.tasks import PretrainTask
 
 
 def _points(k: int = 12, d: int = 5, seed: int = 0, radius: float | None = None) -> torch.Tensor:
@@ -114,3 +118,62 @@ def test_bad_arguments() -> None:
         hyp_ntxent(z, torch.arange(12), c=0.0)
     with pytest.raises(ValueError, match="no anchor has a positive"):
         hyp_ntxent(z, torch.arange(12))
+
+
+# -- the pre-training objective ----------------------------------------------------------------
+
+
+def _task(**kw) -> PretrainTask:
+    return PretrainTask(
+        in_channels={"s1": 2, "s2": 3},
+        backbone="tiny_cnn",
+        projection_dim=8,
+        hidden_dim=16,
+        temperature=0.2,
+        loss="hyp_ntxent",
+        **kw,
+    )
+
+
+def test_objective_scores_the_projector_outputs_in_the_ball() -> None:
+    torch.manual_seed(0)
+    task = _task(loss_kwargs={"c": 0.5, "clip_r": 1.5})
+    g = torch.Generator().manual_seed(0)
+    batch = {
+        "s1": [torch.randn(4, 2, 16, 16, generator=g) for _ in range(2)],
+        "s2": [torch.randn(4, 3, 16, 16, generator=g)],
+    }
+    task.eval()
+    value, _ = task.shared_step(batch)
+    e = task.encoder.embed_views(task.batch_views(batch, task.modalities))
+    z = ToPoincare(c=0.5, clip_r=1.5)(torch.cat(e.embeddings))
+    assert float(value) == pytest.approx(float(hyp_ntxent(z, e.sample_ids(), 0.2, c=0.5)), 1e-6)
+    # not the Euclidean objective on the same rows
+    assert float(value) != pytest.approx(float(mm_ntxent(e.flat(), e.sample_ids(), 0.2)), 1e-3)
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [({"c": 0.0}, r"loss_kwargs\.c must be a number > 0"),
+     ({"clip_r": -1}, r"loss_kwargs\.clip_r must be a number > 0"),
+     ({"radius": 1}, r"\['radius'\] are not options of loss 'hyp_ntxent'.*c, clip_r")],
+)  # fmt: skip
+def test_objective_options_are_checked(options: dict, error: str) -> None:
+    with pytest.raises(ConfigError, match=error):
+        PretrainTask(loss="hyp_ntxent", loss_kwargs=options)
+    _task(loss_kwargs={"clip_r": None})  # no clipping is allowed
+
+
+def test_objective_trains_in_a_trainer(tmp_path) -> None:
+    dm = SyntheticDataModule(
+        modalities=("s1", "s2"), num_samples=16, size=16, batch_size=8, views=2
+    )
+    task = PretrainTask(
+        backbone="tiny_cnn", projection_dim=8, hidden_dim=16, loss="hyp_ntxent",
+        loss_kwargs={"c": 1.0, "clip_r": 2.3},
+    )  # fmt: skip
+    tr = cpu_trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    tr.fit(task, dm)
+    assert torch.isfinite(tr.callback_metrics["train/loss"])
+    assert all(torch.isfinite(p).all() for p in task.parameters())
+    assert task.method.to_ball.clip_r == 2.3
