@@ -24,7 +24,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from rsmm.hyperbolic.ball import BOUNDARY_EPS, poincare_ball
 from rsmm.losses.contrastive import _reduce, _same, per_anchor_contrastive
 
 
@@ -40,6 +39,9 @@ def poincare_similarity(c: float = 1.0) -> Callable[[Tensor, Tensor], Tensor]:
     Args:
         c: curvature magnitude of the ball.
     """
+    # geoopt (and rsmm.hyperbolic's peers) load when a ball is asked for, not with rsmm.losses
+    from rsmm.hyperbolic.ball import BOUNDARY_EPS, poincare_ball
+
     ball = poincare_ball(c)
     max_norm = (1.0 - BOUNDARY_EPS) / c**0.5
 

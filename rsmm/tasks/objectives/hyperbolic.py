@@ -17,7 +17,6 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from rsmm.hyperbolic.ball import ToPoincare
 from rsmm.losses.hyperbolic import poincare_similarity
 from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.models.views import EmbeddedViews
@@ -40,6 +39,9 @@ class HypNTXent(NTXent):
 
     def __init__(self, encoder: MultiModalEncoder, *, temperature: float, **kwargs: Any) -> None:
         super().__init__(encoder, temperature=temperature, **kwargs)
+        # geoopt loads with a hyperbolic objective only, not with rsmm.tasks
+        from rsmm.hyperbolic.ball import ToPoincare
+
         self.to_ball = ToPoincare(c=self.options["c"], clip_r=self.options["clip_r"])
 
     @classmethod
