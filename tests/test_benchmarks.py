@@ -87,3 +87,13 @@ def test_unknown_benchmark_exits_2_naming_the_choices(capsys: pytest.CaptureFixt
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'nope'" in err and "augment" in err and "Traceback" not in err
+
+
+def test_hyperbolic(capsys: pytest.CaptureFixture) -> None:
+    out = _run(capsys, "hyperbolic", "--fast", "--pretrain-epochs", "1", "--probe-epochs", "1")
+    for row in ("| ntxent | linear |", "| hyp_ntxent | linear |", "| hyp_ntxent | horospherical |"):
+        assert re.search(rf"\| 0 {re.escape(row)} 0\.\d+ \|", out), out
+    norms = re.search(r"\| mean norm \|(.*)\|", out)
+    assert norms is not None, out
+    values = [float(v) for v in norms[1].split("|") if v.strip() != "nan"]
+    assert values and all(0.0 < v < 1.0 for v in values), out

@@ -158,6 +158,14 @@ def _ntxent(d: Draw) -> list[Tensor]:
     return [losses.mm_ntxent(z, ids, d.tau), losses.MMNTXentLoss(d.tau)(z, ids)]
 
 
+@case("rsmm.losses.hyp_ntxent", "rsmm.losses.poincare_similarity")
+def _hyp_ntxent(d: Draw) -> list[Tensor]:
+    ids, _ = _ids_labels()
+    z = d.ball(8, 4)
+    mask = torch.tensor([True] * 7 + [False])
+    return [losses.hyp_ntxent(z, ids, d.tau, anchor_mask=mask), losses.poincare_similarity()(z, z)]
+
+
 @case("rsmm.losses.mm_supcon", "rsmm.losses.MMSupConLoss", "rsmm.losses.per_anchor_contrastive")
 def _supcon(d: Draw) -> list[Tensor]:
     ids, labels = _ids_labels()

@@ -57,13 +57,16 @@ def test_registry_lists_every_objective_once() -> None:
         "ntxent", "supcon", "kernel_ntxent",
         "ot_sample", "ot_feature", "coot", "ssw_ssl", "sw_ssl", "align_uniform",
         "infonce_alignment", "gca_ince", "gca_rince", "gca_uot",
-        "moco", "byol", "barlow_twins", "vicreg", "mmcr",
+        "moco", "byol", "barlow_twins", "vicreg", "mmcr", "hyp_ntxent",
     ]  # fmt: skip
     assert all(cls.name == name for name, cls in OBJECTIVES.items())
-    assert objective_names(ContrastiveObjective) == ("ntxent", "supcon", "kernel_ntxent")
+    assert objective_names(ContrastiveObjective) == (
+        "ntxent", "supcon", "kernel_ntxent", "hyp_ntxent"
+    )
     temperature = [n for n, c in OBJECTIVES.items() if c.uses_temperature]
     assert temperature == [
-        "ntxent", "supcon", "kernel_ntxent", "infonce_alignment", "gca_ince", "gca_rince", "gca_uot", "moco"
+        "ntxent", "supcon", "kernel_ntxent", "infonce_alignment", "gca_ince", "gca_rince",
+        "gca_uot", "moco", "hyp_ntxent",
     ]  # fmt: skip
 
 

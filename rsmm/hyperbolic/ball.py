@@ -74,6 +74,15 @@ def busemann(x: Tensor, p: Tensor, c: float = 1.0) -> Tensor:
     return out.squeeze(-1) if single else out
 
 
+def clip_features(x: Tensor, clip_r: float | None) -> Tensor:
+    """Feature clipping (Guo et al., CVPR 2022): ``min(1, clip_r / ||x||) x`` row-wise
+    (``x`` itself when ``clip_r`` is None)."""
+    if clip_r is None:
+        return x
+    norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return x * (clip_r / norm).clamp(max=1.0)
+
+
 def poincare_ball(c: float = 1.0) -> geoopt.PoincareBall:
     """The geoopt Poincaré ball of curvature ``-c``."""
     if c <= 0:
@@ -107,10 +116,7 @@ class ToPoincare(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Map ``... x d`` Euclidean features to ``... x d`` points of the ball."""
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x = x.to(_compute_dtype(x))
-            if self.clip_r is not None:
-                norm = x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-                x = x * (self.clip_r / norm).clamp(max=1.0)
+            x = clip_features(x.to(_compute_dtype(x)), self.clip_r)
             return self.ball.projx(self.ball.expmap0(x))
 
     def extra_repr(self) -> str:

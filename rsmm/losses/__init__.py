@@ -3,6 +3,7 @@
 * multimodal contrastive losses (:mod:`.contrastive`): :func:`mm_ntxent` (eq. 4.1),
   :func:`mm_supcon` (eq. 4.3-4.4), the y-aware :func:`mm_kernel_ntxent` with the
   metadata kernels of :mod:`.kernels` (location, date) and the per-anchor form they share;
+* eq. 4.1 in the Poincaré ball (:mod:`.hyperbolic`): :func:`hyp_ntxent`;
 * classification losses and the SupCon mixture of eq. 4.5 (:mod:`.classification`);
 * the baseline SSL losses lightly has no form for (:mod:`.ssl`): MoCo's InfoNCE with a
   queue, cross-group MoCo and BYOL, MMCR;
@@ -37,6 +38,7 @@ from rsmm.losses.contrastive import (
     per_anchor_contrastive,
     supcon_positives,
 )
+from rsmm.losses.hyperbolic import hyp_ntxent, poincare_similarity
 from rsmm.losses.kernels import (
     delta_kernel,
     doy_kernel,
@@ -63,6 +65,7 @@ __all__ = [
     "focal_loss",
     "geo_kernel",
     "geo_time_kernel",
+    "hyp_ntxent",
     "inverse_frequency_weights",
     "kernel_positives",
     "label_kernel",
@@ -74,6 +77,7 @@ __all__ = [
     "moco_infonce",
     "ot",
     "per_anchor_contrastive",
+    "poincare_similarity",
     "supcon_mixture",
     "supcon_positives",
 ]

@@ -42,6 +42,7 @@ def per_anchor_contrastive(
     tau: float,
     anchor_rows: Tensor | None = None,
     anchor_mask: Tensor | None = None,
+    similarity: Callable[[Tensor, Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Loss of each anchor row given a positive matrix (boolean, or non-negative weights).
 
@@ -57,6 +58,9 @@ def per_anchor_contrastive(
         tau: temperature.
         anchor_rows: ``A`` indices of the anchor rows in ``z`` (default: all rows).
         anchor_mask: ``K`` boolean; False rows are never anchors or positives.
+        similarity: ``(anchors A x d, keys K x d) -> A x K`` similarities ``s`` (the
+            logits are ``s / tau``); default the dot product ``<z_a, z_k>``. The
+            hyperbolic loss passes minus the Poincaré distance.
 
     Returns:
         ``(loss, valid)``: per-anchor losses (0 where invalid) and the boolean mask of
@@ -67,7 +71,7 @@ def per_anchor_contrastive(
     k = z.shape[0]
     rows = torch.arange(k, device=z.device) if anchor_rows is None else anchor_rows
     zf = z.to(torch.promote_types(z.dtype, torch.float32))
-    logits = zf[rows] @ zf.T / tau
+    logits = (zf[rows] @ zf.T if similarity is None else similarity(zf[rows], zf)) / tau
     self_mask = torch.zeros_like(logits, dtype=torch.bool)
     self_mask[torch.arange(len(rows), device=z.device), rows] = True
     logits = logits.masked_fill(self_mask, float("-inf"))

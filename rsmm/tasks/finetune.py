@@ -7,10 +7,18 @@ loss (CE, class-weighted CE, focal; BCE when multi-label) or the thesis' mixture
 ``alpha * L_MM-S + (1 - alpha) * L_cls`` (eq. 4.5) with multimodal SupCon on the
 projected embeddings. ``freeze_backbone=True`` is a linear probe (encoders frozen and
 kept in eval mode).
+
+``head_input="projector"`` keeps the pre-training's embedding space: the head reads the
+pre-trained projectors' outputs instead of the backbone features, fused by their mean
+(after the hyperbolic head's feature clipping, so that with a hyperbolic head the fused
+point is the ``expmap0`` of the mean tangent vector at the origin). After ``loss:
+hyp_ntxent`` pre-training, ``head="horospherical"`` with the same ``c`` and ``clip_r``
+then classifies the very ball embeddings the pre-training shaped.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,6 +60,8 @@ __all__ = [
 ]
 
 LOSSES = ("ce", "weighted_ce", "focal", "bce")
+#: what the classification head reads (see :class:`FinetuneTask`)
+HEAD_INPUTS = ("features", "projector")
 
 
 class FinetuneTask(MultiModalTask):
@@ -80,6 +90,10 @@ class FinetuneTask(MultiModalTask):
             checkpoint when it has them).
         hidden_dim: projector hidden width.
         head: ``"linear"``, or a hyperbolic head name (see :mod:`rsmm.hyperbolic`).
+        head_input: ``"features"`` (concatenated backbone features) or ``"projector"``
+            (the mean of the projectors' outputs, loaded from ``pretrained``, which must
+            have projectors of sizes ``projection_dim`` / ``hidden_dim``; frozen with the
+            backbones under ``freeze_backbone``).
         head_kwargs: extra arguments of the head; ``prototypes: hierarchical`` places a
             horospherical/Busemann head's prototypes by Gromov-Wasserstein on
             ``hierarchy`` (thesis eq. 5.6-5.7).
@@ -119,6 +133,7 @@ class FinetuneTask(MultiModalTask):
         head: str = "linear",
         head_kwargs: dict[str, Any] | None = None,
         head_dim: int | None = None,
+        head_input: str = "features",
         hierarchy: str | None = None,
         exclude_class: int | None = None,
         lr: float = 1e-3,
@@ -136,6 +151,10 @@ class FinetuneTask(MultiModalTask):
             raise ConfigError("alpha > 0 (SupCon mixture) needs single-label targets")
         if not 0 <= alpha <= 1:
             raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+        if head_input not in HEAD_INPUTS:
+            raise ConfigError(
+                f"head_input: unknown {head_input!r}; choose one of {', '.join(HEAD_INPUTS)}"
+            )
         self.save_hyperparameters()
         self.hparams[TASK_KEY] = FINETUNE  # what a checkpoint of this task is
         self._maybe_build()
@@ -221,15 +240,22 @@ class FinetuneTask(MultiModalTask):
             backbone=hp.backbone,
             weights=weights,
             backbone_kwargs=hp.backbone_kwargs,
-            projection_dim=hp.projection_dim if hp.alpha > 0 else 0,
+            projection_dim=hp.projection_dim if hp.alpha > 0 or self._on_projector else 0,
             hidden_dim=hp.hidden_dim,
             **inputs,
         )
         # a task restored from its own checkpoint is built with pretrained=None
         if pretrained:
             bands = (hp.data_info or {}).get("bands")
-            load_pretrained(self.encoder, hp.pretrained, bands, projectors=hp.alpha > 0)
-        dim = self.encoder.num_features()
+            with warnings.catch_warnings():
+                if self._on_projector:  # other sizes are an error below, not a warning
+                    warnings.filterwarnings("ignore", message="the projectors of")
+                pre = load_pretrained(
+                    self.encoder, hp.pretrained, bands, projectors=hp.alpha > 0 or self._on_projector
+                )
+            if self._on_projector:
+                self._check_projectors(pre.state_dict)
+        dim = hp.projection_dim if self._on_projector else self.encoder.num_features()
         names = (hp.data_info or {}).get("classes") or [str(i) for i in range(hp.num_classes)]
         self.class_names = list(names)[: hp.num_classes]
         self.tree = None
@@ -239,7 +265,7 @@ class FinetuneTask(MultiModalTask):
             self.tree = LabelTree.from_yaml(hp.hierarchy, classes=self.class_names)
         self.head = self.build_head(dim)
         if hp.freeze_backbone:
-            for p in self.encoder.backbones.parameters():
+            for p in self._frozen().parameters():
                 p.requires_grad_(False)
         self.val_metrics = classification_metrics(hp.num_classes, hp.multilabel)
         self.test_metrics = classification_metrics(hp.num_classes, hp.multilabel)
@@ -255,6 +281,41 @@ class FinetuneTask(MultiModalTask):
             )
         else:
             self.class_weight = None
+
+    @property
+    def _on_projector(self) -> bool:
+        return self.hparams.get("head_input", "features") == "projector"
+
+    def _frozen(self) -> nn.Module:
+        """What ``freeze_backbone`` freezes: the backbones (and the projectors the head
+        reads)."""
+        enc = self.encoder
+        return nn.ModuleList([enc.backbones, enc.projectors]) if self._on_projector else enc.backbones
+
+    def _check_projectors(self, state_dict: Mapping[str, Tensor]) -> None:
+        own = {k: v for k, v in self.encoder.state_dict().items() if k.startswith("projectors.")}
+        if any(k not in state_dict or state_dict[k].shape != v.shape for k, v in own.items()):
+            raise CheckpointError(
+                f"head_input: 'projector' needs the projectors of {self.hparams.pretrained} with "
+                f"projection_dim={self.hparams.projection_dim} and hidden_dim="
+                f"{self.hparams.hidden_dim} (set them as in the pre-training); it has none of "
+                "these sizes"
+            )
+
+    def head_inputs(self, x: Mapping[str, Tensor], features: bool = False) -> Tensor:
+        """What the head reads, from first-view images ``{modality: B x C x H x W}`` (or
+        from backbone features when ``features``): the concatenated backbone features, or
+        the mean of the clipped projector outputs (``head_input="projector"``)."""
+        if not self._on_projector:
+            if features:
+                return torch.cat([x[m] for m in self.modalities], dim=1)
+            return self.encoder.fused(x, self.modalities)
+        feats = x if features else {m: self.encoder.backbones[m](x[m]) for m in self.modalities}
+        from rsmm.hyperbolic.ball import clip_features
+
+        clip_r = (self.hparams.head_kwargs or {}).get("clip_r")
+        z = [clip_features(self.encoder.projectors[m](feats[m]), clip_r) for m in self.modalities]
+        return torch.stack(z).mean(0)
 
     def build_head(self, dim: int) -> nn.Module:
         hp = self.hparams
@@ -298,15 +359,14 @@ class FinetuneTask(MultiModalTask):
 
     def on_train_epoch_start(self) -> None:
         if self.hparams.freeze_backbone:
-            self.encoder.backbones.eval()
+            self._frozen().eval()
 
     # -- steps -------------------------------------------------------------------------------
 
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
         """Logits of a batch (first view of each modality)."""
         views = self.batch_views(batch, self.modalities)
-        x = {m: v[0] for m, v in views.items()}
-        return self.head(self.encoder.fused(x, self.modalities))
+        return self.head(self.head_inputs({m: v[0] for m, v in views.items()}))
 
     def _loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
         hp = self.hparams
@@ -317,14 +377,13 @@ class FinetuneTask(MultiModalTask):
             # rows of negative-only samples (the dataset's negative_classes) are never
             # anchors or positives of SupCon, as in pre-training
             e = self.encoder.embed_views(views, samples=self.sample_info(batch))
-            logits = self.head(
-                self.encoder.fuse_first_view(e.features, self.modalities, y.shape[0])
-            )
+            b = y.shape[0]
+            logits = self.head(self.head_inputs({m: f[:b] for m, f in e.features.items()}, True))
             sup = mm_supcon(
                 e.flat(), e.sample_ids(), e.row_labels(), hp.temperature, e.anchor_mask()
             )
             return supcon_mixture(sup, self._cls(logits, y), hp.alpha), logits
-        logits = self.head(self.encoder.fused(first, self.modalities))
+        logits = self.head(self.head_inputs(first))
         return self._cls(logits, y), logits
 
     def _cls(self, logits: Tensor, y: Tensor) -> Tensor:

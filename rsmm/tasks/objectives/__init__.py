@@ -28,6 +28,7 @@ from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.tasks.objectives.base import Objective, Ranks, Views
 from rsmm.tasks.objectives.contrastive import KernelNTXent, NTXent, SupCon
 from rsmm.tasks.objectives.dense import DenseMatching, check_dense
+from rsmm.tasks.objectives.hyperbolic import HypNTXent
 from rsmm.tasks.objectives.pairwise import (
     COOT,
     GCAUOT,
@@ -71,6 +72,7 @@ OBJECTIVES: dict[str, type[Objective]] = _registry(
     BarlowTwins,
     VICReg,
     MMCR,
+    HypNTXent,
 )
 
 

@@ -15,7 +15,7 @@ exactly the gradient of the single-process loss on the concatenated batch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import torch
@@ -40,15 +40,24 @@ class ContrastiveObjective(Objective):
         non-negative weights (``anchors``: the anchor rows, ``None`` = all)."""
         raise NotImplementedError
 
+    def rows(self, views: EmbeddedViews) -> Tensor:
+        """``K x d`` rows the loss scores: the L2-normalised embeddings."""
+        return views.flat()
+
+    def similarity(self) -> Callable[[Tensor, Tensor], Tensor] | None:
+        """The similarity of two sets of rows (``None``: the dot product)."""
+        return None
+
     def loss(self, views: EmbeddedViews, ranks: Ranks) -> Tensor:
         views = ranks.global_views(views)
         anchors = views.local_rows()
         per, valid = per_anchor_contrastive(
-            views.flat(),
+            self.rows(views),
             self.positives(views, anchors),
             self.temperature,
             anchors,
             views.anchor_mask(),
+            similarity=self.similarity(),
         )
         n_valid = valid.sum()
         if ranks.distributed:
