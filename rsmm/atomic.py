@@ -28,7 +28,7 @@ import re
 import secrets
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -188,13 +188,26 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     Raises:
         DiskFullError: the disk or quota ran out while writing (names ``target``).
     """
+    with _staged(target, commit) as tmp:
+        yield tmp
+
+
+@contextmanager
+def _staged(
+    target: str | Path, finish: Callable[[Path, Path], object], folder: bool = False
+) -> Iterator[Path]:
+    """The shared life of a temporary beside ``target`` (a file path, or a created
+    folder): ``finish(tmp, target)`` when the block ends without an error; removed
+    otherwise, a full disk reported as :class:`DiskFullError` naming ``target``."""
     target = Path(target)
     _make_parent(target)
     remove_stale(target.parent)
     tmp = temp_path(target)
+    if folder:
+        tmp.mkdir(mode=0o700)
     try:
         yield tmp
-        commit(tmp, target)
+        finish(tmp, target)
     except BaseException as err:
         _remove(tmp)
         if is_disk_full(err):
@@ -270,19 +283,14 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     Raises:
         DiskFullError: the disk or quota ran out while writing (names ``target``).
     """
-    target = Path(target)
-    _make_parent(target)
-    remove_stale(target.parent)
-    tmp = temp_path(target)
-    tmp.mkdir(mode=0o700)
-    try:
+    with _staged(target, _install_dir, folder=True) as tmp:
         yield tmp
-        _fsync_tree(tmp)
-        os.chmod(tmp, user_mode(directory=True))
-        replace_dir(tmp, target)
-    except BaseException as err:
-        _remove(tmp)
-        if is_disk_full(err):
-            raise disk_full_error(target) from err
-        raise
+
+
+def _install_dir(tmp: Path, target: Path) -> None:
+    """Move a filled temporary folder onto ``target``: ``fsync`` its files, give it the
+    user's umask, :func:`replace_dir`, ``fsync`` the parent folder."""
+    _fsync_tree(tmp)
+    os.chmod(tmp, user_mode(directory=True))
+    replace_dir(tmp, target)
     _fsync_dir(target.parent)

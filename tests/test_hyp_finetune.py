@@ -52,7 +52,7 @@ def _probe(ckpt: Path, **kw) -> FinetuneTask:
 
 
 def test_horospherical_probe_on_the_pretrained_ball(checkpoint: Path, tmp_path: Path) -> None:
-    pre = torch.load(checkpoint, weights_only=False)["state_dict"]
+    pre = torch.load(checkpoint, weights_only=True)["state_dict"]
     task = _probe(checkpoint)
     tr = cpu_trainer(tmp_path, max_steps=3, limit_val_batches=1)
     dm = _data(label_fraction=1.0)

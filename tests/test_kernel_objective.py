@@ -156,7 +156,7 @@ def test_cli_pretrains_with_the_beyond_config_on_a_generated_stack(
         warnings.simplefilter("ignore")
         assert main(["pretrain", "--config", str(CONFIG), *tiny]) == 0
     ckpt = torch.load(
-        tmp_path / "runs/pretrain/version_0/checkpoints/last.ckpt", weights_only=False
+        tmp_path / "runs/pretrain/version_0/checkpoints/last.ckpt", weights_only=True
     )
     assert ckpt["hyper_parameters"]["loss"] == "kernel_ntxent"
     assert ckpt["hyper_parameters"]["loss_kwargs"]["sigma_km"] == 0.3
