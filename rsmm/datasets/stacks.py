@@ -27,6 +27,7 @@ from rsmm.datasets.geometa import days_since_epoch, to_lonlat
 from rsmm.errors import ConfigError, NoCoveredChipsError
 from rsmm.manifests import DatasetManifest
 from rsmm.stacks.build import build_manifest
+from rsmm.stacks.files import band_path
 from rsmm.stacks.manifest import ChipManifest, coverage, read_manifest
 from rsmm.stacks.spec import parse_length, spec_from_dirs
 from rsmm.stacks.splits import SPLITS
@@ -105,7 +106,7 @@ class CoRegisteredStack(MultiModalDataset):
             bands_m = info[m]["bands"]
             files = [json.loads(v) for v in self.chips[f"files_{m}"]]
             if info[m]["separate_files"]:
-                files = [[[p.replace("{band}", b) for b in bands_m] for p in f] for f in files]
+                files = [[[band_path(p, b) for b in bands_m] for p in f] for f in files]
             self._read[m] = {
                 "files": files,
                 "size": int(info[m]["chip_pixels"]),

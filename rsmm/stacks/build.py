@@ -449,6 +449,7 @@ def manifest_meta(
                 "nodata": s.spec.nodata,
                 "resampling": s.spec.resampling,
                 "files": len(s.items),
+                **s.product_meta(),
             }
             for k, s in sources.items()
         },
