@@ -29,6 +29,7 @@ from rsmm.manifests import DatasetManifest
 from rsmm.stacks.build import build_manifest
 from rsmm.stacks.files import band_path
 from rsmm.stacks.manifest import ChipManifest, coverage, read_manifest
+from rsmm.stacks.products import offset_shifts
 from rsmm.stacks.spec import parse_length, spec_from_dirs
 from rsmm.stacks.splits import SPLITS
 from rsmm.stacks.windows import read_window, window_transform
@@ -113,6 +114,8 @@ class CoRegisteredStack(MultiModalDataset):
                 "nodata": info[m].get("nodata"),
                 "resampling": info[m].get("resampling", "nearest"),
                 "indexes": info[m].get("band_indexes"),
+                "offset": float(info[m].get("offset") or 0.0),
+                "file_offsets": info[m].get("file_offsets"),
             }
 
     def _covered(self, rows: Any, chips: ChipManifest) -> Any:
@@ -201,6 +204,7 @@ class CoRegisteredStack(MultiModalDataset):
                 r["nodata"],
                 r["resampling"],
                 indexes=r["indexes"],
+                shifts=offset_shifts(r["files"][index], r["offset"], r["file_offsets"]),
             )
             out[m] = (arr, window_transform(bounds, r["size"]))
         return out

@@ -204,4 +204,5 @@ class ChipReader:
             s.spec.nodata,
             s.spec.resampling,
             indexes=s.band_indexes,
+            shifts=[s.shift(p) for p in paths],
         )

@@ -53,9 +53,11 @@ _VSI = re.compile(
     r"^(?P<prefix>/vsi(?:zip|tar|gzip|7z|rar)/)(?P<path>.+?\.(?:zip|tar|tar\.gz|tgz|gz|7z|rar))(?P<suffix>(?:/.*)?)$",
     re.IGNORECASE,
 )
-#: ``DRIVER:path[:more]`` of a GDAL subdataset (the driver name: two or more characters).
+#: ``DRIVER:[token:...]path[:more]`` of a GDAL subdataset (``GTIFF_DIR:1:x.tif``,
+#: ``SENTINEL2_L2A:MTD_MSIL2A.xml:10m:EPSG_32633``; the driver: two or more characters).
 _SUBDATASET = re.compile(
-    r'^(?P<prefix>[A-Za-z][A-Za-z0-9_]+:"?)(?P<path>[^":]+?\.[A-Za-z0-9]+)(?P<suffix>"?(?::.*)?)$'
+    r'^(?P<prefix>[A-Za-z][A-Za-z0-9_]+:(?:\w+:)*"?)'
+    r'(?P<path>[^":]+?\.[A-Za-z0-9]+)(?P<suffix>"?(?::.*)?)$'
 )
 
 
@@ -96,6 +98,8 @@ def absolute_path(name: str, base: str | Path) -> str:
     prefix, path, suffix = split_gdal_name(name)
     if not Path(path).is_absolute():
         path = str(Path(base) / path)
+        if prefix:  # inside a GDAL name, GDAL sees the ".." of the path
+            path = os.path.normpath(path)
     return prefix + path + suffix
 
 

@@ -25,6 +25,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -263,3 +264,25 @@ def product_offsets(
             "product (offsets: in the stack YAML) to mix them knowingly"
         )
     return {p.path: p.offset if user(p) is None else user(p) for p in products}  # type: ignore[misc]
+
+
+def safe_name(path: str) -> str | None:
+    """The name of the SAFE product a (band-file or template) path lies in, or ``None``."""
+    return next((part[: -len(".SAFE")] for part in path.split("/") if part.endswith(".SAFE")), None)
+
+
+def offset_shifts(
+    entries: Sequence[str | Sequence[str]], offset: float, file_offsets: dict[str, float] | None
+) -> list[float] | None:
+    """What to add to the values of each acquisition of ``entries`` (a file, or its
+    per-band files) to bring it to the modality's ``offset``: ``file offset - offset``
+    where ``file_offsets`` (``{SAFE product name: offset}``, the manifest's) names its
+    product, else 0; ``None`` without ``file_offsets``."""
+    if not file_offsets:
+        return None
+    out = []
+    for entry in entries:
+        first = entry if isinstance(entry, str) else entry[0]
+        name = safe_name(first)
+        out.append(float(file_offsets.get(name, offset)) - offset if name else 0.0)
+    return out

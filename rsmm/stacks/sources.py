@@ -209,15 +209,17 @@ class ModalitySource:
 
     def product_meta(self) -> dict[str, object]:
         """The manifest's extra modality entries: for SAFE products the processing
-        level(s) and, where files differ from the modality's offset, the offset of
-        each (``file_offsets``, by file template)."""
+        level(s) and, for the products whose offset differs from the modality's,
+        ``file_offsets`` (``{product name: offset}``; the reader applies them with
+        :func:`~rsmm.stacks.products.offset_shifts`)."""
         if not self.products:
             return {}
-        differ = {p: o for p, o in self.file_offsets.items() if o != self.offset}
-        return {
-            "levels": sorted({p.level for p in self.products}),
-            "file_offsets": differ or None,
+        differ = {
+            p.name: self.file_offsets[p.template]
+            for p in self.products
+            if self.file_offsets.get(p.template, self.offset) != self.offset
         }
+        return {"levels": sorted({p.level for p in self.products}), "file_offsets": differ or None}
 
     @property
     def dated(self) -> bool:
