@@ -126,8 +126,9 @@ def _metadata(level: str, baseline: str) -> str:
     )
 
 
-def product_name(level: str = "L2A", baseline: str = "0400") -> str:
-    return f"S2A_MSI{level}_{SENSING}_N{baseline}_R022_{TILE}_20170613T101032"
+def product_name(level: str = "L2A", baseline: str = "0400", sensing: str = SENSING) -> str:
+    """The product's name (without ``.SAFE``)."""
+    return f"S2A_MSI{level}_{sensing}_N{baseline}_R022_{TILE}_{sensing[:8]}T101032"
 
 
 def safe_product(
@@ -136,13 +137,15 @@ def safe_product(
     level: str = "L2A",
     baseline: str = "0400",
     zipped: bool = False,
+    sensing: str = SENSING,
 ) -> Path:
-    """A SAFE product of the patch under ``tmp`` (see the module docstring)."""
-    name = product_name(level, baseline)
+    """A SAFE product of the patch under ``tmp`` (see the module docstring), sensed at
+    ``sensing`` (``YYYYMMDDTHHMMSS``; the pixels stay the patch's)."""
+    name = product_name(level, baseline, sensing)
     safe = tmp / f"{name}.SAFE"
     safe.mkdir(parents=True)
     (safe / f"MTD_MSI{level}.xml").write_text(_metadata(level, baseline))
-    granule = safe / "GRANULE" / f"{level}_{TILE}_A010379_20170613T101032"
+    granule = safe / "GRANULE" / f"{level}_{TILE}_A010379_{sensing[:8]}T101032"
     img = granule / "IMG_DATA"
     qi = granule / "QI_DATA"
     qi.mkdir(parents=True)
@@ -150,7 +153,7 @@ def safe_product(
     if level == "L2A":
         for gsd, names in L2A_FOLDERS.items():
             for b in names:
-                dst = img / f"R{gsd}m" / f"{TILE}_{SENSING}_{b}_{gsd}m.jp2"
+                dst = img / f"R{gsd}m" / f"{TILE}_{sensing}_{b}_{gsd}m.jp2"
                 if BANDS.get(b) == gsd:
                     to_jp2(bands[b], dst)
                 else:  # a band at another GSD, or TCI/AOT/WVP/SCL made of B04's values
@@ -159,7 +162,7 @@ def safe_product(
                     _resampled(src, dst, gsd, native, count=3 if b == "TCI" else 1)
     else:
         for b, path in {**bands, "B10": bands["B09"]}.items():
-            to_jp2(path, img / f"{TILE}_{SENSING}_{b}.jp2")
+            to_jp2(path, img / f"{TILE}_{sensing}_{b}.jp2")
     if not zipped:
         return safe
     archive = tmp / f"{name}.zip"
