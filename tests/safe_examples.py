@@ -15,7 +15,7 @@ GeoTIFFs; the builders re-encode them as lossless JPEG2000 (``QUALITY=100``,
   of -1000 from baseline 04.00 on), ``GRANULE/<granule>/IMG_DATA``: L2A with
   ``R10m``/``R20m``/``R60m`` folders where, as in real L2A products, the coarser folders
   hold the finer bands again, resampled (2 x 2 / 6 x 6 block means, so a reader that
-  takes a band at the wrong GSD gets other values), plus TCI, AOT, WVP and SCL; L1C
+  takes a band at the wrong GSD gets other values), plus TCI, AOT, WVP and SCL (B04's values modulo 12, so some pixels are cloud classes); L1C
   with every band once, B10 (which L2A patches lack) a copy of B09. A ``QI_DATA`` mask
   named after a band is not a raster at all: reading it would fail. ``zipped=True``
   zips the product (``<name>.zip``) and removes the folder.
@@ -71,9 +71,11 @@ def to_jp2(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _resampled(src: Path, dst: Path, gsd: int, native: int, count: int = 1) -> None:
+def _resampled(
+    src: Path, dst: Path, gsd: int, native: int, count: int = 1, classes: bool = False
+) -> None:
     """``dst`` (JPEG2000): ``src`` at ``gsd`` metres (block means, or repeated pixels),
-    ``count`` bands."""
+    ``count`` bands; ``classes``: values modulo 12 (SCL classes 0-11)."""
     with rasterio.open(src) as s:
         a, profile = s.read(1).astype(np.float64), s.profile
     if gsd > native:
@@ -81,6 +83,8 @@ def _resampled(src: Path, dst: Path, gsd: int, native: int, count: int = 1) -> N
         a = a.reshape(a.shape[0] // k, k, a.shape[1] // k, k).mean(axis=(1, 3))
     elif gsd < native:
         a = np.kron(a, np.ones((native // gsd,) * 2))
+    if classes:
+        a = np.round(a) % 12
     t = profile["transform"]
     profile.update(
         driver="GTiff",
@@ -159,7 +163,8 @@ def safe_product(
                 else:  # a band at another GSD, or TCI/AOT/WVP/SCL made of B04's values
                     src = bands.get(b, bands["B04"])
                     native = BANDS.get(b, 10)
-                    _resampled(src, dst, gsd, native, count=3 if b == "TCI" else 1)
+                    count = 3 if b == "TCI" else 1
+                    _resampled(src, dst, gsd, native, count, classes=b == "SCL")
     else:
         for b, path in {**bands, "B10": bands["B09"]}.items():
             to_jp2(path, img / f"{TILE}_{sensing}_{b}.jp2")

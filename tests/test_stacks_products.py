@@ -259,3 +259,28 @@ def test_the_jpeg2000_copies_are_lossless(tmp_path: Path, data: dict[str, Path])
     to_jp2(data["tif_B02"], tmp_path / "x.jp2")
     with rasterio.open(tmp_path / "x.jp2") as a, rasterio.open(data["tif_B02"]) as b:
         np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_the_scl_of_l2a_products_is_a_cloud_layer(data: dict[str, Path]) -> None:
+    from rsmm.stacks.spec import CloudSpec
+
+    root = data["l2a_zip"].parent
+    spec = spec_from_dirs(
+        {"s2": root}, chip_size="240m", split=(1, 0, 0), cloud=CloudSpec(str(root)), max_cloud=1.0
+    )
+    m = build_manifest(spec)
+    scl = read_product(data["l2a_zip"]).scl
+    fractions = m.chips["cloud_fraction"].to_numpy()
+    assert 0 < fractions.min() < fractions.max() < 1  # the chips differ: a real test
+    with rasterio.open(scl) as src:
+        for geom, got in zip(m.chips.geometry.values, m.chips["cloud_fraction"]):
+            v = src.read(1, window=from_bounds(*geom.bounds, transform=src.transform))
+            valid = v != 0
+            want = (np.isin(v, (3, 8, 9, 10)) & valid).sum() / valid.sum()
+            assert got == pytest.approx(want)
+    with pytest.raises(DatasetFileError, match="carry none"):
+        build_manifest(
+            spec_from_dirs(
+                {"s2": root}, chip_size="240m", split=(1, 0, 0), cloud=CloudSpec(str(data["l1c"]))
+            )
+        )

@@ -286,3 +286,25 @@ def offset_shifts(
         name = safe_name(first)
         out.append(float(file_offsets.get(name, offset)) - offset if name else 0.0)
     return out
+
+
+def cloud_layer_files(root: str, glob: str, kind: str) -> list[str] | None:
+    """The scene classification (SCL) files of the SAFE products at or under ``root``
+    for an ``scl`` cloud layer, or ``None`` when ``root`` holds no product (its
+    ``glob`` files are the layer then).
+
+    Raises:
+        DatasetFileError: naming the products without an SCL file (L1C), or a kind
+            other than ``scl`` for products.
+    """
+    products = [read_product(p) for p in find_products(root)]
+    if not products:
+        return None
+    lacking = [p.path for p in products if p.scl is None]
+    if kind != "scl" or lacking:
+        raise DatasetFileError(
+            f"cloud layer {root}: SAFE products serve as an scl cloud layer through their "
+            f"L2A scene classification (SCL); "
+            + (f"{', '.join(lacking)} carry none" if lacking else f"not as {kind!r}")
+        )
+    return [p.scl for p in products if p.scl is not None]
