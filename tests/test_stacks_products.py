@@ -228,7 +228,8 @@ def test_gdal_names_are_stored_relative_to_the_manifest(name: str) -> None:
 
 
 def test_a_gdal_subdataset_string_is_a_source(data: dict[str, Path], tmp_path: Path) -> None:
-    """A multi-band GeoTIFF with band descriptions, given as a subdataset string."""
+    """A multi-band GeoTIFF with band descriptions (as GDAL's SENTINEL2 driver writes
+    them), given as a subdataset string."""
     path = tmp_path / "stack.tif"
     with rasterio.open(data["tif_B02"]) as src:
         profile = src.profile
@@ -237,7 +238,7 @@ def test_a_gdal_subdataset_string_is_a_source(data: dict[str, Path], tmp_path: P
         for i, band in enumerate(("B04", "B03", "B02"), 1):
             with rasterio.open(data[f"tif_{band}"]) as src:
                 dst.write(src.read(1), i)
-            dst.set_band_description(i, band)
+            dst.set_band_description(i, f"B{band[2]}, central wavelength 665 nm")
     m = build_manifest(
         spec_from_dirs({"s2": f"GTIFF_DIR:1:{path}"}, chip_size="240m", split=(1, 0, 0))
     )

@@ -313,13 +313,14 @@ class ModalitySource:
 
 def _described_bands(path: str, names: Sequence[str]) -> tuple[str, ...] | None:
     """The band names a file's band descriptions give, if every band has one naming a
-    band of the sensor (case-insensitive; ``"B2"`` is ``"B02"``), else ``None``."""
+    band of the sensor (case-insensitive; ``"B2"`` is ``"B02"``; GDAL's SENTINEL2 driver
+    writes ``"B4, central wavelength 665 nm"``: the name before the comma), else ``None``."""
     import rasterio
 
     with rasterio.open(path) as src:
         descriptions = src.descriptions
     lookup = {_band_key(n): n for n in names}
-    found = [lookup.get(_band_key(d or "")) for d in descriptions]
+    found = [lookup.get(_band_key((d or "").split(",")[0])) for d in descriptions]
     if not found or any(f is None for f in found) or len(set(found)) < len(found):
         return None
     return tuple(f for f in found if f is not None)
