@@ -14,15 +14,32 @@ from rsmm.parsing import OptionParser
 def _add_build_parser(sub: Any) -> None:
     b = sub.add_parser(
         "build",
-        help="chip index (GeoParquet) of your own co-registered S1/S2/NAIP GeoTIFF folders",
+        help="chip index (GeoParquet) of your own co-registered S1/S2/NAIP rasters or S2 SAFE products",
         description="Index chips over the overlap of your modality folders (any CRS, "
         "resolution and tiling), with labels, spatial splits and train band statistics. "
         "Example: rsmm manifest build --s1 s1/ --s2 s2/ --naip naip/ --chip-size 600m "
         "--labels fields.gpkg --label-column crop --out chips.parquet --map chips.png",
     )
     b.add_argument("--spec", help="stack YAML (see rsmm.stacks.spec); flags override it")
+    sources = {
+        "s1": "Sentinel-1 rasters (a GRD export: per-polarisation files *_VV.tif, *_VH.tif, "
+        "or multi-band files)",
+        "s2": "Sentinel-2 rasters (per-band files *_B02.jp2 ..., multi-band files) or SAFE "
+        "products (L1C or L2A .SAFE folders or their .zip, read as they are)",
+        "naip": "NAIP rasters",
+    }
     for m, what in (("s1", "Sentinel-1"), ("s2", "Sentinel-2"), ("naip", "NAIP")):
-        b.add_argument(f"--{m}", metavar="DIR", help=f"folder of {what} GeoTIFFs")
+        b.add_argument(
+            f"--{m}",
+            metavar="DIR",
+            help=f"folder of {sources[m]}: every .tif, .tiff, .jp2 and .vrt file under it, "
+            "or one GDAL dataset name (/vsizip/..., a subdataset string)",
+        )
+        b.add_argument(
+            f"--{m}-glob",
+            metavar="PATTERN",
+            help=f"read only the {what} files matching this pattern (e.g. '*_10m.tif')",
+        )
         b.add_argument(
             f"--{m}-bands",
             metavar="B1,B2",
@@ -39,6 +56,13 @@ def _add_build_parser(sub: Any) -> None:
         "says which cover each chip",
     )
     b.add_argument("--s1-units", choices=("db", "linear"), help="Sentinel-1 values (default db)")
+    b.add_argument(
+        "--s2-offset",
+        type=float,
+        help="added to every stored Sentinel-2 value before the x 1e4 reflectance scale "
+        "(default: each SAFE product's RADIO/BOA_ADD_OFFSET, -1000 since baseline 04.00; "
+        "else 0); given, it also lets L1C and L2A products share the modality",
+    )
     b.add_argument("--naip-gsd", type=float, help="NAIP target GSD in m (default: the files')")
     b.add_argument(
         "--chip-size",
@@ -99,6 +123,10 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
             kw["bands"] = tuple(x.strip() for x in bands.split(","))
         if m == "s1" and a.s1_units:
             kw["units"] = a.s1_units
+        if m == "s2" and a.s2_offset is not None:
+            kw["offset"] = a.s2_offset
+        if getattr(a, f"{m}_glob"):
+            kw["glob"] = getattr(a, f"{m}_glob")
         if m == "naip" and a.naip_gsd:
             kw["gsd"] = a.naip_gsd
         if getattr(a, m):

@@ -27,7 +27,9 @@ from rsmm.datasets.geometa import days_since_epoch, to_lonlat
 from rsmm.errors import ConfigError, NoCoveredChipsError
 from rsmm.manifests import DatasetManifest
 from rsmm.stacks.build import build_manifest
+from rsmm.stacks.files import band_path
 from rsmm.stacks.manifest import ChipManifest, coverage, read_manifest
+from rsmm.stacks.products import offset_shifts
 from rsmm.stacks.spec import parse_length, spec_from_dirs
 from rsmm.stacks.splits import SPLITS
 from rsmm.stacks.windows import read_window, window_transform
@@ -105,13 +107,15 @@ class CoRegisteredStack(MultiModalDataset):
             bands_m = info[m]["bands"]
             files = [json.loads(v) for v in self.chips[f"files_{m}"]]
             if info[m]["separate_files"]:
-                files = [[[p.replace("{band}", b) for b in bands_m] for p in f] for f in files]
+                files = [[[band_path(p, b) for b in bands_m] for p in f] for f in files]
             self._read[m] = {
                 "files": files,
                 "size": int(info[m]["chip_pixels"]),
                 "nodata": info[m].get("nodata"),
                 "resampling": info[m].get("resampling", "nearest"),
                 "indexes": info[m].get("band_indexes"),
+                "offset": float(info[m].get("offset") or 0.0),
+                "file_offsets": info[m].get("file_offsets"),
             }
 
     def _covered(self, rows: Any, chips: ChipManifest) -> Any:
@@ -200,6 +204,7 @@ class CoRegisteredStack(MultiModalDataset):
                 r["nodata"],
                 r["resampling"],
                 indexes=r["indexes"],
+                shifts=offset_shifts(r["files"][index], r["offset"], r["file_offsets"]),
             )
             out[m] = (arr, window_transform(bounds, r["size"]))
         return out

@@ -56,6 +56,7 @@ from rsmm.stacks.layout import (
     whole_pixels,
 )
 from rsmm.stacks.manifest import FORMAT_VERSION, ChipManifest
+from rsmm.stacks.products import cloud_layer_files
 from rsmm.stacks.sources import ModalitySource
 from rsmm.stacks.spec import StackSpec
 from rsmm.stacks.splits import (
@@ -310,7 +311,10 @@ def open_sources(spec: StackSpec) -> tuple[dict[str, ModalitySource], list[str]]
             corrupt += err.messages
     cloud_files = []
     if spec.cloud is not None:
-        cloud_files = list_files(spec.cloud.root, spec.cloud.glob, "cloud layer")
+        c = spec.cloud
+        cloud_files = cloud_layer_files(c.root, c.glob, c.kind) or list_files(
+            c.root, c.glob, "cloud layer"
+        )
     extra_files = list(cloud_files)
     if spec.labels is not None and spec.labels.is_raster:
         if not Path(spec.labels.path).is_file():
@@ -449,6 +453,7 @@ def manifest_meta(
                 "nodata": s.spec.nodata,
                 "resampling": s.spec.resampling,
                 "files": len(s.items),
+                **s.product_meta(),
             }
             for k, s in sources.items()
         },

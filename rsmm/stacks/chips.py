@@ -25,9 +25,10 @@ from rsmm.errors import ConfigError
 from rsmm.stacks.acquisitions import Acquisition, acquisitions, choose_acquisitions
 from rsmm.stacks.clouds import CloudLayer
 from rsmm.stacks.crs import gsd_in_crs
+from rsmm.stacks.files import band_path
 from rsmm.stacks.labels import raster_majority
 from rsmm.stacks.layout import ChipGrid, ChipLayout
-from rsmm.stacks.sources import BAND_PLACEHOLDER, ModalitySource
+from rsmm.stacks.sources import ModalitySource
 from rsmm.stacks.spec import StackSpec
 from rsmm.stacks.stats import band_sums
 from rsmm.stacks.windows import read_window
@@ -194,7 +195,7 @@ class ChipReader:
         s = self.sources[k]
         entries: list[str] | list[list[str]] = list(paths)
         if s.separate_files:
-            entries = [[p.replace(BAND_PLACEHOLDER, b) for b in s.bands] for p in paths]
+            entries = [[band_path(p, b) for b in s.bands] for p in paths]
         return read_window(
             entries,
             chip.bounds,
@@ -203,4 +204,5 @@ class ChipReader:
             s.spec.nodata,
             s.spec.resampling,
             indexes=s.band_indexes,
+            shifts=[s.shift(p) for p in paths],
         )

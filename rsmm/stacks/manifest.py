@@ -42,7 +42,6 @@ its manifest; a path that has no relative form (another drive) stays absolute.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +61,7 @@ from rsmm.errors import ConfigError, DatasetNotFoundError
 from rsmm.manifests import DatasetManifest, ModalityInfo
 from rsmm.parsing import field as require
 from rsmm.parsing import mapping
+from rsmm.stacks.files import absolute_path, relative_path
 from rsmm.stacks.splits import SPLITS
 
 FORMAT_VERSION = 1
@@ -215,10 +215,7 @@ class ChipManifest:
 
 
 def _relative(path: str, base: Path) -> str:
-    try:
-        return Path(os.path.relpath(path, base)).as_posix()
-    except ValueError:
-        return path
+    return relative_path(path, base)  # keeps /vsizip/ and subdataset names readable
 
 
 def write_manifest(manifest: ChipManifest, path: str | Path) -> Path:
@@ -352,7 +349,7 @@ def read_manifest(path: str | Path) -> ChipManifest:
     base = path.resolve().parent
     for m in meta["modalities"]:
         chips[f"files_{m}"] = [
-            json.dumps([str(base / p) if not Path(p).is_absolute() else p for p in json.loads(v)])
+            json.dumps([absolute_path(p, base) for p in json.loads(v)])
             for v in chips[f"files_{m}"]
         ]
         root = meta["modalities"][m]["root"]

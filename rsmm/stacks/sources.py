@@ -1,9 +1,13 @@
 """The rasters of one modality: which files, which bands, what GSD, indexed how.
 
-:class:`ModalitySource` lists a modality's GeoTIFFs (multi-band files, or one file
-per band with the band name as a token of the file name, ``scene_VV.tif``), checks
-that every file opens and reads (:mod:`rsmm.stacks.files`), parses acquisition dates
-from the file names, tells which bands the files hold and the modality's target GSD.
+:class:`ModalitySource` lists a modality's rasters (any GDAL reads: GeoTIFF, JPEG2000,
+VRT, a GDAL dataset name; multi-band files, or one file per band with the band name as
+a token of the file name, ``scene_VV.tif``, ``T33UUP_20170613T101031_B02.jp2``), or its
+Sentinel-2 SAFE products (:mod:`rsmm.stacks.products`), checks that every file opens
+and reads (:mod:`rsmm.stacks.files`), parses acquisition dates from the file names,
+tells which bands the files hold (never guessed: from the file names, the files' band
+descriptions, the spec, or a band count that fixes the order), the radiometric offset
+of each file and the modality's target GSD.
 :func:`make_raster_dataset` indexes the footprints in the stack's common CRS with a
 generic torchgeo ``RasterDataset`` subclass. Chips are read by
 :func:`rsmm.stacks.windows.read_window`.
@@ -12,8 +16,9 @@ generic torchgeo ``RasterDataset`` subclass. Chips are read by
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -21,10 +26,20 @@ from rasterio.crs import CRS
 
 from rsmm.errors import ConfigError, DatasetFileError, DatasetNotFoundError
 from rsmm.sensors import get_sensor
-from rsmm.stacks.files import GeoTiffInfo, check_geotiffs, list_files, parse_date, union_bounds
+from rsmm.stacks.files import (
+    BAND_PLACEHOLDER,
+    GeoTiffInfo,
+    band_path,
+    check_geotiffs,
+    is_gdal_name,
+    list_files,
+    parse_date,
+    union_bounds,
+)
+from rsmm.stacks.products import Product, find_products, product_offsets, read_product
 from rsmm.stacks.spec import SKIP_BAND, ModalitySpec
 
-BAND_PLACEHOLDER = "{band}"
+__all__ = ["BAND_PLACEHOLDER", "DEFAULT_BANDS", "ModalitySource", "RasterItem", "band_path"]
 
 #: Stored band order of multi-band files without band descriptions, where the band
 #: count fixes it: a sensor's full band set in its registry order (13 or, L2A without
@@ -54,7 +69,8 @@ class RasterItem:
     date: datetime | None
 
     def band_path(self, band: str) -> str:
-        return self.path.replace(BAND_PLACEHOLDER, band)
+        """The file of ``band`` (:func:`rsmm.stacks.files.band_path`)."""
+        return band_path(self.path, band)
 
 
 class ModalitySource:
@@ -75,18 +91,26 @@ class ModalitySource:
 
     def __init__(self, spec: ModalitySpec) -> None:
         self.spec = spec
-        files = list_files(spec.root, spec.glob, spec.key)
         sensor = get_sensor(spec.sensor or spec.key)
         self.ignored: list[tuple[str, str]] = []
-        pattern = _band_pattern(sensor.band_names)
-        tokens = {f: pattern.findall(Path(f).name) for f in files}
-        separate = spec.separate_files
-        if separate is None:
-            found = {t[-1] for t in tokens.values() if t}
-            separate = len(found) > 1 and sum(bool(t) for t in tokens.values()) * 2 >= len(files)
-        self.separate_files = bool(separate)
         self.band_indexes: tuple[int, ...] | None = None
-        if self.separate_files:
+        self.products: list[Product] = []
+        if spec.glob is None and sensor.name == "s2" and not is_gdal_name(spec.root):
+            self.products = [read_product(p) for p in find_products(spec.root)]
+        if self.products:
+            self.separate_files = True
+            self.items, self.bands = self._product_items(spec)
+            files: list[str] = []
+        else:
+            files = list_files(spec.root, spec.glob, spec.key)
+            pattern = _band_pattern(sensor.band_names)
+            tokens = {f: pattern.findall(Path(f).name) for f in files}
+            separate = spec.separate_files
+            if separate is None:
+                found = {t[-1] for t in tokens.values() if t}
+                separate = len(found) > 1 and sum(map(bool, tokens.values())) * 2 >= len(files)
+            self.separate_files = bool(separate)
+        if files and self.separate_files:
             if spec.bands is not None and SKIP_BAND in spec.bands:
                 raise DatasetFileError(
                     f"{spec.key}: the files under {spec.root} hold one band each; "
@@ -94,7 +118,7 @@ class ModalitySource:
                     "bands to read"
                 )
             self.items, self.bands = self._group_band_files(files, pattern, spec)
-        else:
+        elif files:
             self.items = [RasterItem(f, parse_date(Path(f).name)) for f in files]
             self.bands = ()
         infos = check_geotiffs(
@@ -122,8 +146,80 @@ class ModalitySource:
         else:
             self.file_bands = tuple(self.bands)
         self.gsd = self._target_gsd(spec, sensor.name, infos)
+        self._resolve_offsets()
         if any(i.date is None for i in self.items):
             self.items = [RasterItem(i.path, None) for i in self.items]
+
+    def _product_items(self, spec: ModalitySpec) -> tuple[list[RasterItem], tuple[str, ...]]:
+        """One per-band item per SAFE product; the bands every product holds (or the
+        spec's, then a product lacking one is an error naming it)."""
+        if spec.bands is not None and SKIP_BAND in spec.bands:
+            raise DatasetFileError(
+                f"{spec.key}: {spec.root} holds SAFE products (one file per band); "
+                f"{SKIP_BAND!r} skips a band of multi-band files, so list only the bands to read"
+            )
+        groups = {p.template: p.band_files for p in self.products}
+        order = get_sensor("s2").band_names
+        bands = spec.named_bands or _shared_bands(groups, order)
+        items = []
+        for p in self.products:
+            missing = [b for b in bands if b not in p.band_files]
+            if missing and spec.bands is not None:
+                raise DatasetFileError(
+                    f"{spec.key}: product {p.path} has no band {', '.join(missing)}"
+                )
+            if missing:
+                self.ignored.append((p.path, f"product lacks band(s) {', '.join(missing)}"))
+                continue
+            items.append(RasterItem(p.template, p.date))
+        return items, tuple(bands)
+
+    def _resolve_offsets(self) -> None:
+        """Set :attr:`file_offsets`, :attr:`offset` and :attr:`spec` (with the offset
+        and, for SAFE products, nodata 0 filled in).
+
+        Files of one modality may declare different offsets (Sentinel-2 products of
+        baselines before and since 04.00). The modality's offset is the most common
+        one (a tie: the lowest, i.e. the newer baselines' -1000); a file whose offset
+        differs has its values shifted by ``file offset - modality offset`` when read
+        (:meth:`shift`), so that ``value + offset`` is the same quantity for every file.
+        """
+        spec = self.spec
+        if self.products:
+            by_product = product_offsets(
+                self.products, f"{spec.key} ({spec.root})", spec.offset, spec.offsets
+            )
+            kept = {i.path for i in self.items}
+            self.file_offsets = {
+                p.template: by_product[p.path] for p in self.products if p.template in kept
+            }
+        else:
+            self.file_offsets = {i.path: float(spec.offset or 0.0) for i in self.items}
+        counts = Counter(self.file_offsets.values())
+        top = max(counts.values())
+        #: the offset recorded for the modality (see :meth:`_resolve_offsets`)
+        self.offset = float(min(o for o, n in counts.items() if n == top))
+        nodata = 0.0 if self.products and spec.nodata is None else spec.nodata
+        self.spec = replace(spec, offset=self.offset, nodata=nodata)
+
+    def shift(self, path: str) -> float:
+        """What to add to the values read from item ``path`` to bring them to the
+        modality's offset (0 unless the files' offsets differ)."""
+        return self.file_offsets.get(path, self.offset) - self.offset
+
+    def product_meta(self) -> dict[str, object]:
+        """The manifest's extra modality entries: for SAFE products the processing
+        level(s) and, for the products whose offset differs from the modality's,
+        ``file_offsets`` (``{product name: offset}``; the reader applies them with
+        :func:`~rsmm.stacks.products.offset_shifts`)."""
+        if not self.products:
+            return {}
+        differ = {
+            p.name: self.file_offsets[p.template]
+            for p in self.products
+            if self.file_offsets.get(p.template, self.offset) != self.offset
+        }
+        return {"levels": sorted({p.level for p in self.products}), "file_offsets": differ or None}
 
     @property
     def dated(self) -> bool:
@@ -217,13 +313,14 @@ class ModalitySource:
 
 def _described_bands(path: str, names: Sequence[str]) -> tuple[str, ...] | None:
     """The band names a file's band descriptions give, if every band has one naming a
-    band of the sensor (case-insensitive; ``"B2"`` is ``"B02"``), else ``None``."""
+    band of the sensor (case-insensitive; ``"B2"`` is ``"B02"``; GDAL's SENTINEL2 driver
+    writes ``"B4, central wavelength 665 nm"``: the name before the comma), else ``None``."""
     import rasterio
 
     with rasterio.open(path) as src:
         descriptions = src.descriptions
     lookup = {_band_key(n): n for n in names}
-    found = [lookup.get(_band_key(d or "")) for d in descriptions]
+    found = [lookup.get(_band_key((d or "").split(",")[0])) for d in descriptions]
     if not found or any(f is None for f in found) or len(set(found)) < len(found):
         return None
     return tuple(f for f in found if f is not None)
@@ -277,12 +374,14 @@ def make_raster_dataset(source: ModalitySource, crs: CRS, res: float | None = No
     )
     date_group = r"(?=.*?(?<!\d)(?P<date>(?:19|20)\d{6})(?!\d))" if source.dated else ""
     attrs = {
-        "__doc__": f"GeoTIFFs of modality {source.spec.key!r} of a user stack.",
+        "__doc__": f"Rasters of modality {source.spec.key!r} of a user stack.",
         "filename_glob": "*",
         "filename_regex": rf"^{date_group}.*?{band_group}",
         "date_format": "%Y%m%d",
         "all_bands": all_bands,
         "separate_files": source.separate_files,
+        # the checked files as given: GDAL dataset names (subdatasets) are no paths
+        "files": property(lambda ds: sorted(str(p) for p in ds.paths)),
     }
     cls = type(f"{source.spec.key.upper()}StackRaster", (RasterDataset,), attrs)
     first = source.bands[0] if source.separate_files else ""

@@ -82,12 +82,18 @@ class ModalitySpec:
         separate_files: one file per band, the band name a token of the file name
             (``scene_VV.tif``); ``None``: detected from the file names.
         units: ``db`` | ``linear`` | ``dn`` | ``reflectance_x1e4``.
-        offset: added to stored values before the units apply (S2 L2A baseline 04.00: -1000).
+        offset: added to stored values before the units apply (S2 baseline 04.00:
+            -1000); ``None``: the products' own (SAFE metadata), else 0.
+        offsets: ``{SAFE product name: offset}`` overriding the products' own, per
+            product (L1C and L2A products mix in one modality only when every
+            product's offset is given here or by ``offset``).
         gsd: target ground sample distance in metres (``None``: the sensor registry's
             finest band GSD, or the files' own for NAIP).
         nodata: value marking missing pixels (``None``: the files' own nodata; NaN
             always counts as missing).
-        glob: file pattern searched under ``root``.
+        glob: file pattern searched under ``root`` (``None``: every raster GDAL reads
+            by suffix, ``.tif``, ``.tiff``, ``.jp2``, ``.vrt``, and Sentinel-2 SAFE
+            products, :mod:`rsmm.stacks.products`).
         resampling: ``nearest`` (keeps stored values, the default), ``bilinear``, ...
         use_time: whether ``max_days`` applies to this modality (default: Sentinel-1
             and Sentinel-2 only; aerial surveys such as NAIP are years apart).
@@ -103,10 +109,11 @@ class ModalitySpec:
     bands: tuple[str, ...] | None = None
     separate_files: bool | None = None
     units: str | None = None
-    offset: float = 0.0
+    offset: float | None = None
+    offsets: dict[str, float] | None = None
     gsd: float | None = None
     nodata: float | None = None
-    glob: str = "*.tif"
+    glob: str | None = None
     resampling: str = "nearest"
     use_time: bool | None = None
     required: bool = True

@@ -59,6 +59,7 @@ def read_window(
     resampling: str = "nearest",
     dtype: type = np.float32,
     indexes: Sequence[int] | None = None,
+    shifts: Sequence[float] | None = None,
 ) -> np.ndarray:
     """Read ``bounds`` (in ``crs``) into a ``C x size x size`` array.
 
@@ -73,6 +74,9 @@ def read_window(
         dtype: float output dtype; missing pixels are NaN.
         indexes: 1-based bands read from multi-band files (default: all of them);
             single-band files of per-band products are read whole.
+        shifts: added to the valid values of each entry of ``paths`` (files whose
+            radiometric offset differs from their modality's:
+            :meth:`rsmm.stacks.sources.ModalitySource.shift`).
 
     Raises:
         DatasetFileError: naming a file that cannot be read.
@@ -83,7 +87,7 @@ def read_window(
 
     transform = window_transform(bounds, size)
     out: np.ndarray | None = None
-    for entry in paths:
+    for n, entry in enumerate(paths):
         multiband = isinstance(entry, str)
         files = [entry] if multiband else list(entry)
         parts = []
@@ -109,6 +113,8 @@ def read_window(
                 raise DatasetFileError(f"cannot read GeoTIFF {path}: {err}") from err
             parts.append(tmp)
         arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        if shifts is not None and shifts[n]:
+            arr += shifts[n]
         if out is None:
             out = arr
         else:
