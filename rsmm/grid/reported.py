@@ -49,13 +49,18 @@ class Cell:
     run: bool = True
 
 
-def _position(grid: Grid, row: str, protocol: str, metric: str) -> tuple[str, str]:
+def _position(
+    grid: Grid, row: str, protocol: str, metric: str, published: bool = False
+) -> tuple[str, str]:
+    """(printed row, printed column) of a cell; a published-only entry is a printed
+    column of its own in ``metrics_as_rows`` and a printed row otherwise."""
     label = grid.labels.get(metric, metric)
     if grid.layout == "metrics_as_rows":
-        single = len(grid.rows) == 1 or row not in grid.rows
-        return label, protocol if single else f"{row}, {protocol}"
+        if published:
+            return label, row
+        return label, protocol if len(grid.rows) == 1 else f"{row}, {protocol}"
     if grid.layout == "protocols_as_rows":
-        return protocol, label
+        return (row if published else protocol), label
     return row, f"{protocol} {label}".strip()
 
 
@@ -82,7 +87,7 @@ def table_cells(grid: Grid) -> list[Cell]:
             for p, mv in pub.values.items():
                 for m, v in mv.items():
                     spread = pub.spreads.get(p, {}).get(m)
-                    pos = _position(grid, pub.name, p, m)
+                    pos = _position(grid, pub.name, p, m, published=True)
                     cells.append(Cell(pub.name, p, m, *pos, v, spread, run=False))
     return cells
 
@@ -97,7 +102,7 @@ def format_reported(value: float | None, spread: float | None) -> str:
 
 def cell_lines(grid: Grid) -> list[str]:
     """The dry-run listing: one line per cell of the table with its reported value."""
-    title = f"thesis Table {grid.table}" if grid.table else grid.name
+    title = f"thesis {grid.table}" if grid.table else grid.name
     cells = table_cells(grid)
     lines = [f"# cells of {title} ({len(cells)}): printed row | printed column: reported"]
     for c in cells:
@@ -129,7 +134,7 @@ def comparison(
 
 def comparison_markdown(grid: Grid, results: Iterable[Result]) -> str:
     """Reported beside reproduced (mean ± std over seeds) and their difference."""
-    title = f"thesis Table {grid.table}" if grid.table else "the reported numbers"
+    title = f"thesis {grid.table}" if grid.table else "the reported numbers"
     lines = [
         f"### Reported ({title}) vs reproduced",
         "",
