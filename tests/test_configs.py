@@ -126,7 +126,9 @@ def test_config_builds_and_runs(
         assert model.hparams.loss == (cfg.get("model", {}).get("loss") or "ntxent")
 
 
-PRETRAINED = re.compile(r"results/(?P<dir>[^/]+)/(?P<stem>[^/]+)/pretrain/")
+# results/<configs folder>/<pre-training config stem>/pretrain/ (a grid row keyed
+# "<folder>/<stem>" in a grid writing to results/<grid>/ adds one level)
+PRETRAINED = re.compile(r"results/(?:[^/]+/)?(?P<dir>[^/]+)/(?P<stem>pretrain_[^/]+)/pretrain/")
 
 
 def finetune_pairs() -> list[tuple[Path, Path]]:
