@@ -161,3 +161,28 @@ def test_table_4_1_and_4_2_rows_and_imagenet_weights(tmp_path: Path) -> None:
                 ["B04", "B03", "B02"],
                 ["R", "G", "B"],
             )
+
+
+def test_imagenet_row_loads_a_local_timm_file(tmp_path: Path) -> None:
+    """The ImageNet-supervised row's `model.weights`: a timm ResNet-18 state dict (with
+    its 1000-class fc) plus a sidecar naming RESISC-45's bands starts the encoder."""
+    import timm
+    import torch
+
+    from rsmm.models.weights_info import write_sidecar
+    from rsmm.tasks import FinetuneTask
+
+    src = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "resnet18_imagenet_resisc45.pth"
+    torch.save(src.state_dict(), path)
+    write_sidecar(path, ["R", "G", "B"], architecture="resnet18")
+    task = FinetuneTask(
+        in_channels={"rgb": 3},
+        backbone="resnet18",
+        weights=str(path),
+        num_classes=45,
+        data_info={"bands": {"rgb": ["R", "G", "B"]}},
+    )
+    net = task.encoder.backbones["rgb"]
+    assert torch.equal(net.conv1.weight, src.conv1.weight)
+    assert torch.equal(net.layer4[1].bn2.running_var, src.layer4[1].bn2.running_var)
