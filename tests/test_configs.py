@@ -44,11 +44,23 @@ def data_bands(dm: Any) -> tuple[dict[str, list[str]], list[str]]:
         bands = {m: list(chosen.get(m) or get_sensor(m).band_names) for m in mods}
         return bands, [f"class{i}" for i in range(STACK_CLASSES)]
     manifest = load_manifest(name)
-    assert not dm.dataset_kwargs.get("s2_bands"), "resolve s2_bands here when a config uses it"
+    if dm.dataset_kwargs.get("s2_bands"):  # Meter-ML: resolution names -> the file's bands
+        chosen["s2"] = s2_bands(manifest, dm.dataset_kwargs["s2_bands"])
     mods = list(dm.modalities or manifest.modalities)
     bands = {m: list(chosen.get(m) or manifest.modality(m).bands) for m in mods}
     classes = list(manifest.classes)[: dm.dataset_kwargs.get("num_classes") or None]
     return bands, classes
+
+
+def s2_bands(manifest: Any, spec: list[str]) -> list[str]:
+    """Meter-ML's ``s2_bands`` (band names, or resolutions standing for the bands of the
+    Sentinel-2 file of that resolution, in file order), read from its manifest."""
+    arrays = manifest.extra["files"]["arrays"]
+    out: list[str] = []
+    for item in spec:
+        files = [f for name, f in arrays.items() if name.endswith(f"-{item}.npy")]
+        out += files[0]["bands"] if files else [item]
+    return out
 
 
 def random_batch(bands: dict[str, list[str]], views: int, labels: torch.Tensor) -> dict:
@@ -114,7 +126,9 @@ def test_config_builds_and_runs(
         assert model.hparams.loss == (cfg.get("model", {}).get("loss") or "ntxent")
 
 
-PRETRAINED = re.compile(r"results/(?P<dir>[^/]+)/(?P<stem>[^/]+)/pretrain/")
+# results/<configs folder>/<pre-training config stem>/pretrain/ (a grid row keyed
+# "<folder>/<stem>" in a grid writing to results/<grid>/ adds one level)
+PRETRAINED = re.compile(r"results/(?:[^/]+/)?(?P<dir>[^/]+)/(?P<stem>pretrain_[^/]+)/pretrain/")
 
 
 def finetune_pairs() -> list[tuple[Path, Path]]:
@@ -186,12 +200,70 @@ def test_broken_configs_fail(
         build_and_forward(bad)
 
 
+THESIS_DIRS = ("eurosat", "resisc45", "meterml", "sen12ms_dfc2020", "ot")
+
+
 def test_every_config_names_its_thesis_source_and_data_root() -> None:
-    """The first lines say what the config reproduces, with the greppable wording."""
+    """The first line says which thesis table, row and column a config reproduces (or
+    that it is not a thesis config); a thesis config states its reported numbers (or
+    where its grid holds them) and what the thesis leaves unstated; a downstream config
+    says where its data come from. Nothing says the numbers are not available."""
     for path in ROOT.rglob("*.yaml"):
-        if path.parent.name in ("synthetic", "ot", "stacks", "bigearthnet", "beyond"):
+        text = path.read_text()
+        assert "not available" not in text, path
+        if path.parent.name not in THESIS_DIRS or path.name.startswith("grid"):
             continue  # bigearthnet/: published anchors, tests/test_bigearthnet_configs.py;
-            # beyond/: objectives beyond the thesis (README names their sources)
-        head = path.read_text().splitlines()[:4]
-        assert head[0].startswith("# Thesis"), path
-        assert "# reported: not available to rsmm (fill in from the thesis)" in head, path
+            # beyond/: objectives beyond the thesis; grids: tests/test_thesis_grids.py
+        head = [line for line in text.splitlines() if line.startswith("#")]
+        assert head[0].startswith(("# Thesis Table", "# Not a thesis config")), path
+        if head[0].startswith("# Thesis Table"):
+            assert re.search(r"row|column", head[0] + head[1]), path
+            assert "Reported" in " ".join(head), path
+        else:
+            assert "no number is reported" in " ".join(head), path
+        assert "data/" in text or "--data.init_args.root" in text, path
+
+
+def test_meterml_configs_read_sentinel2_rgb_nir_at_10m() -> None:
+    """The thesis' Meter-ML protocol: Sentinel-2 RGB + NIR at 10 m (every config with s2)."""
+    paths = [*(ROOT / "meterml").glob("*_*.yaml"), *(ROOT / "ot").glob("*.yaml")]
+    for path in paths:
+        if path.name.startswith("grid"):
+            continue
+        data = yaml.safe_load(path.read_text())["data"]["init_args"]
+        if "MeterML" in yaml.safe_load(path.read_text())["data"]["class_path"]:
+            if "s2" in data["modalities"]:
+                assert data["s2_bands"] == ["10m"], path
+
+
+def test_thesis_protocol_values() -> None:
+    """Values the thesis states: RGB pre-training batch 512, SSW-SSL lambda 20 with L = 10
+    and 3, SW-SSL lambda 1, dense entropic eps 10 / 1000, unbalanced lambda 0.05,
+    DFC2020 fine-tuning on the whole validation release, SupCon+CE alpha = 0.5."""
+
+    def cfg(name: str) -> dict[str, Any]:
+        return yaml.safe_load((ROOT / name).read_text())
+
+    for ds in ("eurosat", "resisc45"):
+        for path in (ROOT / ds).glob("pretrain_rgb_*.yaml"):
+            assert yaml.safe_load(path.read_text())["data"]["init_args"]["batch_size"] == 512
+    assert cfg("eurosat/pretrain_rgb_moco.yaml")["model"]["loss_kwargs"]["queue_size"] == 3072
+    for name, lam, n in [
+        ("ot/pretrain_ssw_ssl.yaml", 20, 10),
+        ("ot/pretrain_ssw_ssl_l3.yaml", 20, 3),
+        ("ot/pretrain_sw_ssl.yaml", 1, 10),
+        ("ot/pretrain_sw_ssl_l3.yaml", 1, 3),
+    ]:
+        kw = cfg(name)["model"]["loss_kwargs"]
+        assert (kw["lam"], kw["n_projections"]) == (lam, n), name
+    assert cfg("ot/pretrain_dense_sinkhorn.yaml")["model"]["dense_kwargs"]["eps"] == 10
+    assert cfg("ot/pretrain_dense_sinkhorn_eps1000.yaml")["model"]["dense_kwargs"]["eps"] == 1000
+    unbalanced = cfg("ot/pretrain_dense_unbalanced.yaml")["model"]
+    assert unbalanced["dense"] == "unbalanced" and unbalanced["dense_kwargs"]["rho"] == 0.05
+    for name, alpha in [
+        ("finetune_dfc2020_s1_s2.yaml", 0),
+        ("finetune_dfc2020_s1_s2_supcon_ce.yaml", 0.5),
+    ]:
+        c = cfg(f"sen12ms_dfc2020/{name}")
+        assert c["data"]["init_args"]["holdout_fraction"] == 0
+        assert c["model"].get("alpha", 0) == alpha

@@ -346,3 +346,16 @@ def test_datamodule_batches_and_test_release() -> None:
     assert dm.num_classes == 10
     with pytest.raises(ValueError, match="holdout_fraction"):
         make_dm(holdout_fraction=1.0)
+
+
+def test_datamodule_holdout_zero_trains_on_the_whole_validation_release() -> None:
+    """``holdout_fraction=0``: every validation-release pair is a training pair (the
+    thesis fine-tunes on all 986), and there is no validation loader."""
+    dm = make_dm(holdout_fraction=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dm.setup("fit")
+    assert "val" not in dm.datasets and dm.val_dataloader() == []
+    whole = make_dm()
+    setup_fit(whole)
+    assert len(dm.datasets["train"]) == len(whole.datasets["train"].dataset)

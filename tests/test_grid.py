@@ -29,6 +29,7 @@ from rsmm.grid import (
     read_test_metrics,
     run_grid,
 )
+from rsmm.grid.reported import has_reported, table_cells
 from rsmm.grid.table import csv_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -222,12 +223,12 @@ def test_shipped_grids_pair_matching_configs(spec: Path) -> None:
     def read(p: Path) -> tuple:
         c = yaml.safe_load(p.read_text())
         d = c["data"]["init_args"]
-        return (
-            c["model"]["backbone"],
-            c["data"]["class_path"],
-            d.get("modalities"),
-            d.get("bands"),
-        )
+        mods = d.get("modalities")
+        backbone = c["model"]["backbone"]
+        if isinstance(backbone, str) and mods:
+            backbone = dict.fromkeys(mods, backbone)
+        s2_bands = d.get("s2_bands") if "s2" in (mods or []) else None
+        return backbone, c["data"]["class_path"], mods, (d.get("bands"), s2_bands)
 
     prefix = {"finetune": "finetune_", "linear-probe": "linear_probe_"}
     for rows, protos in grid.blocks:
@@ -237,16 +238,23 @@ def test_shipped_grids_pair_matching_configs(spec: Path) -> None:
                 if row.config is not None:
                     assert row.config.name.startswith("pretrain_")
                     backbone, _, mods, bands = read(row.config)
-                    # the downstream data class may differ (SEN12MS -> DFC2020)
-                    assert read(proto.config)[0] == backbone and read(proto.config)[2:] == (
-                        mods,
-                        bands,
-                    )
+                    # the downstream data class may differ (SEN12MS -> DFC2020); the
+                    # downstream modalities may be a subset of the pre-trained ones (Table
+                    # 4.3), each with the pre-trained backbone and bands
+                    down_backbone, _, down_mods, down_bands = read(proto.config)
+                    assert down_bands[0] == bands[0]
+                    assert "s2" not in (down_mods or []) or down_bands[1] == bands[1]
+                    if isinstance(backbone, dict):
+                        assert down_mods is not None and set(down_mods) <= set(mods or backbone)
+                        assert down_backbone == {m: backbone[m] for m in down_mods}
+                    else:
+                        assert (down_backbone, down_mods) == (backbone, mods)
     lines: list[str] = []
     run_grid(grid, dry_run=True, echo=lines.append)
     pre = sum(r.config is not None for rows, _ in grid.blocks for r in rows)
     cells = sum(len(rows) * len(protos) for rows, protos in grid.blocks) * len(grid.seeds)
-    assert len(lines) == pre + cells
+    listed = len(table_cells(grid)) + 1 if has_reported(grid) else 0  # "# cell" lines
+    assert len(lines) == pre + cells + listed
 
 
 # -- end to end ------------------------------------------------------------------------------
@@ -459,3 +467,77 @@ def test_shipped_eurosat_configs_run_in_a_grid(tmp_path: Path, torchgeo_fixtures
     hp = torch.load(cell / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)
     assert hp["hyper_parameters"]["in_channels"] == {"s2": 13}
     assert "| SimCLR |" in (grid.out / "results.md").read_text()
+
+
+# -- reported numbers beside reproduced ones --------------------------------------------------
+
+
+def test_reported_beside_reproduced_with_difference(tmp_path: Path) -> None:
+    """A grid with a printed table: the dry run lists every cell with its reported value;
+    a run prints reported, reproduced mean ± std over seeds and the difference, and writes
+    them to results.md and comparison.csv."""
+    spec = tiny_spec(
+        tmp_path / "t.yaml",
+        table="Table 9.9",
+        runs=2,
+        metrics=["OA"],
+        labels={"OA": "Acc."},
+        published=[
+            {"name": "NT-Xent", "row": "NT-Xent", "values": {"linear": {"OA": "50.0±1.5"}}},
+            {"name": "other paper", "values": {"linear": {"OA": 40}}},
+        ],
+    )
+    data = yaml.safe_load(spec.read_text())
+    del data["seeds"]  # seeds default to the reported run count
+    spec.write_text(yaml.safe_dump(data))
+    grid = load_grid(spec)
+    assert grid.seeds == (0, 1) and grid.runs == 2
+
+    lines: list[str] = []
+    run_grid(grid, dry_run=True, echo=lines.append)
+    cells = [line for line in lines if line.startswith("# cell ")]
+    assert cells == [
+        "# cell NT-Xent | linear Acc.: reported 50 ± 1.5",
+        "# cell NT-Xent | FT 50 % Acc.: reported none",
+        "# cell random init | linear Acc.: reported none",
+        "# cell random init | FT 50 % Acc.: reported none",
+        "# cell other paper | linear Acc.: reported 40 (published, not run by rsmm)",
+    ]
+
+    def fake(command: str, args: list[str], workdir: Path) -> None:
+        run = workdir / f"runs/{command}/version_0"
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints/last.ckpt").write_bytes(b"weights")
+        seed = int(args[args.index("--seed_everything") + 1]) if command != "pretrain" else 0
+        (run / "metrics.csv").write_text(f"test/OA,test/kappa\n{0.5 + 0.1 * seed},0.1\n")
+
+    lines = []
+    run_grid(grid, fake, echo=lines.append)
+    # OA over seeds 0, 1: 0.5 and 0.6 -> 55.00 ± 7.07 (sample std x 100)
+    assert (
+        "NT-Xent | linear Acc.: reported 50 ± 1.5, reproduced 55.00 ± 7.07 (n=2), difference +5.00"
+    ) in lines
+    assert "random init | FT 50 % Acc.: reported none, reproduced 55.00 ± 7.07 (n=2)" in lines
+    md = (grid.out / "results.md").read_text()
+    assert "| NT-Xent | linear Acc. | 50 ± 1.5 | 55.00 ± 7.07 (n=2) | +5.00 |" in md
+    assert "| other paper | 40 (pub.) | – |" in md  # the printed layout keeps the quoted row
+    with (grid.out / "comparison.csv").open() as fh:
+        first = next(iter(csv.DictReader(fh)))
+    assert first["row"] == "NT-Xent" and float(first["reported"]) == 50.0
+    assert float(first["difference"]) == pytest.approx(5.0)
+    assert float(first["std"]) == pytest.approx(100 * np.std([0.5, 0.6], ddof=1))
+
+
+def test_reported_values_must_name_cells_the_grid_runs(tmp_path: Path) -> None:
+    for published, message in [
+        ({"name": "x", "row": "nobody", "values": {"linear": {"OA": 1}}}, "not a row"),
+        ({"name": "x", "row": "NT-Xent", "values": {"FT 1 %": {"OA": 1}}}, "runs no cell"),
+        ({"name": "x", "row": "NT-Xent", "values": {"linear": {"AA": 1}}}, "not reported"),
+        ({"name": "x", "row": "NT-Xent", "values": {"linear": {"OA": "1±"}}}, "values must be"),
+    ]:
+        with pytest.raises(GridError, match=message):
+            load_grid(tiny_spec(tmp_path / "bad.yaml", published=[published]))
+    with pytest.raises(GridError, match="layout"):
+        load_grid(tiny_spec(tmp_path / "bad.yaml", layout="diagonal"))
+    with pytest.raises(GridError, match="runs"):
+        load_grid(tiny_spec(tmp_path / "bad.yaml", runs=0))

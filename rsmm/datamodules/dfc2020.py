@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from rsmm.datamodules.base import MultiModalDataModule
 from rsmm.datamodules.splits import stratified_split
@@ -19,7 +19,9 @@ class DFC2020DataModule(MultiModalDataModule):
     DFC2020 has no training release. Fine-tuning uses the validation release
     (``ROIs0000_validation``), split once into a seeded, stratified training part
     (``1 - holdout_fraction``, 80 % by default) and a held-out part used for
-    validation; ``label_fraction`` then subsamples the training part. Testing uses
+    validation; ``label_fraction`` then subsamples the training part. With
+    ``holdout_fraction=0`` the whole validation release (986 pairs) is the training
+    part and there is no validation, as in the thesis (Table 4.4). Testing uses
     the test release (``ROIs0000_test``). Band statistics are estimated on the
     training part (none are published for DFC2020).
 
@@ -52,12 +54,13 @@ class DFC2020DataModule(MultiModalDataModule):
             num_classes: 8 (Savanna and Snow/Ice dropped) or 10.
             holdout_fraction: fraction of the validation release held out (stratified,
                 seeded by ``seed``) for validation; the rest is the training part.
+                ``0``: train on all of it, no validation.
             **kwargs: loader options of :class:`~rsmm.datamodules.base.MultiModalDataModule`
                 (``batch_size``, ``num_workers``, ``label_fraction``, ``seed``, ``augment``,
                 ``views``, ``shared_geometry``, ``pin_memory`` ...).
         """
-        if not 0 < holdout_fraction < 1:
-            raise ConfigError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+        if not 0 <= holdout_fraction < 1:
+            raise ConfigError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
         super().__init__(
             root,
             modalities=modalities,
@@ -70,6 +73,15 @@ class DFC2020DataModule(MultiModalDataModule):
     def _build_splits(self, stage: str | None) -> dict[str, Dataset]:
         """Carve train / val out of the validation release; test is the test release."""
         fractions = (1 - self.holdout_fraction, self.holdout_fraction)
+        if self.holdout_fraction == 0:
+            return self._carved_splits(stage, lambda release: None)
         return self._carved_splits(
             stage, lambda release: tuple(stratified_split(release.targets(), fractions, self.seed))
         )
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The held-out part; an empty list (Lightning then skips validation) with
+        ``holdout_fraction=0``."""
+        if self.holdout_fraction == 0:
+            return []
+        return super().val_dataloader()

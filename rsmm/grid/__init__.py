@@ -22,6 +22,14 @@ to the working directory)::
     overrides: {trainer.accelerator: gpu}   # every run
     published:                     # optional rows of published numbers (as displayed)
       - {name: "SoftCon RN50 (S2)", values: {"linear 10 %": {mAP_micro: 84.8}}, source: ...}
+      # with `row`: the numbers reported for that grid row ("mean±spread" or a number),
+      # printed beside the reproduced ones with the difference
+      - {name: SimCLR, row: SimCLR, values: {EuroSAT: {OA: "92.59±0.05"}}, source: ...}
+    table: Table 4.1               # the printed table the grid reproduces (thesis grids)
+    runs: 3                        # the reported run count; seeds default to range(runs)
+    layout: rows                   # rows | metrics_as_rows | protocols_as_rows: how the
+                                   # cells sit in the printed table (rsmm.grid.reported)
+    labels: {OA: Acc., kappa: 100×κ}   # a metric's name in the printed table
     blocks:                        # or pretrain/downstream at the top level (one block)
       - pretrain:                  # rows; config null = random initialisation
           - {name: SimCLR, config: pretrain_ms_simclr.yaml, overrides: {}, key: simclr,
@@ -37,6 +45,13 @@ process runs in that folder, an in-process run is given it as its run directory)
     <out>/<row key>/<protocol key>/seed_<s>/runs/<command>/version_0/metrics.csv
     <out>/<row key>/<protocol key>/seed_<s>/result.json     (written when the cell is done)
     <out>/results.md, <out>/results.csv
+    <out>/comparison.csv         (grids with reported numbers: reported vs reproduced)
+
+A grid with reported numbers (``table`` or ``published`` entries with ``row``) lists,
+with ``--dry-run``, every cell of its printed table with the reported value, and after
+a run prints and writes (``results.md``, ``comparison.csv``) reported beside reproduced
+(mean ± std over seeds) and their difference, and the table in its printed layout
+(per-class accuracies as rows with ``layout: metrics_as_rows``).
 
 A pre-training cell is done when its ``done.json`` exists; a cell that is not done is
 started afresh (its stale ``runs/`` directory is removed first).
@@ -47,6 +62,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from rsmm.grid.reported import Cell, cell_lines, comparison, table_cells
 from rsmm.grid.run import (
     Runner,
     cli_value,
@@ -69,6 +85,7 @@ from rsmm.parsing import OptionParser
 
 __all__ = [
     "DOWNSTREAM_COMMANDS",
+    "Cell",
     "Grid",
     "GridError",
     "Protocol",
@@ -77,8 +94,10 @@ __all__ = [
     "Row",
     "Runner",
     "aggregate",
+    "cell_lines",
     "cli_value",
     "command_args",
+    "comparison",
     "load_grid",
     "main",
     "markdown_table",
@@ -86,6 +105,7 @@ __all__ = [
     "read_test_metrics",
     "run_grid",
     "subprocess_runner",
+    "table_cells",
     "write_tables",
 ]
 

@@ -17,6 +17,13 @@ from typing import Any
 import yaml
 
 from rsmm.atomic import write_text
+from rsmm.grid.reported import (
+    cell_lines,
+    comparison,
+    format_reported,
+    has_reported,
+    write_comparison,
+)
 from rsmm.grid.spec import Grid, GridError, Protocol, Row
 from rsmm.grid.table import Result, write_tables
 
@@ -190,6 +197,11 @@ class _GridRun:
         out = {**self.grid.overrides, **_data_root(self.grid, config)}
         for layer in layers:
             out |= layer
+        weights = out.get("model.weights")
+        if isinstance(weights, str) and not Path(weights).is_absolute() and Path(weights).exists():
+            # a local weights file (e.g. ImageNet timm weights) named relative to where the
+            # grid is started: every run has its own working directory
+            out["model.weights"] = str(Path(weights).resolve())
         return out
 
     def pretrain(self, row: Row, seed: int | None) -> Path | None:
@@ -250,6 +262,21 @@ class _GridRun:
         data = _recorded(result_file, proto.command, args, inputs_of(proto.config, ckpt))
         self.results.append(Result(row.name, proto.name, seed, data["metrics"]))
 
+    def echo_comparison(self) -> None:
+        """Print reported beside reproduced (mean ± std over seeds) and the difference."""
+        for c, got, diff in comparison(self.grid, self.results):
+            if got is None:
+                reproduced = "not run"
+            else:
+                mean, std, n = got
+                spread = "" if n < 2 else f" ± {std:.2f}"
+                reproduced = f"{mean:.2f}{spread} (n={n})"
+            delta = "" if diff is None else f", difference {diff:+.2f}"
+            self.echo(
+                f"{c.table_row} | {c.table_column}: reported "
+                f"{format_reported(c.reported, c.spread)}, reproduced {reproduced}{delta}"
+            )
+
     def run(self) -> list[Result]:
         grid = self.grid
         for rows, protos in grid.blocks:
@@ -266,8 +293,14 @@ class _GridRun:
                         s = seed if grid.pretrain_per_seed else None
                         if s not in failed:
                             self.downstream(row, proto, seed, ckpts[s])
+        if self.dry_run and has_reported(grid):
+            for line in cell_lines(grid):
+                self.echo(line)
         if not self.dry_run:
             md, table = write_tables(grid, self.results)
+            if has_reported(grid):
+                self.echo_comparison()
+                table = write_comparison(grid, self.results)[1]
             self.echo(f"results: {md} and {table}")
         if self.failures:
             raise GridError(f"{len(self.failures)} run(s) failed:\n" + "\n".join(self.failures))

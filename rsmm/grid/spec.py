@@ -14,6 +14,10 @@ from rsmm.parsing import read_yaml
 DOWNSTREAM_COMMANDS = ("finetune", "linear-probe")
 _SPEC_KEYS = {"name", "out", "seeds", "metrics", "scale", "data_root", "pretrain_per_seed"}
 _SPEC_KEYS |= {"overrides", "blocks", "pretrain", "downstream", "published"}
+_SPEC_KEYS |= {"table", "runs", "layout", "labels"}
+#: How a thesis grid's cells are laid out as the printed table (see :class:`Grid`).
+LAYOUTS = ("rows", "metrics_as_rows", "protocols_as_rows")
+_SPREAD = re.compile(r"^\s*([-+]?[0-9.]+)\s*(?:±|\+-|\+/-)\s*([0-9.]+)\s*$")
 _ROW_KEYS = {"name", "config", "overrides", "downstream_overrides", "key"}
 _PROTOCOL_KEYS = {"name", "command", "config", "overrides", "key"}
 
@@ -42,12 +46,21 @@ class Protocol:
 
 @dataclass(frozen=True)
 class Published:
-    """A published result shown beside rsmm's rows: ``{protocol: {metric: value}}``,
-    values as the table shows them (already scaled), and where they come from."""
+    """A published result: ``{protocol: {metric: value}}``, values as the table shows
+    them (already scaled), and where they come from.
+
+    Without ``row`` it is a row of its own beside rsmm's rows (a published anchor that
+    rsmm does not run). With ``row`` it holds the numbers reported for the grid row of
+    that name, which the grid prints beside the reproduced ones with the difference.
+    ``spreads`` holds the ``±`` of a value written ``"82.55±0.68"`` (the spread over
+    runs as printed; a plain number has none).
+    """
 
     name: str
     values: dict[str, dict[str, float]]
     source: str = ""
+    row: str | None = None
+    spreads: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,10 +77,14 @@ class Grid:
     pretrain_per_seed: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
     published: tuple[Published, ...] = ()
+    table: str | None = None
+    runs: int | None = None
+    layout: str = "rows"
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def rows(self) -> list[str]:
-        return [r.name for rows, _ in self.blocks for r in rows]
+        return list(dict.fromkeys(r.name for rows, _ in self.blocks for r in rows))
 
     @property
     def protocols(self) -> list[str]:
@@ -105,16 +122,59 @@ def _config(base: Path, value: Any, where: str) -> Path:
     return path
 
 
+def reported_value(value: Any) -> tuple[float, float | None]:
+    """A reported number as printed: ``72.6`` or ``"72.62±1.31"`` -> (value, spread).
+
+    Raises:
+        ValueError: for anything else.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a number: {value!r}")
+    if isinstance(value, str):
+        m = _SPREAD.match(value)
+        if m:
+            return float(m.group(1)), float(m.group(2))
+    return float(value), None
+
+
 def _published(entry: Any, where: str) -> Published:
-    _check_keys(entry, {"name", "values", "source"}, where)
+    _check_keys(entry, {"name", "values", "source", "row"}, where)
     values = entry.get("values")
     if "name" not in entry or not isinstance(values, Mapping):
         raise GridError(f"{where}: needs `name` and `values` ({{protocol: {{metric: value}}}})")
+    parsed: dict[str, dict[str, float]] = {}
+    spreads: dict[str, dict[str, float]] = {}
     try:
-        parsed = {str(p): {str(m): float(v) for m, v in mv.items()} for p, mv in values.items()}
+        for p, mv in values.items():
+            for m, v in mv.items():
+                value, spread = reported_value(v)
+                parsed.setdefault(str(p), {})[str(m)] = value
+                if spread is not None:
+                    spreads.setdefault(str(p), {})[str(m)] = spread
     except (AttributeError, TypeError, ValueError) as err:
-        raise GridError(f"{where}: values must be {{protocol: {{metric: number}}}}: {err}") from err
-    return Published(str(entry["name"]), parsed, str(entry.get("source", "")))
+        raise GridError(
+            f'{where}: values must be {{protocol: {{metric: number or "mean±spread"}}}}: {err}'
+        ) from err
+    row = None if entry.get("row") is None else str(entry["row"])
+    return Published(str(entry["name"]), parsed, str(entry.get("source", "")), row, spreads)
+
+
+def _check_reported(grid: Grid, where: str) -> None:
+    """Reported values of a grid row must name cells the grid runs."""
+    cells = {(r.name, p.name) for rows, protos in grid.blocks for r in rows for p in protos}
+    for i, pub in enumerate(grid.published):
+        if pub.row is None:
+            continue
+        if pub.row not in grid.rows:
+            raise GridError(f"{where}: published[{i}]: row {pub.row!r} is not a row of the grid")
+        for p, mv in pub.values.items():
+            if (pub.row, p) not in cells:
+                raise GridError(
+                    f"{where}: published[{i}]: the grid runs no cell ({pub.row!r}, {p!r})"
+                )
+            unknown = sorted(set(mv) - set(grid.metrics))
+            if unknown:
+                raise GridError(f"{where}: published[{i}]: metrics {unknown} are not reported")
 
 
 def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
@@ -132,7 +192,7 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
         raise GridError(f"{path}: give either `blocks` or top-level `pretrain`/`downstream`")
     blocks = []
     row_keys: set[str] = set()
-    row_names: set[str] = set()
+    row_cells: set[tuple[str, str]] = set()  # (row name, protocol name): one block each
     for b, block in enumerate(blocks_spec):
         _check_keys(block, {"pretrain", "downstream"}, f"{path}: blocks[{b}]")
         rows, protos = [], []
@@ -143,10 +203,9 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
                 raise GridError(f"{where}: needs `name` and `config` (null = random init)")
             config = None if r["config"] is None else _config(base, r["config"], where)
             key = str(r.get("key") or (config.stem if config else slug(r["name"])))
-            if key in row_keys or r["name"] in row_names:
+            if key in row_keys or r["name"] in {q.name for q in rows}:
                 raise GridError(f"{where}: duplicate row name {r['name']!r} or key {key!r}")
             row_keys.add(key)
-            row_names.add(r["name"])
             rows.append(
                 Row(
                     str(r["name"]),
@@ -179,15 +238,30 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
             )
         if not rows or not protos:
             raise GridError(f"{path}: blocks[{b}] needs at least one pretrain and one downstream")
+        for r in rows:  # a row name may recur in another block, with other protocols
+            for q in protos:
+                if (r.name, q.name) in row_cells:
+                    raise GridError(
+                        f"{path}: blocks[{b}]: duplicate row name {r.name!r} (cell "
+                        f"{q.name!r} is in an earlier block)"
+                    )
+                row_cells.add((r.name, q.name))
         blocks.append((tuple(rows), tuple(protos)))
-    seeds = spec.get("seeds", [0])
+    runs = spec.get("runs")
+    if runs is not None and (isinstance(runs, bool) or not isinstance(runs, int) or runs < 1):
+        raise GridError(f"{path}: runs must be a positive integer, got {runs!r}")
+    seeds = spec.get("seeds", list(range(runs)) if runs else [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise GridError(f"{path}: seeds must be a non-empty list of integers, got {seeds!r}")
     name = str(spec.get("name") or path.stem)
     published = tuple(
         _published(p, f"{path}: published[{i}]") for i, p in enumerate(spec.get("published") or [])
     )
-    return Grid(
+    layout = str(spec.get("layout", "rows"))
+    if layout not in LAYOUTS:
+        raise GridError(f"{path}: layout must be one of {LAYOUTS}, got {layout!r}")
+    labels = _mapping(spec.get("labels"), f"{path}: labels")
+    grid = Grid(
         name=name,
         out=Path(out or spec.get("out") or Path("results") / slug(name)).resolve(),
         seeds=tuple(seeds),
@@ -198,4 +272,10 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
         pretrain_per_seed=bool(spec.get("pretrain_per_seed", False)),
         overrides=_mapping(spec.get("overrides"), f"{path}: overrides"),
         published=published,
+        table=None if spec.get("table") is None else str(spec["table"]),
+        runs=runs,
+        layout=layout,
+        labels={str(k): "" if v is None else str(v) for k, v in labels.items()},
     )
+    _check_reported(grid, str(path))
+    return grid
