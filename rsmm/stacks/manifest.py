@@ -8,6 +8,8 @@ One row per chip::
     block            spatial block id (see :mod:`rsmm.stacks.splits`)
     label            int64 class id, -1 = unlabelled
     class_name       class name, or None
+    labels           multi-label stacks only: JSON list of the chip's class ids (sorted);
+                     ``label`` is then the class covering the largest part, or -1
     modalities       comma-separated modalities covering the chip ("s2,s1,naip"): every
                      required one, and each optional one missing at most max_nodata
     nodata_<m>       fraction of the chip's pixels missing in modality m (NaN: no file
@@ -26,7 +28,7 @@ and a JSON blob under the key ``rsmm`` of the Parquet schema metadata::
      "modalities": {m: {"root", "sensor", "bands", "band_indexes", "units", "offset",
                         "gsd", "chip_pixels", "nodata", "resampling", "separate_files",
                         "required"}},
-     "classes": [...], "label_source": ..., "stats": {m: {band: [mean, std]}},
+     "classes": [...], "multilabel": bool, "label_source": ..., "stats": {m: {band: [mean, std]}},
      "stats_source": ..., "stats_chips": {m: train chips the stats of m come from},
      "dropped": {reason: count}, "max_nodata": ...,
      "ignored": {m: [{"path", "reason"}]}, ...}
