@@ -206,3 +206,15 @@ def test_cli_label_flags(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
         assert main([*base, *extra]) == 2
         assert msg in capsys.readouterr().err
     assert not (tmp_path / "c.parquet").exists()
+
+
+def test_split_report_counts_every_class_a_multi_label_chip_holds() -> None:
+    from rsmm.stacks.splits import split_report
+
+    hot = np.array([[1, 1, 0], [0, 0, 1], [0, 1, 0]], dtype=bool)
+    splits = np.array(["train", "train", "test"])
+    report = split_report(splits, np.zeros(3, bool), hot, (0.5, 0.25, 0.25), 100.0, "chips")
+    # the test chip's primary class (1) is not all: classes 0 and 2 are missing there
+    assert report.missing_classes == {"val": [0, 1, 2], "test": [0, 2]}
+    single = split_report(splits, np.zeros(3, bool), np.array([0, 2, 1]), (1, 0, 0), 100.0, "chips")
+    assert single.missing_classes == {"train": [1]}  # single labels: as before

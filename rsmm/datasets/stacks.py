@@ -27,6 +27,7 @@ from rsmm.datasets.geometa import days_since_epoch, to_lonlat
 from rsmm.errors import ConfigError, NoCoveredChipsError
 from rsmm.manifests import DatasetManifest
 from rsmm.stacks.build import build_manifest
+from rsmm.stacks.labels import multi_hot
 from rsmm.stacks.manifest import ChipManifest, coverage, read_manifest
 from rsmm.stacks.spec import parse_length, spec_from_dirs
 from rsmm.stacks.splits import SPLITS
@@ -226,15 +227,6 @@ class CoRegisteredStack(MultiModalDataset):
         if self._dates is not None:
             sample["meta"]["date"] = torch.tensor(self._dates[index])
         return sample
-
-
-def multi_hot(labels: Sequence[str], num_classes: int) -> np.ndarray:
-    """``(N, num_classes)`` float32 multi-hot rows of a manifest's ``labels`` column
-    (JSON lists of class ids); a chip without a class is a row of zeros."""
-    out = np.zeros((len(labels), num_classes), dtype=np.float32)
-    for i, v in enumerate(labels):
-        out[i, json.loads(v)] = 1.0
-    return out
 
 
 def _check_chip_size(chip_size: str | float, chips: ChipManifest, source: Any) -> None:

@@ -46,7 +46,7 @@ from rsmm.stacks.acquisitions import footprint_index
 from rsmm.stacks.chips import ChipReader, ChipReads
 from rsmm.stacks.crs import choose_crs, common_crs
 from rsmm.stacks.files import check_geotiffs, list_files
-from rsmm.stacks.labels import label_chips
+from rsmm.stacks.labels import label_chips, multi_hot
 from rsmm.stacks.layout import (
     ChipGrid,
     chip_grid,
@@ -150,6 +150,8 @@ def split_chips(
             chips each filter dropped and which block size would do.
     """
     labels = chips["label"].to_numpy() if "label" in chips else None
+    if "labels" in chips:  # multi-label: a split lacks the classes no chip of it holds
+        labels = multi_hot(chips["labels"], len(classes)) > 0
     geoms = chips.geometry.values
     tol = 1e-6 * grid.chip_m
     try:

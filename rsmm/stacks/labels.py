@@ -48,6 +48,7 @@ __all__ = [
     "is_points",
     "label_chips",
     "load_vector_labels",
+    "multi_hot",
     "present_classes",
     "raster_labels",
     "raster_majority",
@@ -411,3 +412,14 @@ def label_chips(
             warnings = check_chip_labels(chips["label"].to_numpy(), classes, spec)
     chips["class_name"] = [classes[v] if v >= 0 else None for v in chips["label"]]
     return classes, source, warnings
+
+
+def multi_hot(labels: Sequence[str], num_classes: int) -> np.ndarray:
+    """``(N, num_classes)`` float32 multi-hot rows of a manifest's ``labels`` column
+    (JSON lists of class ids); a chip without a class is a row of zeros."""
+    import json
+
+    out = np.zeros((len(labels), num_classes), dtype=np.float32)
+    for i, v in enumerate(labels):
+        out[i, json.loads(v)] = 1.0
+    return out
