@@ -218,3 +218,20 @@ def test_split_report_counts_every_class_a_multi_label_chip_holds() -> None:
     assert report.missing_classes == {"val": [0, 1, 2], "test": [0, 2]}
     single = split_report(splits, np.zeros(3, bool), np.array([0, 2, 1]), (1, 0, 0), 100.0, "chips")
     assert single.missing_classes == {"train": [1]}  # single labels: as before
+
+
+def test_yaml_spec_labels(tmp_path: Path) -> None:
+    from rsmm.stacks.spec import load_spec
+
+    path = tmp_path / "stack.yaml"
+    path.write_text(
+        "modalities: {s2: s2/}\n"
+        "labels: {path: '*_labels_metadata.json', per_patch: true, nomenclature: 19}\n"
+    )
+    labels = load_spec(path).labels
+    assert labels is not None and labels.multilabel and labels.nomenclature == "19"
+    assert labels.path == "*_labels_metadata.json"  # a file-name pattern, not a path
+    assert not labels.is_raster
+    path.write_text("modalities: {s2: s2/}\nlabels: {path: lc.tif, multilabel: true}\n")
+    labels = load_spec(path).labels
+    assert labels.is_raster and labels.multilabel and labels.path == str(tmp_path / "lc.tif")

@@ -410,7 +410,7 @@ def manifest_meta(
         chips: the final chips (with ``split``), in the order of ``reads.sums``.
         reads: the band sums and drop counts of the kept chips.
         classes: the class names in id order (``[]``: unlabelled).
-        label_source: where the labels come from (:func:`~rsmm.stacks.labels.chip_labels`).
+        label_source: where the labels come from (:func:`~rsmm.stacks.labels.label_chips`).
     """
     train = np.flatnonzero(chips["split"].to_numpy() == "train")
     bands = {k: s.bands for k, s in sources.items()}
