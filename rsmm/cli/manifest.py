@@ -79,6 +79,34 @@ def _add_build_parser(sub: Any) -> None:
     b.add_argument("--label-layer", help="layer of a multi-layer --labels file")
     b.add_argument("--label-raster", metavar="FILE", help="GeoTIFF of class ids")
     b.add_argument("--classes", help="class names in id order, comma separated")
+    b.add_argument(
+        "--multilabel",
+        action="store_true",
+        help="multi-label chips from --labels polygons or --label-raster: every class "
+        "covering at least --min-class-fraction of a chip (a 'labels' column)",
+    )
+    b.add_argument(
+        "--min-class-fraction",
+        type=float,
+        metavar="F",
+        help="multi-label: least fraction of a chip a class covers (default 0.1; implies "
+        "--multilabel)",
+    )
+    b.add_argument(
+        "--label-files",
+        nargs="?",
+        const="*_labels_metadata.json",
+        metavar="PATTERN",
+        help="multi-label chips from per-patch JSON label files ({\"labels\": [names]}) in "
+        "the folders of the reference modality's files (default pattern "
+        "*_labels_metadata.json: BigEarthNet)",
+    )
+    b.add_argument(
+        "--label-nomenclature",
+        choices=("43", "19"),
+        help="CORINE labels of --label-files: the 43 classes as stored (default) or "
+        "BigEarthNet's 19-class nomenclature",
+    )
     b.add_argument("--split", help="train,val,test fractions (default 0.7,0.15,0.15)")
     b.add_argument("--block-size", help="side of the spatial split blocks (default 4 chips)")
     b.add_argument("--seed", type=int, help="seed of the block split (default 0)")
@@ -150,12 +178,29 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
         if getattr(a, name) is not None:
             fields[name] = getattr(a, name)
     classes = tuple(c.strip() for c in a.classes.split(",")) if a.classes else None
-    if a.labels and a.label_raster:
-        raise ConfigError("give either --labels or --label-raster, not both")
+    given = [f for f in ("labels", "label_raster", "label_files") if getattr(a, f)]
+    if len(given) > 1:
+        names = " and ".join("--" + f.replace("_", "-") for f in given)
+        raise ConfigError(f"give one of --labels, --label-raster and --label-files, not {names}")
+    if a.label_nomenclature and not a.label_files:
+        raise ConfigError("--label-nomenclature applies to --label-files only")
+    multi: dict[str, Any] = {}
+    if a.multilabel or a.min_class_fraction is not None:
+        multi["multilabel"] = True
+    if a.min_class_fraction is not None:
+        multi["min_class_fraction"] = a.min_class_fraction
     if a.labels:
-        fields["labels"] = LabelSpec(a.labels, a.label_column, a.label_layer, classes)
+        fields["labels"] = LabelSpec(a.labels, a.label_column, a.label_layer, classes, **multi)
     elif a.label_raster:
-        fields["labels"] = LabelSpec(a.label_raster, classes=classes)
+        fields["labels"] = LabelSpec(a.label_raster, classes=classes, **multi)
+    elif a.label_files:
+        fields["labels"] = LabelSpec(
+            a.label_files, classes=classes, per_patch=True, nomenclature=a.label_nomenclature
+        )
+    elif multi and spec is not None and spec.labels is not None:
+        fields["labels"] = replace(spec.labels, **multi)
+    elif multi:
+        raise ConfigError("--multilabel / --min-class-fraction need --labels or --label-raster")
     if a.cloud_layer:
         fields["cloud"] = CloudSpec(a.cloud_layer, a.cloud_kind or "scl")
     return replace(spec, **fields) if spec is not None else StackSpec(**fields)

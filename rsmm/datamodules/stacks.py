@@ -6,9 +6,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from rsmm.datamodules.base import MultiModalDataModule
+from rsmm.datamodules.multilabel import multilabel_subset
 from rsmm.datasets.base import MultiModalDataset
 from rsmm.datasets.stacks import CoRegisteredStack, NoCoveredChipsError
 
@@ -18,8 +20,10 @@ class CoRegisteredStackDataModule(MultiModalDataModule):
 
     Band statistics for normalisation are the manifest's (computed on its train chips
     by ``rsmm manifest build``); ``label_fraction`` draws a stratified, seeded subset
-    of the labelled train chips; augmentation runs on the device like every rsmm
-    datamodule. A split with no chip in the manifest is left out (pre-training can run
+    of the labelled train chips (of a multi-label manifest: nested iterative
+    stratification, :func:`~rsmm.datamodules.multilabel.multilabel_subset`; its
+    targets are multi-hot, :attr:`multilabel`); augmentation runs on the device like
+    every rsmm datamodule. A split with no chip in the manifest is left out (pre-training can run
     on train alone). With optional modalities in the manifest, every split keeps only
     the chips covered by all the requested ``modalities`` (the dataset warns how many);
     a val or test split left with none is left out with a warning, an empty train split
@@ -42,6 +46,19 @@ class CoRegisteredStackDataModule(MultiModalDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(root=root, modalities=modalities, bands=bands, **kwargs)
+
+    @property
+    def multilabel(self) -> bool:
+        """Whether the manifest is multi-label (multi-hot float targets: fine-tuning
+        uses BCE and reports mAP micro / macro and F1)."""
+        return bool(getattr(self.reference_dataset, "multilabel", False))
+
+    def label_subset(self, targets: np.ndarray) -> np.ndarray:
+        """The ``label_fraction`` subset: multi-label targets by nested iterative
+        stratification, single labels as every rsmm datamodule draws them."""
+        if targets.ndim == 2:
+            return multilabel_subset(targets, self.label_fraction, self.seed)
+        return super().label_subset(targets)
 
     def has_test_split(self) -> bool:
         """Whether the manifest has test chips (a pre-training manifest may have none)."""

@@ -28,6 +28,7 @@ from rsmm.errors import ConfigError, NoCoveredChipsError
 from rsmm.manifests import DatasetManifest
 from rsmm.stacks.build import build_manifest
 from rsmm.stacks.files import band_path
+from rsmm.stacks.labels import multi_hot
 from rsmm.stacks.manifest import ChipManifest, coverage, read_manifest
 from rsmm.stacks.products import offset_shifts
 from rsmm.stacks.spec import parse_length, spec_from_dirs
@@ -41,7 +42,9 @@ class CoRegisteredStack(MultiModalDataset):
     Samples are ``{modality: float32 C x H x W, "label": int64, "meta": {"id", "nodata",
     "lonlat", "date"}}`` with values as stored (dB or linear S1, reflectance x 1e4 S2,
     NAIP digital numbers); pixels missing in the files are filled (band mean) and
-    counted in ``meta["nodata"]``. The label is ``-1`` for unlabelled chips.
+    counted in ``meta["nodata"]``. The label is ``-1`` for unlabelled chips; of a
+    multi-label manifest (``"multilabel": true``, :mod:`rsmm.stacks.labels`) it is a
+    float32 multi-hot vector over the manifest's classes (:attr:`multilabel`).
     ``meta["lonlat"]`` is the chip centre in degrees and ``meta["date"]`` the acquisition
     date (days since 1970-01-01) of the first modality that has one in the manifest,
     both float32 tensors (see :mod:`rsmm.datasets.geometa`); ``date`` is left out when
@@ -101,6 +104,10 @@ class CoRegisteredStack(MultiModalDataset):
         self._bounds = [g.bounds for g in self.chips.geometry.values]
         self._ids = self.chips["chip_id"].astype(str).tolist()
         self._labels = self.chips["label"].to_numpy(dtype=np.int64)
+        #: multi-hot float32 labels of a multi-label manifest (BCE and AP metrics)
+        self.multilabel: bool = bool(chips.meta.get("multilabel"))
+        if self.multilabel:
+            self._labels = multi_hot(self.chips["labels"], len(chips.classes))
         self._lonlat, self._dates = self._geometa()
         self._read: dict[str, dict[str, Any]] = {}
         for m in self.modalities:
@@ -214,7 +221,9 @@ class CoRegisteredStack(MultiModalDataset):
         nodata = {}
         for m, (arr, _) in self.read_raw(index).items():
             sample[m], nodata[m] = self._select(m, arr)
-        sample["label"] = torch.tensor(self._labels[index], dtype=torch.int64)
+        sample["label"] = torch.tensor(
+            self._labels[index], dtype=torch.float32 if self.multilabel else torch.int64
+        )
         sample["meta"] = {
             "id": self._ids[index],
             "nodata": nodata,

@@ -17,11 +17,11 @@
 5. :class:`~rsmm.stacks.chips.ChipReader`: per chip, one acquisition per modality
    (with ``max_days``, Sentinel-1/-2 acquisitions at most that many days apart), read
    at each modality's GSD; nodata and cloud filters; the ``modalities`` covering it.
-6. :func:`~rsmm.stacks.labels.chip_labels` (labels that label no chip are an error,
-   a single class a warning), :func:`split_chips` (spatial blocks with a guard band;
-   a split without a class or a guard band dropping over a third of the chips is
-   reported with a suggested block size; too few blocks is an error saying how many
-   chips each filter dropped) and :func:`~rsmm.stacks.stats.train_statistics` (per
+6. :func:`~rsmm.stacks.labels.label_chips` (one class per chip, or multi-label; labels
+   that label no chip are an error, a single class a warning), :func:`split_chips`
+   (spatial blocks with a guard band; a split without a class or a guard band dropping
+   over a third of the chips is reported with a suggested block size; too few blocks is
+   an error saying how many chips each filter dropped) and :func:`~rsmm.stacks.stats.train_statistics` (per
    band over the train chips; of an optional modality: the train chips it covers; a
    band without valid pixels or with a standard deviation of 0 is an error).
 7. :func:`manifest_columns` and :func:`manifest_meta`: everything above recorded in the
@@ -46,7 +46,7 @@ from rsmm.stacks.acquisitions import footprint_index
 from rsmm.stacks.chips import ChipReader, ChipReads
 from rsmm.stacks.crs import choose_crs, common_crs
 from rsmm.stacks.files import check_geotiffs, list_files
-from rsmm.stacks.labels import check_chip_labels, chip_labels
+from rsmm.stacks.labels import label_chips, multi_hot
 from rsmm.stacks.layout import (
     ChipGrid,
     chip_grid,
@@ -116,10 +116,10 @@ def build_manifest(
     reader = ChipReader(spec, sources, feet.index, crs, grid, feet.required, cloud_files)
     reads = reader.read_all(layout, progress)
     chips = gpd.GeoDataFrame(reads.rows, geometry="geometry", crs=crs.to_string())
-    chips["label"], classes, label_source = chip_labels(chips, spec.labels, crs.to_string())
-    chips["class_name"] = [classes[v] if v >= 0 else None for v in chips["label"]]
-    if spec.labels is not None:
-        reads.warnings += check_chip_labels(chips["label"].to_numpy(), classes, spec.labels)
+    classes, label_source, label_warnings = label_chips(
+        chips, spec.labels, crs.to_string(), grid.reference
+    )
+    reads.warnings += label_warnings
     chips = split_chips(chips, reads, spec, grid, layout.origin, classes)
     chips = chips[manifest_columns(chips, list(sources))]
     meta = manifest_meta(
@@ -151,6 +151,8 @@ def split_chips(
             chips each filter dropped and which block size would do.
     """
     labels = chips["label"].to_numpy() if "label" in chips else None
+    if "labels" in chips:  # multi-label: a split lacks the classes no chip of it holds
+        labels = multi_hot(chips["labels"], len(classes)) > 0
     geoms = chips.geometry.values
     tol = 1e-6 * grid.chip_m
     try:
@@ -286,6 +288,7 @@ def _describe_split(
 def manifest_columns(chips: Any, keys: list[str]) -> list[str]:
     """The manifest's column order: ids, split and label first, the geometry last."""
     columns = ["chip_id", "split", "block", "label", "class_name", "modalities"]
+    columns += [c for c in ("labels",) if c in chips.columns]  # multi-label stacks
     columns += [c for c in chips.columns if c.startswith(("nodata_", "date_"))]
     columns += [c for c in ("cloud_fraction",) if c in chips.columns]
     return columns + [f"files_{k}" for k in keys] + ["geometry"]
@@ -411,7 +414,7 @@ def manifest_meta(
         chips: the final chips (with ``split``), in the order of ``reads.sums``.
         reads: the band sums and drop counts of the kept chips.
         classes: the class names in id order (``[]``: unlabelled).
-        label_source: where the labels come from (:func:`~rsmm.stacks.labels.chip_labels`).
+        label_source: where the labels come from (:func:`~rsmm.stacks.labels.label_chips`).
     """
     train = np.flatnonzero(chips["split"].to_numpy() == "train")
     bands = {k: s.bands for k, s in sources.items()}
@@ -458,6 +461,7 @@ def manifest_meta(
             for k, s in sources.items()
         },
         "classes": list(classes or []),
+        "multilabel": "labels" in chips.columns,
         "label_source": label_source,
         "stats": stats,
         "stats_source": f"{len(train)} train chips of this manifest" if stats else None,

@@ -26,7 +26,7 @@ from rsmm.stacks.acquisitions import Acquisition, acquisitions, choose_acquisiti
 from rsmm.stacks.clouds import CloudLayer
 from rsmm.stacks.crs import gsd_in_crs
 from rsmm.stacks.files import band_path
-from rsmm.stacks.labels import raster_majority
+from rsmm.stacks.labels import raster_labels
 from rsmm.stacks.layout import ChipGrid, ChipLayout
 from rsmm.stacks.sources import ModalitySource
 from rsmm.stacks.spec import StackSpec
@@ -183,9 +183,9 @@ class ChipReader:
             if spec.max_cloud is not None and row["cloud_fraction"] > spec.max_cloud:
                 return f"more than {spec.max_cloud:.0%} cloud"
         if self.label_raster is not None:
-            path, n, min_cover = self.label_raster
+            path, n, _ = self.label_raster
             v = read_window([path], chip.bounds, n, self.crs)[0]
-            row["label"] = raster_majority(v, min_cover, path)
+            row.update(raster_labels(v, spec.labels))
         row["modalities"] = ",".join(covered)
         return row, sums
 

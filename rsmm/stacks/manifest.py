@@ -8,6 +8,8 @@ One row per chip::
     block            spatial block id (see :mod:`rsmm.stacks.splits`)
     label            int64 class id, -1 = unlabelled
     class_name       class name, or None
+    labels           multi-label stacks only: JSON list of the chip's class ids (sorted);
+                     ``label`` is then the class covering the largest part, or -1
     modalities       comma-separated modalities covering the chip ("s2,s1,naip"): every
                      required one, and each optional one missing at most max_nodata
     nodata_<m>       fraction of the chip's pixels missing in modality m (NaN: no file
@@ -26,7 +28,7 @@ and a JSON blob under the key ``rsmm`` of the Parquet schema metadata::
      "modalities": {m: {"root", "sensor", "bands", "band_indexes", "units", "offset",
                         "gsd", "chip_pixels", "nodata", "resampling", "separate_files",
                         "required"}},
-     "classes": [...], "label_source": ..., "stats": {m: {band: [mean, std]}},
+     "classes": [...], "multilabel": bool, "label_source": ..., "stats": {m: {band: [mean, std]}},
      "stats_source": ..., "stats_chips": {m: train chips the stats of m come from},
      "dropped": {reason: count}, "max_nodata": ...,
      "ignored": {m: [{"path", "reason"}]}, ...}
@@ -148,7 +150,9 @@ class ChipManifest:
                 f"optional {m}: covers {int(cov.sum())} of {len(c)} chips ({parts}); "
                 f"CoRegisteredStack(modalities=[..., {m!r}]) keeps only those"
             )
-        if self.classes:
+        if self.classes and "labels" in c.columns:
+            lines += self._multilabel_summary()
+        elif self.classes:
             counts = {s: c.loc[c["split"] == s, "label"].to_numpy() for s in SPLITS}
             lines.append("class: " + " / ".join(SPLITS))
             for i, name in enumerate(self.classes):
@@ -189,6 +193,24 @@ class ChipManifest:
                     f"area holds too few blocks of {block:g} m; lower --block-size"
                 )
         return "\n".join(lines)
+
+    def _multilabel_summary(self) -> list[str]:
+        """Per class, the chips holding it per split; the classes no chip holds."""
+        c = self.chips
+        hot = np.zeros((len(c), len(self.classes)), dtype=bool)
+        for i, v in enumerate(c["labels"]):
+            hot[i, json.loads(v)] = True
+        split = c["split"].to_numpy()
+        lines = ["chips holding each class: " + " / ".join(SPLITS)]
+        for k in np.flatnonzero(hot.any(0)):
+            per = " / ".join(str(int(hot[split == s, k].sum())) for s in SPLITS)
+            lines.append(f"  {self.classes[k]}: {per}")
+        per = " / ".join(str(int((~hot[split == s].any(1)).sum())) for s in SPLITS)
+        lines.append(f"  no class: {per}")
+        absent = int((~hot.any(0)).sum())
+        if absent:
+            lines.append(f"  ({absent} of the {len(self.classes)} classes label no chip)")
+        return lines
 
     def plot_map(self, footprints: dict[str, Any] | None = None):
         """Map of the chips coloured by split over the modality footprints."""

@@ -16,6 +16,8 @@ from a small YAML file (:func:`load_spec`) or from command-line folders
       s1: {root: s1/, units: db, bands: [VV, VH, "-"]}   # "-": a band to skip (angle)
       naip: {root: naip/, required: false}   # chips also where NAIP is missing
     labels: {path: labels.gpkg, column: class, layer: fields}
+    # multi-label: {path: ..., multilabel: true, min_class_fraction: 0.1}, or per-patch
+    # files: {path: "*_labels_metadata.json", per_patch: true, nomenclature: 19}
     split: [0.7, 0.15, 0.15]
     block_size: 2400m
     guard: chips               # or edges: the guard band between splits (rsmm.stacks.splits)
@@ -171,17 +173,34 @@ class CloudSpec:
             )
 
 
+#: File-name pattern of BigEarthNet's per-patch label files.
+LABEL_FILES_PATTERN = "*_labels_metadata.json"
+#: Class nomenclatures of per-patch label files: CORINE level 3 (43) or BigEarthNet's 19.
+NOMENCLATURES = ("43", "19")
+
+
 @dataclass(frozen=True)
 class LabelSpec:
-    """Labels: a vector file with a class column, or a label raster.
+    """Labels: a vector file with a class column, a label raster, or per-patch label files.
 
     Attributes:
-        path: GeoPackage / GeoJSON / Shapefile, or a GeoTIFF of class values.
+        path: GeoPackage / GeoJSON / Shapefile, or a GeoTIFF of class values; with
+            ``per_patch``, the file-name pattern of the label files
+            (``*_labels_metadata.json``).
         column: class column of a vector file.
         layer: layer of a multi-layer file (GeoPackage).
         classes: class names in id order (default: sorted distinct values found).
         min_cover: polygons and rasters: the majority class must cover at least this
             fraction of a chip, else the chip is unlabelled.
+        multilabel: every class covering at least ``min_class_fraction`` of a chip
+            labels it (polygons, rasters); per-patch label files are always multi-label.
+        min_class_fraction: multi-label polygons and rasters: the least fraction of a
+            chip a class must cover.
+        per_patch: JSON label files (``{"labels": [class names]}``) in the folders of
+            the reference modality's files: a chip takes the labels of the patches
+            it is read from (:mod:`rsmm.stacks.label_files`).
+        nomenclature: per-patch files of CORINE classes: ``"43"`` (as stored) or
+            ``"19"`` (BigEarthNet's 19-class nomenclature); ``None``: as stored.
     """
 
     path: str
@@ -189,10 +208,31 @@ class LabelSpec:
     layer: str | None = None
     classes: tuple[str, ...] | None = None
     min_cover: float = 0.5
+    multilabel: bool = False
+    min_class_fraction: float = 0.1
+    per_patch: bool = False
+    nomenclature: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.per_patch:
+            object.__setattr__(self, "multilabel", True)
+        if not 0 < self.min_class_fraction <= 1:
+            raise ConfigError(
+                f"min_class_fraction must be in (0, 1], got {self.min_class_fraction}"
+            )
+        if self.nomenclature is not None:
+            object.__setattr__(self, "nomenclature", str(self.nomenclature))
+            if self.nomenclature not in NOMENCLATURES:
+                raise ConfigError(
+                    f"label nomenclature must be one of {', '.join(NOMENCLATURES)}, "
+                    f"got {self.nomenclature!r}"
+                )
+            if not self.per_patch:
+                raise ConfigError("a label nomenclature applies to per-patch label files only")
 
     @property
     def is_raster(self) -> bool:
-        return Path(self.path).suffix.lower() in (".tif", ".tiff", ".vrt")
+        return not self.per_patch and Path(self.path).suffix.lower() in (".tif", ".tiff", ".vrt")
 
 
 @dataclass(frozen=True)
@@ -246,7 +286,9 @@ class StackSpec:
             return str(p if Path(p).is_absolute() else base / p)
 
         mods = {k: replace(m, root=fix(m.root)) for k, m in self.modalities.items()}
-        labels = None if self.labels is None else replace(self.labels, path=fix(self.labels.path))
+        labels = self.labels
+        if labels is not None and not labels.per_patch:  # per_patch: a file-name pattern
+            labels = replace(labels, path=fix(labels.path))
         cloud = None if self.cloud is None else replace(self.cloud, root=fix(self.cloud.root))
         return replace(self, modalities=mods, labels=labels, cloud=cloud)
 

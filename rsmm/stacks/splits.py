@@ -242,18 +242,24 @@ def split_report(
     block_m: float,
     guard: str,
 ) -> SplitReport:
-    """Measure a split (see :class:`SplitReport`); ``labels`` < 0 are unlabelled."""
+    """Measure a split (see :class:`SplitReport`); ``labels`` < 0 are unlabelled;
+    multi-label: ``(N, classes)`` boolean multi-hot rows."""
     keep = ~np.asarray(drop)
     splits = np.asarray(splits)
     per_split = {s: int((keep & (splits == s)).sum()) for s in SPLITS}
     missing: dict[str, list[int]] = {}
     if labels is not None:
         labels = np.asarray(labels)
-        present = set(labels[labels >= 0].tolist())
+
+        def classes_of(rows: np.ndarray) -> set[int]:
+            if labels.ndim == 2:
+                return set(np.flatnonzero(labels[rows].any(0)).tolist())
+            return set(labels[rows & (labels >= 0)].tolist())
+
+        present = classes_of(np.ones(len(labels), dtype=bool))
         for s, f in zip(SPLITS, fractions):
             if f > 0:
-                has = labels[keep & (splits == s)]
-                lost = sorted(present - set(has[has >= 0].tolist()))
+                lost = sorted(present - classes_of(keep & (splits == s)))
                 if lost:
                     missing[s] = lost
     return SplitReport(block_m, guard, len(keep), int((~keep).sum()), per_split, missing)

@@ -246,6 +246,27 @@ def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(build(tmp, *s2(tmp), "--label-raster", str(tmp / "lc.tif")), ("lc.tif",))
 
 
+@case("build-label-files-missing")
+def _(tmp: Path, shared: Shared) -> Cli:
+    return Cli(build(tmp, *s2(tmp), "--label-files"), ("*_labels_metadata.json", "unlabelled"))
+
+
+@case("build-label-files-empty")
+def _(tmp: Path, shared: Shared) -> Cli:
+    folder = copied(tmp, "s2")
+    (folder / "T18SUK_labels_metadata.json").write_text(json.dumps({"labels": []}))
+    return Cli(
+        build(tmp, "--s2", str(folder), "--label-files"), ("label none of", "list no class")
+    )
+
+
+@case("build-label-file-not-json")
+def _(tmp: Path, shared: Shared) -> Cli:
+    folder = copied(tmp, "s2")
+    (folder / "T18SUK_labels_metadata.json").write_text("{labels: [")
+    return Cli(build(tmp, "--s2", str(folder), "--label-files"), ("T18SUK_labels_metadata.json",))
+
+
 @case("build-spec-missing")
 def _(tmp: Path, shared: Shared) -> Cli:
     return Cli(build(tmp, "--spec", str(tmp / "stack.yaml")), ("stack.yaml",))
