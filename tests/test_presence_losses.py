@@ -129,3 +129,53 @@ def test_encoder_sees_present_rows_only():
     for a, b in zip(out.embeddings, ref.embeddings):
         assert torch.allclose(a[mask], b, atol=1e-5)
         assert torch.equal(a[1], torch.zeros_like(a[1]))
+
+
+def _rank_views(views: EmbeddedViews, rank: int, b: int) -> EmbeddedViews:
+    rows = slice(rank * b, (rank + 1) * b)
+    info = views.samples
+    return EmbeddedViews(
+        tuple(e[rows] for e in views.embeddings),
+        views.layout,
+        samples=SampleInfo(
+            labels=None if info.labels is None else info.labels[rows],
+            presence={m: p[rows] for m, p in info.presence.items()},
+        ),
+    )
+
+
+def _rank_loss(obj, mine: EmbeddedViews, other: EmbeddedViews, rank: int) -> torch.Tensor:
+    """The loss rank ``rank`` computes on 2 ranks: a fake all_gather/all_reduce pairs
+    each of its calls with the other rank's same call (recorded first)."""
+    recorded: dict[str, list[torch.Tensor]] = {"gather": [], "reduce": []}
+
+    def record_gather(t, grads):
+        recorded["gather"].append(t)
+        return torch.stack([t, t])
+
+    def record_reduce(t):
+        recorded["reduce"].append(t)
+        return t * 2
+
+    obj.loss(other, Ranks(2, 1 - rank, record_gather, record_reduce))
+    calls = {"gather": iter(recorded["gather"]), "reduce": iter(recorded["reduce"])}
+
+    def gather(t, grads):
+        o = next(calls["gather"])
+        return torch.stack([t, o] if rank == 0 else [o, t])
+
+    def reduce(t):
+        return t + next(calls["reduce"])
+
+    return obj.loss(mine, Ranks(2, rank, gather, reduce))
+
+
+@pytest.mark.parametrize("loss", ["ntxent", "supcon"])
+def test_two_ranks_gather_fixed_size_rows_with_presence(loss):
+    labels = torch.tensor([0, 1, 0, 1])
+    views = _views(TWO_VIEWS, PRESENCE, labels=labels)
+    obj = check_objective(loss)(None, temperature=TAU)
+    single = obj.loss(views, Ranks())
+    r0, r1 = _rank_views(views, 0, 2), _rank_views(views, 1, 2)
+    shares = _rank_loss(obj, r0, r1, 0) + _rank_loss(obj, r1, r0, 1)
+    assert torch.allclose(shares / 2, single, atol=1e-6)
