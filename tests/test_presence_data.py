@@ -136,3 +136,39 @@ def test_objectives_that_do_not_handle_absence_refuse_it(lacking_s2, tmp_path):
     with warnings.catch_warnings(), pytest.raises(ConfigError, match="'vicreg' does not handle"):
         warnings.simplefilter("ignore")
         trainer.fit(task, dm)
+
+
+def test_max_cloud_turns_an_optional_s2_absent_and_min_modalities_drops(tmp_path):
+    from rsmm.cli import main
+    from rsmm.stacks.spec import CloudSpec
+
+    common = {
+        "chip_size": "160m",
+        "split": (1.0, 0.0, 0.0),
+        "optional": ["s2"],
+        "cloud": CloudSpec(str(SCENE / "s2_scl")),
+    }
+    mods = {"s2": SCENE / "s2", "s1": SCENE / "s1"}
+    every = build_manifest(spec_from_dirs(mods, **common)).chips
+    kept = build_manifest(spec_from_dirs(mods, max_cloud=0.3, **common)).chips
+    assert len(kept) == len(every)
+    cloudy = (kept["cloud_fraction"] > 0.3).to_numpy()
+    assert cloudy.any() and not cloudy.all()
+    have_s2 = np.array(["s2" in v.split(",") for v in kept["modalities"]])
+    assert not have_s2[cloudy].any()
+    assert (kept.loc[cloudy, "files_s2"] == "[]").all()
+    np.testing.assert_array_equal(
+        have_s2[~cloudy], ["s2" in v.split(",") for v in every["modalities"][~cloudy]]
+    )
+    # --min-modalities 2 through the CLI: the chips without S2 are dropped and counted
+    out = tmp_path / "chips.parquet"
+    args = ["manifest", "build", "--chip-size", "160m", "--split", "1,0,0", "--s2",
+            str(SCENE / "s2"), "--s1", str(SCENE / "s1"), "--optional", "s2",
+            "--cloud-layer", str(SCENE / "s2_scl"), "--max-cloud", "0.3",
+            "--min-modalities", "2", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    m = read_manifest(out)
+    assert len(m.chips) == int(have_s2.sum())
+    assert m.meta["dropped"]["covered by fewer than 2 modalities"] == int((~have_s2).sum())
+    with pytest.raises(ConfigError, match="min_modalities"):
+        spec_from_dirs(mods, min_modalities=3, **common)
