@@ -64,11 +64,16 @@ def negative_samples(labels: Tensor | None, class_ids: Sequence[int]) -> Tensor 
 
 def present_views(samples: SampleInfo | None, modality: str, views: int) -> Tensor | None:
     """``V * B`` booleans, rows ordered (view, sample): True where the sample has
-    ``modality``; ``None`` when every sample has it (or nothing is known)."""
+    ``modality``; ``None`` when every sample has it (or nothing is known).
+
+    This reads the presence back from the device (one synchronisation per modality
+    and step, only for batches with presence): selecting the present rows needs their
+    number. On the ``meta`` device, which holds no values, every row is kept.
+    """
     if samples is None or samples.presence is None or modality not in samples.presence:
         return None
     present = samples.presence[modality].to(torch.bool)
-    if bool(present.all()):
+    if present.is_meta or bool(present.all()):
         return None
     return present.repeat(views)
 
