@@ -172,3 +172,27 @@ def test_max_cloud_turns_an_optional_s2_absent_and_min_modalities_drops(tmp_path
     assert m.meta["dropped"]["covered by fewer than 2 modalities"] == int((~have_s2).sum())
     with pytest.raises(ConfigError, match="min_modalities"):
         spec_from_dirs(mods, min_modalities=3, **common)
+
+
+def test_drop_modalities_on_bigearthnet_real_patches(tmp_path):
+    from bigearthnet_examples import arrange_v1
+
+    from rsmm.datamodules import BigEarthNetDataModule
+
+    root = arrange_v1(tmp_path / "ben")
+    dm = BigEarthNetDataModule(str(root), batch_size=8, drop_modalities={"s2": 0.5}, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        dm.setup("fit")
+    train = dm.datasets["train"]
+    expected = dataset_presence(train)
+    assert expected["s2"].any() and not expected["s2"].all()
+    batch = next(iter(dm._loader("train", shuffle=False)))  # every train patch, in order
+    assert batch["label"].dtype == torch.float32 and batch["label"].shape[1] == 19
+    assert batch["presence"]["s2"].tolist() == expected["s2"].tolist()
+    assert batch["presence"]["s1"].all()
+    assert batch["s2"].shape[1:] == (12, 120, 120)
+    assert batch["s2"][~batch["presence"]["s2"]].abs().sum() == 0
+    out = dm.apply_augment(batch, train=False)
+    assert out["s2"][0][~batch["presence"]["s2"]].abs().sum() == 0
+    assert torch.isfinite(out["s2"][0]).all()
