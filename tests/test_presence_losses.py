@@ -94,6 +94,18 @@ def test_objectives_without_presence_support_refuse_it_by_name():
         obj.forward(None, {}, SampleInfo(presence=PRESENCE), Ranks())
 
 
+def test_dense_matching_refuses_absence_naming_itself():
+    from rsmm.models.multimodal import MultiModalEncoder
+    from rsmm.tasks.objectives import DenseMatching
+
+    enc = MultiModalEncoder({"s1": 2}, backbone="tiny_cnn", projection_dim=8, dense_dim=4)
+    ntxent = check_objective("ntxent")(enc, temperature=TAU)
+    assert ntxent.supports_presence
+    dense = DenseMatching(enc, ntxent, method="argmax", weight=0.5, temperature=TAU)
+    with pytest.raises(ConfigError, match=r"'ntxent' with dense matching \(dense='argmax'\) does"):
+        dense(enc, {}, SampleInfo(presence=PRESENCE), Ranks())
+
+
 def test_band_augment_present_rows_do_not_depend_on_absent_ones():
     g = torch.Generator().manual_seed(1)
     x = torch.rand(4, 2, 8, 8, generator=g) * 10 - 20
