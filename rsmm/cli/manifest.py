@@ -122,7 +122,17 @@ def _add_build_parser(sub: Any) -> None:
     b.add_argument("--max-nodata", type=float, help="drop chips missing more (default 0.1)")
     b.add_argument("--cloud-layer", metavar="DIR", help="folder of S2 SCL / QA60 / mask GeoTIFFs")
     b.add_argument("--cloud-kind", choices=("scl", "qa60", "mask"), help="default scl")
-    b.add_argument("--max-cloud", type=float, help="drop chips more cloudy than this")
+    b.add_argument(
+        "--max-cloud",
+        type=float,
+        help="drop chips more cloudy than this (where S2 is --optional: S2 is absent there)",
+    )
+    b.add_argument(
+        "--min-modalities",
+        type=int,
+        metavar="K",
+        help="drop chips covered by fewer than K modalities (default: no limit)",
+    )
     b.add_argument("--out", required=True, help="output chip index (.parquet)")
     b.add_argument("--map", help="also write a PNG map of the chips coloured by split")
     b.add_argument("--overwrite", action="store_true", help="replace existing --out / --map")
@@ -174,7 +184,7 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
         fields["block_size"] = parse_length(a.block_size, "--block-size")
     if a.split:
         fields["split"] = parse_fractions(a.split)
-    for name in ("crs", "max_days", "seed", "max_nodata", "max_cloud", "guard"):
+    for name in ("crs", "max_days", "seed", "max_nodata", "max_cloud", "guard", "min_modalities"):
         if getattr(a, name) is not None:
             fields[name] = getattr(a, name)
     classes = tuple(c.strip() for c in a.classes.split(",")) if a.classes else None

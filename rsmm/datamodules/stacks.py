@@ -33,6 +33,9 @@ class CoRegisteredStackDataModule(MultiModalDataModule):
         root: the chip manifest (``chips.parquet``).
         modalities: modalities to load (default: all of the manifest).
         bands: optional ``{modality: band names}`` subsets.
+        min_modalities: keep the chips covered by at least this many of
+            ``modalities`` (samples then lack the others and batches carry
+            ``"presence"``); ``None`` = all of them.
         **kwargs: see :class:`~rsmm.datamodules.base.MultiModalDataModule`.
     """
 
@@ -43,8 +46,11 @@ class CoRegisteredStackDataModule(MultiModalDataModule):
         root: str,
         modalities: Sequence[str] | None = None,
         bands: Mapping[str, Sequence[str]] | None = None,
+        min_modalities: int | None = None,
         **kwargs: Any,
     ) -> None:
+        if min_modalities is not None:
+            kwargs["min_modalities"] = min_modalities
         super().__init__(root=root, modalities=modalities, bands=bands, **kwargs)
 
     @property

@@ -4,7 +4,9 @@ For every laid-out chip (:class:`ChipReader`), one acquisition per modality is c
 (:func:`~rsmm.stacks.acquisitions.choose_acquisitions`), the chip is read at each
 modality's GSD, and the chip is dropped if a required modality misses more than
 ``max_nodata`` of its pixels or the cloud fraction exceeds ``max_cloud`` (chips
-outside the cloud layer keep a NaN cloud fraction and are kept). An optional modality
+outside the cloud layer keep a NaN cloud fraction and are kept; where Sentinel-2 is
+optional, a cloudier chip is kept without it), or it is covered by fewer than
+``min_modalities`` modalities. An optional modality
 covers the chip when it misses at most ``max_nodata``; the ``modalities`` column lists
 the modalities covering each chip. A label raster is read here too (its majority
 class per chip); the band sums of every kept chip feed the statistics.
@@ -176,18 +178,35 @@ class ChipReader:
         if reason is not None:
             return reason
         if self.cloud is not None:
+            s2 = self.optional_s2(covered)  # the clouds are those of its acquisition
             row["cloud_fraction"] = self.cloud.fraction(
-                chip, self.grid.chip_m, self.crs, chosen[self.grid.reference][0]
+                chip, self.grid.chip_m, self.crs, chosen[s2 or self.grid.reference][0]
             )
             # NaN: outside the cloud layer; kept (and counted in the summary)
             if spec.max_cloud is not None and row["cloud_fraction"] > spec.max_cloud:
-                return f"more than {spec.max_cloud:.0%} cloud"
+                if s2 is None:
+                    return f"more than {spec.max_cloud:.0%} cloud"
+                covered.remove(s2)  # an optional S2 is absent on a cloudy chip
+                row[f"files_{s2}"] = "[]"
+                if self.sources[s2].dated:
+                    row[f"date_{s2}"] = None
+                sums.pop(s2, None)
+        if spec.min_modalities is not None and len(covered) < spec.min_modalities:
+            return f"covered by fewer than {spec.min_modalities} modalities"
         if self.label_raster is not None:
             path, n, _ = self.label_raster
             v = read_window([path], chip.bounds, n, self.crs)[0]
             row.update(raster_labels(v, spec.labels))
         row["modalities"] = ",".join(covered)
         return row, sums
+
+    def optional_s2(self, covered: Sequence[str]) -> str | None:
+        """The optional Sentinel-2 modality among ``covered`` (made absent instead of
+        dropping a chip cloudier than ``max_cloud``), or ``None``."""
+        for k in covered:
+            if k in self.optional and (self.spec.modalities[k].sensor or k) == "s2":
+                return k
+        return None
 
     def read_modality(self, k: str, paths: Sequence[str], chip: Any) -> np.ndarray:
         """Modality ``k``'s ``C x n x n`` pixels of the polygon ``chip`` from ``paths``

@@ -23,7 +23,8 @@ from a small YAML file (:func:`load_spec`) or from command-line folders
     guard: chips               # or edges: the guard band between splits (rsmm.stacks.splits)
     max_nodata: 0.1
     cloud: {root: s2_scl/, kind: scl}
-    max_cloud: 0.3
+    max_cloud: 0.3             # an optional S2 turns absent on cloudier chips
+    min_modalities: 2          # optional: drop chips covered by fewer modalities
 """
 
 from __future__ import annotations
@@ -254,6 +255,8 @@ class StackSpec:
     extra: dict[str, Any] = field(default_factory=dict)
     #: guard-band mode of the spatial split: "chips" or "edges" (rsmm.stacks.splits)
     guard: str = "chips"
+    #: drop the chips covered by fewer modalities (None: no such limit)
+    min_modalities: int | None = None
 
     def __post_init__(self) -> None:
         if not self.modalities:
@@ -277,6 +280,15 @@ class StackSpec:
             raise ConfigError(f"max_days must be >= 0, got {self.max_days}")
         if self.guard not in ("chips", "edges"):
             raise ConfigError(f"guard: expected chips or edges, got {self.guard!r}")
+        if self.min_modalities is not None and not (
+            isinstance(self.min_modalities, int)
+            and not isinstance(self.min_modalities, bool)
+            and 1 <= self.min_modalities <= len(self.modalities)
+        ):
+            raise ConfigError(
+                f"min_modalities must be an integer in [1, {len(self.modalities)}] (the "
+                f"number of modalities), got {self.min_modalities!r}"
+            )
 
     def with_paths_relative_to(self, base: str | Path) -> StackSpec:
         """Resolve relative folders and files against ``base`` (the YAML file's folder)."""
@@ -361,6 +373,7 @@ def spec_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> StackSpec
             cloud=None if cloud is None else CloudSpec(**cloud),
             max_cloud=data.get("max_cloud"),
             guard=str(data.get("guard", "chips")),
+            min_modalities=data.get("min_modalities"),
         )
     except ConfigError:
         raise

@@ -81,6 +81,9 @@ class DenseMatching(Objective):
         self.method, self.weight = method, weight
         self.dense_options = dict(options or {})
 
+    def describe(self) -> str:
+        return f"loss {self.name!r} with dense matching (dense={self.method!r})"
+
     def before_step(self, encoder: MultiModalEncoder, step: int, total_steps: int) -> None:
         self.objective.before_step(encoder, step, total_steps)
 
