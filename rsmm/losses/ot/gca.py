@@ -41,7 +41,11 @@ def _check_tau(tau: float) -> None:
 
 
 def infonce_alignment(
-    zA: Tensor, zB: Tensor, tau: float = 0.5, anchors: Tensor | None = None
+    zA: Tensor,
+    zB: Tensor,
+    tau: float = 0.5,
+    cross_view: bool = False,
+    anchors: Tensor | None = None,
 ) -> Tensor:
     r"""InfoNCE as one row projection of the Gibbs kernel (GCA, arXiv:2502.20141).
 
@@ -53,12 +57,19 @@ def infonce_alignment(
         zA: view A embeddings, ``N x d``.
         zB: view B embeddings, ``N x d``.
         tau: temperature.
+        cross_view: :func:`cross_view_infonce` instead (eq. 3.20 as printed: view-A
+            anchors, view-B candidates only, one direction).
         anchors: optional ``N`` booleans, False for samples that only serve as negatives
             (their rows stay in every denominator; their terms are left out of the mean).
+
+    Both forms are means over their anchors (``2N`` or ``N``), so the learning rate does
+    not depend on the batch size.
 
     Returns:
         Scalar loss.
     """
+    if cross_view:
+        return cross_view_infonce(zA, zB, tau, anchors)
     _check_tau(tau)
     log_plan = torch.log_softmax(-self_masked_cost(stack_views(zA, zB)) / tau, dim=1)
     return anchor_mean(-twin_log_prob(log_plan), anchors)

@@ -7,6 +7,13 @@ resolutions) whose rows are the soft targets of a dense InfoNCE
 (:func:`rsmm.losses.ot.dense_contrastive_loss`) with the other images of the local
 batch as negatives, at the task's temperature. The total is
 ``(1 - dense_weight) * global + dense_weight * dense``.
+
+The thesis' form (eq. 3.19, 3.20, 3.24 as printed) is ``loss: infonce_alignment`` with
+``loss_kwargs: {cross_view: true}`` and ``dense_kwargs: {negatives: images, symmetric:
+false}``: each patch is contrasted with the
+image-level representations (mean dense embeddings) of the ``N`` images, and the global
+term is one-directional cross-view InfoNCE; rsmm's default contrasts patches with the other
+images' patches, both directions, next to any global objective.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from rsmm.tasks.objectives.base import Objective, Ranks, Views
 DENSE_OPTIONS = tuple(
     name
     for name in list(inspect.signature(dense_contrastive_loss).parameters)[2:]
-    if name not in ("method", "tau", "match_features")
+    if name not in ("method", "tau", "match_features", "image_keys")
 )
 
 
