@@ -198,3 +198,35 @@ def test_negative_head_keeps_the_seven_way_head() -> None:
     assert _finetune(dm, exclude_class=6)._metric_exclude() is None
     with pytest.raises(ConfigError, match="only serve as negatives"):
         _finetune(dm, num_classes=7)
+
+
+def test_dense_queries_of_negative_images_are_left_out() -> None:
+    g = torch.Generator().manual_seed(5)
+    f1, f2 = torch.randn(4, 3, 5, generator=g), torch.randn(4, 3, 5, generator=g)
+    keep = torch.tensor([True, False, True, True])
+    full = ot_losses.dense_contrastive_loss(f1, f2, symmetric=False)
+    kept = ot_losses.dense_contrastive_loss(f1, f2, symmetric=False, anchors=keep)
+    left = ot_losses.dense_contrastive_loss(f1, f2, symmetric=False, anchors=~keep)
+    # the images' terms partition the full mean; the negatives stay keys of the others
+    assert (3 * kept + left).item() == pytest.approx(4 * full.item(), rel=1e-6)
+    task = PretrainTask(
+        in_channels={"s2": 3},
+        backbone="tiny_cnn",
+        projection_dim=8,
+        hidden_dim=16,
+        dense="argmax",
+        dense_dim=8,
+    )
+    task.eval()
+    b = _batch()
+    plain = task.shared_step(b)[0]
+    task.negative_classes = (2,)
+    masked = task.shared_step(b)[0]
+    e = task.encoder.embed_views(task.batch_views(b, task.modalities), dense=True)
+    rows = (LABELS != 2).repeat(2)
+    glob = mm_ntxent(e.flat(), e.sample_ids(), task.hparams.temperature, anchor_mask=rows)
+    dense = ot_losses.dense_contrastive_loss(
+        e.dense[0], e.dense[1], tau=task.hparams.temperature, anchors=LABELS != 2
+    )
+    assert masked.item() == pytest.approx((0.5 * glob + 0.5 * dense).item(), rel=1e-5)
+    assert masked.item() != pytest.approx(plain.item(), rel=1e-6)

@@ -126,7 +126,13 @@ DENSE_NEGATIVES = ("patches", "pooled", "images")
 
 
 def _one_direction(
-    q: Tensor, k: Tensor, target: Tensor, tau: float, negatives: str, keys: Tensor | None = None
+    q: Tensor,
+    k: Tensor,
+    target: Tensor,
+    tau: float,
+    negatives: str,
+    keys: Tensor | None = None,
+    anchors: Tensor | None = None,
 ) -> Tensor:
     """Soft dense InfoNCE of queries ``q`` (B x P1 x D) against keys ``k`` (B x P2 x D);
     ``keys``: the image-level keys of ``negatives="images"`` (B x D, L2-normalised)."""
@@ -147,7 +153,8 @@ def _one_direction(
         own = owner.unsqueeze(0) == torch.arange(batch, device=q.device).unsqueeze(1)  # B x N
         neg_lse = torch.logsumexp(logits.masked_fill(own.unsqueeze(1), float("-inf")), dim=-1)
     log_prob = same - torch.logaddexp(same, neg_lse.unsqueeze(-1))
-    return -(target * log_prob).sum(dim=-1).mean()
+    per_image = -(target * log_prob).sum(dim=-1).mean(dim=-1)  # B
+    return per_image.mean() if anchors is None else per_image[anchors].mean()
 
 
 def dense_contrastive_loss(
@@ -162,6 +169,7 @@ def dense_contrastive_loss(
     negatives: str = "patches",
     symmetric: bool = True,
     image_keys: tuple[Tensor, Tensor] | None = None,
+    anchors: Tensor | None = None,
 ) -> Tensor:
     """Soft dense contrastive loss with plan-row targets, thesis eq. 3.18-3.24 (see module doc).
 
@@ -183,6 +191,9 @@ def dense_contrastive_loss(
         image_keys: ``(keys of view 1, keys of view 2)``, ``B x D`` each, the image-level
             representations of ``negatives="images"`` (default: the mean patch of the
             other view, L2-normalised).
+        anchors: optional ``B`` booleans, False for images that only serve as negatives:
+            their patches are no queries (their own patches are not pulled together) but
+            stay keys and negatives of the others.
 
     The loss is a mean over the query patches (and directions), as printed, so the
     learning rate does not depend on the batch size or the number of patches.
@@ -201,9 +212,13 @@ def dense_contrastive_loss(
     g1, g2 = match_features if match_features is not None else (f1, f2)
     options = {"method": method, "eps": eps, "n_iters": n_iters, "rho": rho}
     keys1, keys2 = (None, None) if image_keys is None else (unit_rows(t, -1) for t in image_keys)
-    loss = _one_direction(q, k, dense_matching(g1, g2, **options), tau, negatives, keys2)
+    if anchors is not None and not bool(anchors.any()):
+        raise ValueError("every image of the batch is negative-only: no query is left")
+    plan = dense_matching(g1, g2, **options)
+    loss = _one_direction(q, k, plan, tau, negatives, keys2, anchors)
     if symmetric:
-        back = _one_direction(k, q, dense_matching(g2, g1, **options), tau, negatives, keys1)
+        back_plan = dense_matching(g2, g1, **options)
+        back = _one_direction(k, q, back_plan, tau, negatives, keys1, anchors)
         loss = (loss + back) / 2
     return loss
 
