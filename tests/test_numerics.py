@@ -45,6 +45,7 @@ NOT_NUMERIC = {
     "rsmm.losses.ot": "the subpackage itself (its names are checked one by one)",
     "rsmm.losses.supcon_positives": "returns a boolean positive matrix",
     "rsmm.losses.ot.MATCHING_METHODS": "a tuple of method names",
+    "rsmm.losses.ot.DENSE_NEGATIVES": "a tuple of option names",
     "rsmm.hyperbolic.HEADS": "a name -> class table (each class has a case)",
     "rsmm.hyperbolic.LabelTree": "a label tree (strings and integer path lengths)",
     "rsmm.hyperbolic.available_hierarchies": "lists file names",
@@ -296,12 +297,15 @@ def _coot(d: Draw) -> list[Tensor]:
     "rsmm.losses.ot.gca_rince",
     "rsmm.losses.ot.gca_uot",
     "rsmm.losses.ot.GCALoss",
+    "rsmm.losses.ot.cross_view_infonce",
 )
 def _gca(d: Draw) -> list[Tensor]:
     zA, zB = d.emb(4, 5, unit=False), d.emb(4, 5, unit=False)
     q = 0.1 if d.regime == "small_params" else 0.5
     out = [ot_losses.gca_rince(zA, zB, d.tau, q=q), ot_losses.gca_uot(zA, zB, d.tau, rho=0.5)]
     out += [ot_losses.GCALoss(m, d.tau)(zA, zB) for m in ("infonce", "ince", "rince", "uot")]
+    out.append(ot_losses.gca_rince(zA, zB, d.tau, q=q, total="negatives"))
+    out.append(ot_losses.cross_view_infonce(zA, zB, d.tau))
     return [*out, ot_losses.infonce_alignment(zA, zB, d.tau), ot_losses.gca_ince(zA, zB, d.tau)]
 
 
@@ -320,6 +324,7 @@ def _dense(d: Draw) -> list[Tensor]:
         kw = {"method": method, "tau": d.tau, "eps": d.eps, "n_iters": 10}
         out.append(ot_losses.dense_matching(f1, f2, method, d.eps, 10))
         out.append(ot_losses.dense_contrastive_loss(f1, f2, negatives="pooled", **kw))
+        out.append(ot_losses.dense_contrastive_loss(f1, f2, negatives="images", **kw))
     zA, zB = d.emb(2, 5, unit=False), d.emb(2, 5, unit=False)
     dense = ot_losses.DenseContrastiveLoss("sinkhorn", d.tau, d.eps, 10)(zA, zB, f1, f2)
     return [*out, dense, ot_losses.combine_global_dense(out[2], dense, 0.3)]

@@ -56,6 +56,9 @@ class LabelTree:
             must be a leaf; the tree may hold more leaves (classes a variant drops), and
             :attr:`leaves` follows this order.
         source: where the tree came from, used in error messages.
+        pad: pad the short branches with inert nodes (see :meth:`padded`): every leaf is
+            then at the depth of the deepest one. rsmm's default keeps the tree as
+            written; the thesis' tree metric (eq. 5.6) pads.
     """
 
     def __init__(
@@ -64,9 +67,12 @@ class LabelTree:
         root: str,
         classes: Sequence[str] | None = None,
         source: str = "<tree>",
+        pad: bool = False,
     ) -> None:
         if not nx.is_arborescence(graph):
             raise ConfigError(f"{source}: the hierarchy is not a rooted tree")
+        if pad:
+            graph = _pad_graph(graph, root)
         self.graph = graph
         self.root = root
         self.source = source
@@ -75,9 +81,25 @@ class LabelTree:
         if self.classes is not None:
             self.check_classes(self.classes)
 
+    def padded(self) -> LabelTree:
+        """This tree with its short branches padded with inert nodes.
+
+        The leaves of a parent shallower than the deepest leaves hang from a chain of
+        inert single-child nodes below it (named ``"<parent>/pad<k>"``, shared by sibling
+        leaves) until every leaf is at the maximum depth ``H``; path lengths between
+        leaves then only depend on the depth of their lowest common ancestor,
+        ``D[a, b] = 2 (H - depth(lca(a, b)))``, depth counted in the padded tree. rsmm's
+        default metric is the plain path length of the tree as written.
+        """
+        return LabelTree(self.graph, self.root, classes=self.classes, source=self.source, pad=True)
+
     @classmethod
     def from_dict(
-        cls, data: Mapping[str, Any], classes: Sequence[str] | None = None, source: str = "<dict>"
+        cls,
+        data: Mapping[str, Any],
+        classes: Sequence[str] | None = None,
+        source: str = "<dict>",
+        pad: bool = False,
     ) -> LabelTree:
         """Build a tree from the nested mapping described in the module docstring."""
         if not isinstance(data, Mapping) or not data:
@@ -90,11 +112,14 @@ class LabelTree:
             root, children = "root", data
         graph.add_node(root)
         _add_children(graph, root, children, source)
-        return cls(graph, root, classes=classes, source=source)
+        return cls(graph, root, classes=classes, source=source, pad=pad)
 
     @classmethod
-    def from_yaml(cls, path_or_name: str | Path, classes: Sequence[str] | None = None) -> LabelTree:
-        """Load a YAML file by path, or a packaged hierarchy by dataset name."""
+    def from_yaml(
+        cls, path_or_name: str | Path, classes: Sequence[str] | None = None, pad: bool = False
+    ) -> LabelTree:
+        """Load a YAML file by path, or a packaged hierarchy by dataset name (``pad``: see
+        :meth:`padded`)."""
         path = Path(path_or_name)
         if path.suffix in {".yaml", ".yml"} or path.exists():
             if not path.is_file():
@@ -115,7 +140,7 @@ class LabelTree:
             data = yaml.safe_load(text)
         except yaml.YAMLError as err:
             raise ConfigError(f"invalid hierarchy {yaml_problem(err, source)}") from err
-        return cls.from_dict(data, classes=classes, source=source)
+        return cls.from_dict(data, classes=classes, source=source, pad=pad)
 
     @property
     def all_leaves(self) -> list[str]:
@@ -175,6 +200,27 @@ class LabelTree:
         return (
             f"LabelTree(root={self.root!r}, leaves={len(self.all_leaves)}, source={self.source!r})"
         )
+
+
+def _pad_graph(graph: nx.DiGraph, root: str) -> nx.DiGraph:
+    """A copy of ``graph`` whose leaves all sit at the maximum depth: the leaves of a
+    shallow parent hang from a chain of inert nodes below it (sibling leaves stay
+    siblings; the order of children is kept)."""
+    depth = nx.shortest_path_length(graph, root)
+    height = max(depth[n] for n in graph if graph.out_degree(n) == 0)
+    out = nx.DiGraph()
+    out.add_node(root)
+    for parent, child in nx.dfs_edges(graph, root):  # document order of the children
+        missing = height - depth[child]
+        if graph.out_degree(child) == 0 and missing > 0:
+            chain = [f"{parent}/pad{k}" for k in range(1, missing + 1)]
+            clash = [node for node in chain if node in graph]
+            if clash:
+                raise ConfigError(f"padding nodes {clash} clash with nodes of the tree")
+            nx.add_path(out, [parent, *chain, child])
+        else:
+            out.add_edge(parent, child)
+    return out
 
 
 def _node_name(name: Any, source: str) -> str:

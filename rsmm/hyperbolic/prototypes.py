@@ -78,24 +78,37 @@ def uniform_prototypes(
     return sphere.projx(points.detach()).float()
 
 
+#: how :func:`gw_assignment` rounds the GW plan to an assignment
+ROUNDINGS = ("assignment", "argmax")
+
+
 def gw_assignment(
     class_distances: Tensor | np.ndarray,
     prototypes: Tensor | np.ndarray,
     n_init: int = 10,
     seed: int = 0,
     refine: bool = True,
+    normalise: bool = True,
+    rounding: str = "assignment",
 ) -> np.ndarray:
-    """One-to-one assignment of classes to prototypes by Gromov-Wasserstein, eq. 5.6-5.7.
+    """Assignment of classes to prototypes by Gromov-Wasserstein, eq. 5.6-5.7.
 
     Solves square-loss GW (POT's ``ot.gromov.gromov_wasserstein``) between the class
-    metric and the prototypes' cosine distance ``1 - <p_i, p_j>``, each divided by its
-    maximum so that both live on the same scale. GW is non-convex: it is started from the
-    product coupling and from ``n_init - 1`` seeded couplings mixed with random
-    permutations. Each plan is rounded to a permutation by
-    ``scipy.optimize.linear_sum_assignment(-P)`` (an argmax per row can give two classes
-    the same prototype), optionally improved by swapping pairs of classes while the
-    GW cost of the permutation decreases, and the permutation with the lowest cost is
+    metric and the prototypes' cosine distance ``1 - <p_i, p_j>``.
+
+    rsmm's defaults: each metric is divided by its maximum so that both live on the same
+    scale (``normalise``); GW is non-convex, so it is started from the product coupling
+    and from ``n_init - 1`` seeded couplings mixed with random permutations; each plan is
+    rounded to a permutation by ``scipy.optimize.linear_sum_assignment(-P)``
+    (``rounding="assignment"``: an argmax per row can give two classes the same
+    prototype), optionally improved by swapping pairs of classes while the GW cost of
+    the permutation decreases (``refine``), and the permutation with the lowest cost is
     kept.
+
+    The thesis' procedure (eq. 5.6-5.7 as printed) is ``normalise=False, n_init=1,
+    rounding="argmax"``: one GW solve from the product coupling on the raw metrics, class
+    ``i`` taking the prototype ``argmax_j P_ij`` (two classes may then share one;
+    ``refine`` only applies to ``rounding="assignment"``).
 
     Args:
         class_distances: ``K x K`` metric between classes (e.g. tree path lengths).
@@ -104,6 +117,8 @@ def gw_assignment(
         seed: seed of the random starts.
         refine: polish each rounded permutation by pairwise swaps (a local search on the
             same objective; ``O(K^4)`` per pass, fine for tens of classes).
+        normalise: divide each metric by its maximum.
+        rounding: ``"assignment"`` (one-to-one) or ``"argmax"`` (row argmax).
 
     Returns:
         ``perm`` of length K: class ``i`` gets prototype ``perm[i]``.
@@ -117,10 +132,13 @@ def gw_assignment(
         )
     if n_init < 1:
         raise ConfigError(f"n_init must be >= 1, got {n_init}")
+    if rounding not in ROUNDINGS:
+        raise ConfigError(f"rounding: unknown {rounding!r}; choose one of {', '.join(ROUNDINGS)}")
     c2 = np.clip(1.0 - protos @ protos.T, 0.0, None)
     np.fill_diagonal(c2, 0.0)
-    c1 = c1 / max(c1.max(), 1e-12)
-    c2 = c2 / max(c2.max(), 1e-12)
+    if normalise:
+        c1 = c1 / max(c1.max(), 1e-12)
+        c2 = c2 / max(c2.max(), 1e-12)
     marg = np.full(k, 1.0 / k)
     rng = np.random.default_rng(seed)
     best, best_cost = np.arange(k), math.inf
@@ -129,9 +147,12 @@ def gw_assignment(
         if start > 0:
             g0 = 0.5 * g0 + 0.5 * np.eye(k)[rng.permutation(k)] / k
         plan = ot.gromov.gromov_wasserstein(c1, c2, marg, marg, loss_fun="square_loss", G0=g0)
-        _, perm = linear_sum_assignment(-plan)
-        if refine:
-            perm = _swap_search(c1, c2, perm)
+        if rounding == "argmax":
+            perm = plan.argmax(axis=1)
+        else:
+            _, perm = linear_sum_assignment(-plan)
+            if refine:
+                perm = _swap_search(c1, c2, perm)
         cost = _perm_cost(c1, c2, perm)
         if cost < best_cost - 1e-12:
             best, best_cost = perm, cost
@@ -175,6 +196,9 @@ def hierarchical_prototypes(
     seed: int = 0,
     n_init: int = 10,
     refine: bool = True,
+    normalise: bool = True,
+    rounding: str = "assignment",
+    pad: bool = False,
 ) -> Tensor:
     """Uniform prototypes assigned to classes so that the tree's neighbours stay close.
 
@@ -191,17 +215,31 @@ def hierarchical_prototypes(
         seed: seed of the uniform prototypes and of the GW starts.
         n_init: number of GW starts.
         refine: polish the GW assignment by pairwise swaps (see :func:`gw_assignment`).
+        normalise: scale both metrics to a maximum of 1 (see :func:`gw_assignment`).
+        rounding: ``"assignment"`` or ``"argmax"`` (see :func:`gw_assignment`).
+        pad: pad the tree's short branches with inert nodes first
+            (:meth:`LabelTree.padded`), as the thesis does.
+
+    The thesis' procedure is ``normalise=False, n_init=1, rounding="argmax", pad=True``.
 
     Returns:
         ``K x d`` float32 prototypes, row ``i`` for class ``i``.
     """
     classes = tree.leaves if classes is None else list(classes)
-    dist = tree.distance_matrix(classes)
+    dist = (tree.padded() if pad else tree).distance_matrix(classes)
     if prototypes is None:
         prototypes = uniform_prototypes(len(classes), d, steps=steps, seed=seed)
     elif tuple(prototypes.shape) != (len(classes), d):
         raise ConfigError(f"prototypes must be {len(classes)} x {d}, got {tuple(prototypes.shape)}")
-    perm = gw_assignment(dist, prototypes, n_init=n_init, seed=seed, refine=refine)
+    perm = gw_assignment(
+        dist,
+        prototypes,
+        n_init=n_init,
+        seed=seed,
+        refine=refine,
+        normalise=normalise,
+        rounding=rounding,
+    )
     return prototypes[torch.as_tensor(perm)].float()
 
 

@@ -6,7 +6,9 @@
 - binary cross-entropy for multi-label targets,
 - ``alpha * L_MM-S + (1 - alpha) * L_cls`` (thesis eq. 4.5).
 
-Class ids below zero (unlabelled samples) are ignored by every loss here.
+Class ids below zero (unlabelled samples, and samples of negative-only classes that the
+head has no output for) are ignored by every loss here; a batch without a labelled sample
+gives a zero loss (not NaN).
 """
 
 from __future__ import annotations
@@ -61,14 +63,17 @@ def classification_loss(
     """
     if kind == "bce":
         return F.binary_cross_entropy_with_logits(logits.float(), target.float())
-    if kind == "ce":
-        return F.cross_entropy(logits.float(), target, ignore_index=-1)
-    if kind == "weighted_ce":
-        if class_weights is None:
+    if kind in ("ce", "weighted_ce"):
+        if kind == "weighted_ce" and class_weights is None:
             raise ValueError("weighted_ce needs class_weights (inverse class frequencies)")
-        return F.cross_entropy(
-            logits.float(), target, weight=class_weights.to(logits.device), ignore_index=-1
+        weight = None if kind == "ce" else class_weights.to(logits.device)
+        per = F.cross_entropy(
+            logits.float(), target, weight=weight, ignore_index=-1, reduction="none"
         )
+        # PyTorch's (weighted) mean over the labelled samples, 0 (not NaN) without any
+        labelled = target >= 0
+        w = labelled.float() if weight is None else weight[target.clamp_min(0)] * labelled
+        return per.sum() / w.sum().clamp_min(1e-12)
     if kind == "focal":
         return focal_loss(logits, target, gamma, class_weights)
     raise ValueError(f"unknown classification loss {kind!r}; use ce, weighted_ce, focal or bce")

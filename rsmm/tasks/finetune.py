@@ -8,6 +8,13 @@ loss (CE, class-weighted CE, focal; BCE when multi-label) or the thesis' mixture
 projected embeddings. ``freeze_backbone=True`` is a linear probe (encoders frozen and
 kept in eval mode).
 
+Negative-only classes (a dataset's ``negative_classes``, e.g. Meter-ML's Negative) follow
+the rule of every objective: their samples are never anchors or positives of SupCon but
+stay in its denominators. By default (the thesis' protocol, section 4.3.2) the head has no
+output for them (Meter-ML: six classes) and they are left out of the classification loss
+and of every metric; ``negative_head=True`` gives them head outputs like any class (a
+seventh Meter-ML class, the metrics counting it unless ``exclude_class`` names it).
+
 ``head_input="projector"`` keeps the pre-training's embedding space: the head reads the
 pre-trained projectors' outputs instead of the backbone features, fused by their mean
 (after the hyperbolic head's feature clipping, so that with a hyperbolic head the fused
@@ -62,6 +69,10 @@ __all__ = [
 LOSSES = ("ce", "weighted_ce", "focal", "bce")
 #: what the classification head reads (see :class:`FinetuneTask`)
 HEAD_INPUTS = ("features", "projector")
+#: ``head_kwargs.gw`` options of hierarchical prototypes (see
+#: :func:`rsmm.hyperbolic.hierarchical_prototypes`); the thesis' procedure is
+#: ``{normalise: false, n_init: 1, rounding: argmax, pad: true}``
+GW_OPTIONS = ("n_init", "refine", "normalise", "rounding", "pad", "steps", "seed")
 
 
 class FinetuneTask(MultiModalTask):
@@ -96,12 +107,24 @@ class FinetuneTask(MultiModalTask):
             backbones under ``freeze_backbone``).
         head_kwargs: extra arguments of the head; ``prototypes: hierarchical`` places a
             horospherical/Busemann head's prototypes by Gromov-Wasserstein on
-            ``hierarchy`` (thesis eq. 5.6-5.7).
+            ``hierarchy`` (thesis eq. 5.6-5.7), with the options ``gw`` (a mapping, see
+            :data:`GW_OPTIONS`; ``{normalise: false, n_init: 1, rounding: argmax, pad:
+            true}`` is the thesis' procedure; ``pad`` only shapes the prototypes, the
+            hierarchical-cost metric reads the tree as written).
         head_dim: optional linear bottleneck before the head (hyperbolic heads with
             hierarchical prototypes work in low dimensions, e.g. 2-16).
         hierarchy: a label tree (packaged name such as ``"dfc2020"``, or a YAML path): adds
             the average hierarchical cost (eq. 5.11) to the metrics.
-        exclude_class: class left out of the average accuracy (Meter-ML: 6, Negative).
+        exclude_class: dataset class id left out of the average accuracy (with
+            ``negative_head=True``, Meter-ML's Negative: 6; a negative-only class is out of
+            every metric anyway by default).
+        negative_head: give the dataset's negative-only classes head outputs (see the
+            module doc); by default the head has the other classes only and their samples
+            are ignored by the classification loss and the metrics.
+        linear_probe_norm: with ``freeze_backbone`` and a linear head, standardise the
+            frozen features with a non-affine batch norm before the linear layer (rsmm's
+            default, MAE's protocol); ``False`` = a plain linear layer, as the thesis'
+            linear probe.
         lr: learning rate of the head.
         backbone_lr: learning rate of the encoders (default ``lr``).
         weight_decay: weight decay.
@@ -136,6 +159,8 @@ class FinetuneTask(MultiModalTask):
         head_input: str = "features",
         hierarchy: str | None = None,
         exclude_class: int | None = None,
+        negative_head: bool = False,
+        linear_probe_norm: bool = True,
         lr: float = 1e-3,
         backbone_lr: float | None = None,
         weight_decay: float = 1e-4,
@@ -165,11 +190,17 @@ class FinetuneTask(MultiModalTask):
         dm = self._datamodule()
         if dm is not None:
             self._multilabel_from(dm.reference_dataset)
+            self._head_classes_from(dm)
         if dm is not None and self.hparams.get("num_classes") is None:
             ref = dm.reference_dataset
             targets = ref.targets()
+            head = self.hparams.get("head_classes")
             self.hparams["num_classes"] = (
-                targets.shape[1] if targets.ndim == 2 else len(ref.classes)
+                targets.shape[1]
+                if targets.ndim == 2
+                else len(head)
+                if head is not None
+                else len(ref.classes)
             )
         if (
             dm is not None
@@ -179,10 +210,55 @@ class FinetuneTask(MultiModalTask):
         ):
             from rsmm.datamodules.base import subset_targets
 
-            t = torch.as_tensor(subset_targets(dm.datasets["train"]))
+            t = self.head_targets(torch.as_tensor(subset_targets(dm.datasets["train"])))
             counts = torch.bincount(t[t >= 0], minlength=self.hparams.num_classes)
             self.hparams["class_weights"] = inverse_frequency_weights(counts).tolist()
         super().setup(stage)
+
+    def _head_classes_from(self, dm: Any) -> None:
+        """The dataset class ids the head outputs (``hparams.head_classes``): all but the
+        negative-only ones unless ``negative_head`` (single-label data only; multi-hot
+        targets have no column for them)."""
+        hp = self.hparams
+        negatives = tuple(getattr(dm, "negative_class_ids", ()))
+        if hp.multilabel or hp.get("negative_head") or not negatives:
+            return
+        classes = list(dm.reference_dataset.classes)
+        head = [i for i in range(len(classes)) if i not in negatives]
+        if hp.get("head_classes") is not None and list(hp.head_classes) != head:
+            raise ConfigError(
+                f"the model's head has classes {list(hp.head_classes)} but the data's "
+                f"non-negative classes are {head}"
+            )
+        if hp.get("num_classes") is not None and hp.num_classes != len(head):
+            dropped = [classes[i] for i in negatives]
+            raise ConfigError(
+                f"num_classes={hp.num_classes}, but the head has {len(head)} classes: "
+                f"{dropped} only serve as negatives (set negative_head: true to give them "
+                "outputs, or leave num_classes unset)"
+            )
+        hp["head_classes"] = head
+
+    def head_targets(self, y: Tensor) -> Tensor:
+        """Dataset class ids ``y`` as head targets: ``-1`` (ignored by the loss and the
+        metrics) for the samples of negative-only classes, the others renumbered in
+        order (identity when the head has every class)."""
+        head = self.hparams.get("head_classes")
+        if head is None or y.ndim != 1:
+            return y
+        table = torch.full((max(head) + 1,), -1, dtype=torch.long)
+        table[torch.as_tensor(head)] = torch.arange(len(head))
+        table = table.to(y.device)
+        inside = (y >= 0) & (y < table.numel())
+        return torch.where(inside, table[y.clamp(0, table.numel() - 1)], torch.full_like(y, -1))
+
+    def _metric_exclude(self) -> int | None:
+        """``exclude_class`` as a head class id (``None`` when the head has no output
+        for it)."""
+        exclude, head = self.hparams.get("exclude_class"), self.hparams.get("head_classes")
+        if exclude is None or head is None:
+            return exclude
+        return list(head).index(exclude) if exclude in head else None
 
     def _multilabel_from(self, dataset: Any) -> None:
         """Follow the data's label kind: a dataset that declares multi-hot labels
@@ -257,6 +333,9 @@ class FinetuneTask(MultiModalTask):
                 self._check_projectors(pre.state_dict)
         dim = hp.projection_dim if self._on_projector else self.encoder.num_features()
         names = (hp.data_info or {}).get("classes") or [str(i) for i in range(hp.num_classes)]
+        head = hp.get("head_classes")
+        if head is not None and len(names) > max(head):
+            names = [names[i] for i in head]
         self.class_names = list(names)[: hp.num_classes]
         self.tree = None
         if hp.get("hierarchy") and not hp.multilabel:
@@ -325,7 +404,7 @@ class FinetuneTask(MultiModalTask):
             bottleneck, dim = [nn.Linear(dim, hp.head_dim)], hp.head_dim
         if hp.head == "linear":
             linear = nn.Linear(dim, hp.num_classes, **kw)
-            if hp.freeze_backbone and not bottleneck:
+            if hp.freeze_backbone and not bottleneck and hp.get("linear_probe_norm", True):
                 # linear-probe protocol (He et al. 2022, MAE): standardise the frozen
                 # features with a non-affine batch norm before the linear classifier.
                 # momentum=None keeps a cumulative average: the frozen features are
@@ -337,10 +416,21 @@ class FinetuneTask(MultiModalTask):
             return nn.Sequential(*bottleneck, linear) if bottleneck else linear
         from rsmm.hyperbolic import build_head, hierarchical_prototypes
 
+        gw = dict(kw.pop("gw", None) or {})
         if kw.get("prototypes") == "hierarchical":
             if self.tree is None:
                 raise ConfigError("head_kwargs.prototypes: 'hierarchical' needs `hierarchy`")
-            kw["prototypes"] = hierarchical_prototypes(self.tree, dim, classes=self.class_names)
+            unknown = sorted(set(gw) - set(GW_OPTIONS))
+            if unknown:
+                raise ConfigError(
+                    f"head_kwargs.gw: {unknown} are not options of the GW assignment "
+                    f"(it takes {', '.join(GW_OPTIONS)})"
+                )
+            kw["prototypes"] = hierarchical_prototypes(
+                self.tree, dim, classes=self.class_names, **gw
+            )
+        elif gw:
+            raise ConfigError("head_kwargs.gw needs head_kwargs.prototypes: hierarchical")
         head = build_head(hp.head, dim, hp.num_classes, **kw)
         return nn.Sequential(*bottleneck, head) if bottleneck else head
 
@@ -372,10 +462,11 @@ class FinetuneTask(MultiModalTask):
         hp = self.hparams
         views = self.batch_views(batch, self.modalities)
         first = {m: v[0] for m, v in views.items()}
-        y = batch["label"]
+        y = self.head_targets(batch["label"])
         if hp.alpha > 0:
             # rows of negative-only samples (the dataset's negative_classes) are never
-            # anchors or positives of SupCon, as in pre-training
+            # anchors or positives of SupCon, as in pre-training (its labels are the
+            # dataset's; the head's targets leave those samples out)
             e = self.encoder.embed_views(views, samples=self.sample_info(batch))
             b = y.shape[0]
             logits = self.head(self.head_inputs({m: f[:b] for m, f in e.features.items()}, True))
@@ -398,7 +489,7 @@ class FinetuneTask(MultiModalTask):
 
     def _eval_step(self, batch: Mapping[str, Any], metrics: Any, prefix: str) -> None:
         logits = self(batch)
-        y = batch["label"]
+        y = self.head_targets(batch["label"])
         loss = self._cls(logits, y)
         self.log(f"{prefix}/loss", loss, batch_size=y.shape[0], sync_dist=True)
         if self.hparams.multilabel:
@@ -414,7 +505,7 @@ class FinetuneTask(MultiModalTask):
 
     def _log_metrics(self, metrics: Any, prefix: str) -> dict[str, Any]:
         values = metrics.compute()
-        scalars = summarise(values, self.class_names, self.hparams.exclude_class)
+        scalars = summarise(values, self.class_names, self._metric_exclude())
         self.log_dict({f"{prefix}/{k}": v for k, v in scalars.items()}, sync_dist=False)
         metrics.reset()
         return values

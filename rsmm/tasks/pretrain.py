@@ -98,8 +98,10 @@ class PretrainTask(MultiModalTask):
             ``negatives``, ``symmetric``).
         negative_class: class id whose samples only serve as negatives. By default the
             dataset's ``negative_classes`` (Meter-ML's Negative); a value that differs
-            from the dataset's is used with a warning. Read by the contrastive
-            objectives; the others treat every sample alike.
+            from the dataset's is used with a warning. Read by every objective that
+            applies the negative-only rule (``Objective.uses_negatives``: the
+            contrastive and the pairwise optimal-transport objectives); the baseline
+            SSL methods treat every sample alike (with a warning).
         lr: learning rate.
         weight_decay: weight decay.
         optimizer: ``"adamw"`` or ``"sgd"``.

@@ -7,6 +7,7 @@ with a thin ``nn.Module`` wrapper for configs.
 """
 
 from rsmm.losses.ot.dense import (
+    DENSE_NEGATIVES,
     MATCHING_METHODS,
     DenseContrastiveLoss,
     combine_global_dense,
@@ -14,7 +15,14 @@ from rsmm.losses.ot.dense import (
     dense_matching,
     patch_set,
 )
-from rsmm.losses.ot.gca import GCALoss, gca_ince, gca_rince, gca_uot, infonce_alignment
+from rsmm.losses.ot.gca import (
+    GCALoss,
+    cross_view_infonce,
+    gca_ince,
+    gca_rince,
+    gca_uot,
+    infonce_alignment,
+)
 from rsmm.losses.ot.plans import (
     COOTLoss,
     FeatureLoss,
@@ -36,6 +44,7 @@ from rsmm.losses.ot.uniformity import (
 )
 
 __all__ = [
+    "DENSE_NEGATIVES",
     "MATCHING_METHODS",
     "COOTLoss",
     "DenseContrastiveLoss",
@@ -48,6 +57,7 @@ __all__ = [
     "combine_global_dense",
     "coot_loss",
     "coot_plans",
+    "cross_view_infonce",
     "dense_contrastive_loss",
     "dense_matching",
     "feature_loss",

@@ -63,3 +63,22 @@ def twin_log_prob(log_plan: Tensor) -> Tensor:
     n2 = log_plan.shape[0]
     rows = torch.arange(n2, device=log_plan.device)
     return log_plan[rows, twin_index(n2 // 2, log_plan.device)]
+
+
+def anchor_mean(per_row: Tensor, anchors: Tensor | None) -> Tensor:
+    """Mean of per-row losses over the rows of anchor samples.
+
+    Args:
+        per_row: ``V * N`` losses, rows ordered (view, sample) as :func:`stack_views`.
+        anchors: ``N`` booleans, False for samples that only serve as negatives (their
+            rows are left out of the mean); ``None`` = every row.
+
+    Raises:
+        ValueError: when no sample is an anchor.
+    """
+    if anchors is None:
+        return per_row.mean()
+    keep = anchors.to(per_row.device).repeat(per_row.shape[0] // anchors.shape[0])
+    if not bool(keep.any()):
+        raise ValueError("every sample of the batch is negative-only: no anchor is left")
+    return per_row[keep].mean()

@@ -19,7 +19,16 @@ i.e. every candidate positive ``j`` of the same image is contrasted with the neg
 (the other patches of the same image are neither positives nor negatives), and with a one-hot
 ``T`` (argmax) this is DenseCL's dense loss with in-batch negatives. ``negatives="pooled"``
 uses one negative per other image instead, its mean view-2 patch (DenseCL's second queue
-holds such pooled keys). The loss is averaged over all query patches and, when
+holds such pooled keys). ``negatives="images"`` is eq. 3.19/3.24 as printed: each query
+patch is contrasted with the image-level representations of *all* ``N`` images of the
+batch (its own included), ``g_n`` (the mean view-2 patch of image ``n``, L2-normalised,
+unless ``image_keys`` gives them):
+
+.. math::
+    \\ell_{b,i} = -\\sum_j T^b_{ij} \\log
+        \frac{e^{s(q_{bi}, k_{bj})}}{e^{s(q_{bi}, k_{bj})} + \\sum_{n=1}^{N} e^{s(q_{bi}, g_n)}}
+
+The loss is averaged over all query patches and, when
 ``symmetric``, over both directions (view 1 -> 2 and 2 -> 1, each with its own matching).
 Plans are targets: they are computed without gradient.
 """
@@ -32,10 +41,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsmm.losses.ot._views import unit_rows
-from rsmm.losses.ot.gca import infonce_alignment
+from rsmm.losses.ot.gca import cross_view_infonce, infonce_alignment
 from rsmm.losses.ot.solvers import sinkhorn, sinkhorn_unbalanced
 
 __all__ = [
+    "DENSE_NEGATIVES",
     "MATCHING_METHODS",
     "DenseContrastiveLoss",
     "combine_global_dense",
@@ -111,23 +121,40 @@ def dense_matching(
     return plan / plan.sum(dim=-1, keepdim=True)
 
 
-def _one_direction(q: Tensor, k: Tensor, target: Tensor, tau: float, negatives: str) -> Tensor:
-    """Soft dense InfoNCE of queries ``q`` (B x P1 x D) against keys ``k`` (B x P2 x D)."""
+#: the negatives of a query patch in :func:`dense_contrastive_loss`
+DENSE_NEGATIVES = ("patches", "pooled", "images")
+
+
+def _one_direction(
+    q: Tensor,
+    k: Tensor,
+    target: Tensor,
+    tau: float,
+    negatives: str,
+    keys: Tensor | None = None,
+    anchors: Tensor | None = None,
+) -> Tensor:
+    """Soft dense InfoNCE of queries ``q`` (B x P1 x D) against keys ``k`` (B x P2 x D);
+    ``keys``: the image-level keys of ``negatives="images"`` (B x D, L2-normalised)."""
     batch = q.shape[0]
     same = q @ k.transpose(1, 2) / tau  # B x P1 x P2
     if negatives == "patches":
         keys = k.reshape(-1, k.shape[-1])  # (B P2) x D
         owner = torch.arange(batch, device=q.device).repeat_interleave(k.shape[1])
-    elif negatives == "pooled":
-        keys = unit_rows(k.mean(dim=1), dim=-1)  # B x D
+    elif negatives in ("pooled", "images"):
+        keys = unit_rows(k.mean(dim=1), dim=-1) if keys is None else keys  # B x D
         owner = torch.arange(batch, device=q.device)
     else:
-        raise ValueError(f"`negatives` must be 'patches' or 'pooled', got {negatives!r}")
+        raise ValueError(f"`negatives` must be one of {DENSE_NEGATIVES}, got {negatives!r}")
     logits = torch.einsum("bpd,nd->bpn", q, keys) / tau
-    own = owner.unsqueeze(0) == torch.arange(batch, device=q.device).unsqueeze(1)  # B x N
-    neg_lse = torch.logsumexp(logits.masked_fill(own.unsqueeze(1), float("-inf")), dim=-1)
+    if negatives == "images":  # every image's representation, its own included
+        neg_lse = torch.logsumexp(logits, dim=-1)
+    else:
+        own = owner.unsqueeze(0) == torch.arange(batch, device=q.device).unsqueeze(1)  # B x N
+        neg_lse = torch.logsumexp(logits.masked_fill(own.unsqueeze(1), float("-inf")), dim=-1)
     log_prob = same - torch.logaddexp(same, neg_lse.unsqueeze(-1))
-    return -(target * log_prob).sum(dim=-1).mean()
+    per_image = -(target * log_prob).sum(dim=-1).mean(dim=-1)  # B
+    return per_image.mean() if anchors is None else per_image[anchors].mean()
 
 
 def dense_contrastive_loss(
@@ -141,6 +168,8 @@ def dense_contrastive_loss(
     match_features: tuple[Tensor, Tensor] | None = None,
     negatives: str = "patches",
     symmetric: bool = True,
+    image_keys: tuple[Tensor, Tensor] | None = None,
+    anchors: Tensor | None = None,
 ) -> Tensor:
     """Soft dense contrastive loss with plan-row targets, thesis eq. 3.18-3.24 (see module doc).
 
@@ -154,9 +183,20 @@ def dense_contrastive_loss(
         rho: marginal relaxation of the unbalanced matching.
         match_features: optional ``(g1, g2)`` features used for matching only (DenseCL matches
             with backbone features); ``(f1, f2)`` otherwise.
-        negatives: ``"patches"`` (all patches of the other images) or ``"pooled"`` (one mean
-            key per other image).
-        symmetric: average both directions.
+        negatives: ``"patches"`` (all patches of the other images, rsmm's default),
+            ``"pooled"`` (one mean key per other image) or ``"images"`` (eq. 3.19/3.24 as
+            printed: the image-level representations of all ``N`` images).
+        symmetric: average both directions (rsmm's default); ``False`` = view 1 -> 2 only,
+            as printed.
+        image_keys: ``(keys of view 1, keys of view 2)``, ``B x D`` each, the image-level
+            representations of ``negatives="images"`` (default: the mean patch of the
+            other view, L2-normalised).
+        anchors: optional ``B`` booleans, False for images that only serve as negatives:
+            their patches are no queries (their own patches are not pulled together) but
+            stay keys and negatives of the others.
+
+    The loss is a mean over the query patches (and directions), as printed, so the
+    learning rate does not depend on the batch size or the number of patches.
 
     Returns:
         Scalar loss.
@@ -167,11 +207,18 @@ def dense_contrastive_loss(
             "`f1` and `f2` need the same batch size (>= 2, the other images are the negatives) "
             f"and channels, got {tuple(q.shape)} and {tuple(k.shape)} (as B x P x D)"
         )
+    if negatives not in DENSE_NEGATIVES:
+        raise ValueError(f"`negatives` must be one of {DENSE_NEGATIVES}, got {negatives!r}")
     g1, g2 = match_features if match_features is not None else (f1, f2)
     options = {"method": method, "eps": eps, "n_iters": n_iters, "rho": rho}
-    loss = _one_direction(q, k, dense_matching(g1, g2, **options), tau, negatives)
+    keys1, keys2 = (None, None) if image_keys is None else (unit_rows(t, -1) for t in image_keys)
+    if anchors is not None and not bool(anchors.any()):
+        raise ValueError("every image of the batch is negative-only: no query is left")
+    plan = dense_matching(g1, g2, **options)
+    loss = _one_direction(q, k, plan, tau, negatives, keys2, anchors)
     if symmetric:
-        back = _one_direction(k, q, dense_matching(g2, g1, **options), tau, negatives)
+        back_plan = dense_matching(g2, g1, **options)
+        back = _one_direction(k, q, back_plan, tau, negatives, keys1, anchors)
         loss = (loss + back) / 2
     return loss
 
@@ -195,8 +242,15 @@ class DenseContrastiveLoss(nn.Module):
         n_iters: Sinkhorn iterations of the matching.
         rho: marginal relaxation of the unbalanced matching.
         dense_weight: weight ``w`` of the dense term (``0.5`` = equal weights).
-        negatives: ``"patches"`` or ``"pooled"``.
-        global_loss: callable ``(zA, zB) -> loss``; NT-Xent with ``tau`` if None.
+        negatives: ``"patches"``, ``"pooled"`` or ``"images"``.
+        global_loss: callable ``(zA, zB) -> loss``; if None, NT-Xent with ``tau``
+            (rsmm's default, SimCLR: both views are anchors and candidates) or, with
+            ``literal=True``, the one-directional cross-view InfoNCE of eq. 3.20
+            (:func:`~rsmm.losses.ot.cross_view_infonce`).
+        symmetric: both directions of the dense term (``False`` with ``literal``).
+        literal: eq. 3.19, 3.20 and 3.24 as printed: ``negatives="images"``, one
+            direction, the cross-view global term (overrides ``negatives`` and
+            ``symmetric``).
     """
 
     def __init__(
@@ -209,12 +263,17 @@ class DenseContrastiveLoss(nn.Module):
         dense_weight: float = 0.5,
         negatives: str = "patches",
         global_loss: nn.Module | None = None,
+        symmetric: bool = True,
+        literal: bool = False,
     ) -> None:
         super().__init__()
         if method not in MATCHING_METHODS:
             raise ValueError(f"`method` must be one of {MATCHING_METHODS}, got {method!r}")
+        if literal:
+            negatives, symmetric = "images", False
         self.method, self.tau, self.eps, self.n_iters, self.rho = method, tau, eps, n_iters, rho
         self.dense_weight, self.negatives, self.global_loss = dense_weight, negatives, global_loss
+        self.symmetric, self.literal = symmetric, literal
 
     def forward(
         self,
@@ -227,6 +286,8 @@ class DenseContrastiveLoss(nn.Module):
         """Global embeddings ``zA, zB`` (``B x d``) and dense features ``fA, fB``."""
         if self.global_loss is not None:
             global_term = self.global_loss(zA, zB)
+        elif self.literal:
+            global_term = cross_view_infonce(zA, zB, self.tau)
         else:
             global_term = infonce_alignment(zA, zB, self.tau)
         dense_term = dense_contrastive_loss(
@@ -239,5 +300,6 @@ class DenseContrastiveLoss(nn.Module):
             self.rho,
             match_features,
             self.negatives,
+            self.symmetric,
         )
         return combine_global_dense(global_term, dense_term, self.dense_weight)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from rsmm.losses.ot._views import (
+    anchor_mean,
     check_pair,
     self_masked_cost,
     stack_views,
@@ -35,7 +36,9 @@ __all__ = [
 ]
 
 
-def sample_loss(zA: Tensor, zB: Tensor, eps: float = 0.01, n_iters: int = 5) -> Tensor:
+def sample_loss(
+    zA: Tensor, zB: Tensor, eps: float = 0.01, n_iters: int = 5, anchors: Tensor | None = None
+) -> Tensor:
     r"""L_Sample, thesis eq. 3.3-3.6: cross-entropy of the sample plan against the pairing.
 
     With ``z = concat(zA, zB)`` (``2N`` rows, L2-normalised here), cost
@@ -45,11 +48,17 @@ def sample_loss(zA: Tensor, zB: Tensor, eps: float = 0.01, n_iters: int = 5) -> 
     .. math:: L = -\frac{1}{2N} \sum_i \log\big(2N\, P_{i,\mathrm{twin}(i)}\big),
               \quad \mathrm{twin}(i) = i \pm N.
 
+    A mean over the ``2N`` rows (as printed), so the learning rate does not depend on the
+    batch size.
+
     Args:
         zA: view A embeddings, ``N x d`` (row ``i`` pairs with row ``i`` of ``zB``).
         zB: view B embeddings, ``N x d``.
         eps: entropic regularisation of the plan (thesis default 0.01).
         n_iters: Sinkhorn iterations (thesis default 5).
+        anchors: optional ``N`` booleans, False for samples that only serve as negatives:
+            their rows stay in the plan (its marginals and every row's competition) but
+            their twin terms are left out of the mean.
 
     Returns:
         Scalar loss; 0 when the plan is the perfect pairing.
@@ -61,7 +70,7 @@ def sample_loss(zA: Tensor, zB: Tensor, eps: float = 0.01, n_iters: int = 5) -> 
     """
     z = stack_views(zA, zB)
     log_plan = sinkhorn(self_masked_cost(z), eps=eps, n_iters=n_iters, return_log=True)
-    return -(twin_log_prob(log_plan) + math.log(z.shape[0])).mean()
+    return anchor_mean(-(twin_log_prob(log_plan) + math.log(z.shape[0])), anchors)
 
 
 def _standardise(z: Tensor) -> Tensor:
@@ -78,34 +87,74 @@ def _identity_cross_entropy(log_plan: Tensor) -> Tensor:
     return -(torch.diagonal(log_plan) + math.log(n)).mean()
 
 
-def feature_loss(zA: Tensor, zB: Tensor, eps: float = 0.01, n_iters: int = 5) -> Tensor:
+def feature_loss(
+    zA: Tensor,
+    zB: Tensor,
+    eps: float = 0.01,
+    n_iters: int = 5,
+    standardise: bool = True,
+    anchors: Tensor | None = None,
+) -> Tensor:
     r"""L_Feature, thesis eq. 3.7-3.8: cross-entropy of the feature plan against the identity.
 
-    The columns of ``zA, zB`` are standardised over the batch and divided by ``sqrt(N)``,
-    so ``C_ij = 1 - \sum_b zA_{bi} zB_{bj}`` is one minus the correlation of feature ``i``
-    of view A with feature ``j`` of view B. ``Q`` is the entropic plan between the ``d``
-    features (uniform marginals ``1/d``) and
+    ``Q`` is the entropic plan between the ``d`` features of both views (uniform marginals
+    ``1/d``) for the cost ``C_ij = 1 - \sum_b a_{bi} b_{bj}``, and
 
     .. math:: L = -\frac{1}{d} \sum_i \log(d\, Q_{ii}).
 
+    Two forms of ``a, b``:
+
+    * ``standardise=True`` (rsmm's default): the columns of ``zA, zB`` are centred, scaled to
+      unit variance over the batch and divided by ``sqrt(N)``, so ``C_ij`` is one minus the
+      *correlation* of feature ``i`` of view A with feature ``j`` of view B: the cost stays
+      in ``[0, 2]`` whatever the batch size, and ``eps`` means the same for every ``N``.
+    * ``standardise=False``: eq. 3.7 as printed, raw inner products of the L2-normalised
+      rows (``a = zA / ||zA_b||``). The cost then shrinks with the spread of the features
+      (a feature's column has squared norm ~ ``N / d``), so the same ``eps`` gives a flatter
+      plan for small ``N / d``.
+
+    The loss is a mean over the ``d`` features (both forms), so the learning rate does not
+    depend on ``d``.
+
     Args:
-        zA: view A embeddings, ``N x d`` (``N >= 2``); rows are not normalised.
+        zA: view A embeddings, ``N x d`` (``N >= 2``).
         zB: view B embeddings, ``N x d``.
         eps: entropic regularisation (thesis default 0.01).
         n_iters: Sinkhorn iterations (thesis default 5).
+        standardise: correlation cost (rsmm) or the printed raw inner products.
+        anchors: optional ``N`` booleans, False for samples that only serve as negatives:
+            the cost sums over the paired samples only, so such samples are left out (the
+            feature plan has no per-sample denominator for them to stay in).
 
     Returns:
         Scalar loss.
     """
     check_pair(zA, zB, min_rows=2)
-    C = 1.0 - _standardise(zA).T @ _standardise(zB)
+    if anchors is not None:
+        zA, zB = zA[anchors], zB[anchors]
+        if zA.shape[0] < 2:
+            raise ValueError("feature_loss needs at least 2 samples that are not negative-only")
+    if standardise:
+        a, b = _standardise(zA), _standardise(zB)
+    else:
+        a, b = unit_rows(zA, dim=1), unit_rows(zB, dim=1)
+    C = 1.0 - a.T @ b
     return _identity_cross_entropy(sinkhorn(C, eps=eps, n_iters=n_iters, return_log=True))
 
 
 def _coot_log_plans(
-    X: Tensor, Y: Tensor, eps_samples: float, eps_features: float, n_bcd: int, n_iters: int
+    X: Tensor,
+    Y: Tensor,
+    eps_samples: float,
+    eps_features: float,
+    n_bcd: int,
+    n_iters: int,
+    mask_self: bool = False,
 ) -> tuple[Tensor, Tensor]:
-    """Block-coordinate COOT with uniform weights; returns (log sample plan, log feature plan)."""
+    """Block-coordinate COOT with uniform weights; returns (log sample plan, log feature plan).
+
+    ``mask_self``: forbid the sample pairs ``(i, i)`` (cost ``+inf``; ``X`` and ``Y`` are then
+    the same rows)."""
     if not (isinstance(n_bcd, int) and n_bcd >= 1):
         raise ValueError(f"`n_bcd` must be an integer >= 1, got {n_bcd!r}")
     X2, Y2 = X.pow(2), Y.pow(2)
@@ -114,8 +163,11 @@ def _coot_log_plans(
     const_features = X2.mean(dim=0).unsqueeze(1) + Y2.mean(dim=0).unsqueeze(0)
     d, e = X.shape[1], Y.shape[1]
     Q = torch.full((d, e), 1.0 / (d * e), dtype=X.dtype, device=X.device)
+    eye = torch.eye(X.shape[0], dtype=torch.bool, device=X.device) if mask_self else None
     for _ in range(n_bcd):
         cost_samples = const_samples - 2 * X @ Q @ Y.T
+        if eye is not None:
+            cost_samples = cost_samples.masked_fill(eye, math.inf)
         log_P = sinkhorn(cost_samples, eps=eps_samples, n_iters=n_iters, return_log=True)
         cost_features = const_features - 2 * X.T @ log_P.exp() @ Y
         log_Q = sinkhorn(cost_features, eps=eps_features, n_iters=n_iters, return_log=True)
@@ -162,6 +214,10 @@ def coot_plans(
     return log_P.exp(), log_Q.exp()
 
 
+#: how :func:`coot_loss` reduces each term over its rows
+REDUCTIONS = ("mean", "sum")
+
+
 def coot_loss(
     zA: Tensor,
     zB: Tensor,
@@ -170,13 +226,33 @@ def coot_loss(
     n_bcd: int = 3,
     lambda_samples: float = 1.0,
     lambda_features: float = 1.0,
+    twins: bool = False,
+    reduction: str = "mean",
+    anchors: Tensor | None = None,
 ) -> Tensor:
     r"""L_COOT, thesis eq. 3.9-3.10: cross-entropies of the joint sample and feature plans.
 
-    ``(P, Q) = coot_plans(zA, zB)`` on the L2-normalised embeddings (``N x d`` each), and
+    Two forms of the sample plan:
 
-    .. math:: L = \lambda_s \Big(-\frac1N \sum_i \log(N P_{ii})\Big)
-              + \lambda_f \Big(-\frac1d \sum_k \log(d\, Q_{kk})\Big).
+    * ``twins=False`` (rsmm's default): ``(P, Q) = coot_plans(zA, zB)`` between the two
+      views (``N x N`` sample plan, target the identity ``P_ii``);
+    * ``twins=True`` (eq. 3.10 as printed): co-optimal transport of ``z = concat(zA, zB)``
+      (``2N`` L2-normalised rows) with itself, the self-pairs forbidden (cost ``+inf``), the
+      sample plan ``2N x 2N`` indexed with the twins ``(i, twin(i) = i +- N)`` as in
+      L_Sample; the feature plan is ``d x d``, target the identity.
+
+    and two reductions of each term's per-row cross-entropies:
+
+    .. math:: L = \lambda_s\, R_i\big(-\log(n P_{i,t(i)})\big)
+              + \lambda_f\, R_k\big(-\log(d\, Q_{kk})\big),
+
+    ``n`` the number of sample rows (``N`` or ``2N``), ``R`` the mean (``reduction="mean"``,
+    rsmm's default: both terms weigh the same whatever ``N`` and ``d``, and the learning
+    rate does not depend on them) or the sum (``reduction="sum"``, as printed: the terms
+    are balanced ``n : d`` and the gradient grows with the batch size and the embedding
+    size, so the learning rate must shrink by as much to train alike).
+
+    ``twins=True, reduction="sum"`` is the literal eq. 3.10.
 
     Args:
         zA: view A embeddings, ``N x d``.
@@ -186,16 +262,32 @@ def coot_loss(
         n_bcd: block-coordinate iterations.
         lambda_samples: weight of the sample term.
         lambda_features: weight of the feature term.
+        twins: ``2N x 2N`` sample plan indexed with twins (eq. 3.10) instead of ``N x N``.
+        reduction: ``"mean"`` or ``"sum"`` of each term over its rows.
+        anchors: optional ``N`` booleans, False for samples that only serve as negatives:
+            their rows stay in both plans but their sample terms are left out.
 
     Returns:
         Scalar loss.
     """
     check_pair(zA, zB)
-    X, Y = unit_rows(zA, dim=1), unit_rows(zB, dim=1)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"`reduction` must be one of {REDUCTIONS}, got {reduction!r}")
     eps_s, eps_f = _eps_pair(eps)
-    log_P, log_Q = _coot_log_plans(X, Y, eps_s, eps_f, n_bcd, n_iters)
-    loss_samples = _identity_cross_entropy(log_P)
-    return lambda_samples * loss_samples + lambda_features * _identity_cross_entropy(log_Q)
+    if twins:
+        X = Y = stack_views(zA, zB)
+    else:
+        X, Y = unit_rows(zA, dim=1), unit_rows(zB, dim=1)
+    log_P, log_Q = _coot_log_plans(X, Y, eps_s, eps_f, n_bcd, n_iters, mask_self=twins)
+    n = log_P.shape[0]
+    per_sample = twin_log_prob(log_P) if twins else torch.diagonal(log_P)
+    per_sample = -(per_sample + math.log(n))
+    per_feature = -(torch.diagonal(log_Q) + math.log(log_Q.shape[0]))
+    if reduction == "sum":
+        keep = None if anchors is None else anchors.repeat(n // anchors.shape[0])
+        samples = per_sample.sum() if keep is None else per_sample[keep].sum()
+        return lambda_samples * samples + lambda_features * per_feature.sum()
+    return lambda_samples * anchor_mean(per_sample, anchors) + lambda_features * per_feature.mean()
 
 
 class SampleLoss(nn.Module):
@@ -212,12 +304,12 @@ class SampleLoss(nn.Module):
 class FeatureLoss(nn.Module):
     """Module form of :func:`feature_loss` (L_Feature, eq. 3.7-3.8)."""
 
-    def __init__(self, eps: float = 0.01, n_iters: int = 5) -> None:
+    def __init__(self, eps: float = 0.01, n_iters: int = 5, standardise: bool = True) -> None:
         super().__init__()
-        self.eps, self.n_iters = eps, n_iters
+        self.eps, self.n_iters, self.standardise = eps, n_iters, standardise
 
     def forward(self, zA: Tensor, zB: Tensor) -> Tensor:
-        return feature_loss(zA, zB, self.eps, self.n_iters)
+        return feature_loss(zA, zB, self.eps, self.n_iters, self.standardise)
 
 
 class COOTLoss(nn.Module):
@@ -230,12 +322,23 @@ class COOTLoss(nn.Module):
         n_bcd: int = 3,
         lambda_samples: float = 1.0,
         lambda_features: float = 1.0,
+        twins: bool = False,
+        reduction: str = "mean",
     ) -> None:
         super().__init__()
         self.eps, self.n_iters, self.n_bcd = eps, n_iters, n_bcd
         self.lambda_samples, self.lambda_features = lambda_samples, lambda_features
+        self.twins, self.reduction = twins, reduction
 
     def forward(self, zA: Tensor, zB: Tensor) -> Tensor:
         return coot_loss(
-            zA, zB, self.eps, self.n_iters, self.n_bcd, self.lambda_samples, self.lambda_features
+            zA,
+            zB,
+            self.eps,
+            self.n_iters,
+            self.n_bcd,
+            self.lambda_samples,
+            self.lambda_features,
+            twins=self.twins,
+            reduction=self.reduction,
         )

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from scipy import special
 from torch import Tensor, nn
 
-from rsmm.losses.ot._views import check_pair, unit_rows
+from rsmm.losses.ot._views import anchor_mean, check_pair, unit_rows
 
 __all__ = [
     "SSWSSLLoss",
@@ -167,12 +167,18 @@ def sw_uniformity(
     return w2.mean()
 
 
-def align_loss(zA: Tensor, zB: Tensor, alpha: float = 2.0) -> Tensor:
-    r"""Alignment ``mean_i ||zA_i - zB_i||^alpha`` (Wang & Isola, ICML 2020), rows normalised."""
+def align_loss(
+    zA: Tensor, zB: Tensor, alpha: float = 2.0, anchors: Tensor | None = None
+) -> Tensor:
+    r"""Alignment ``mean_i ||zA_i - zB_i||^alpha`` (Wang & Isola, ICML 2020), rows normalised.
+
+    ``anchors``: optional ``N`` booleans, False for samples that only serve as negatives
+    (left out of the mean: their views are not pulled together)."""
     check_pair(zA, zB)
     diff = _as_sphere(zA, "zA") - _as_sphere(zB, "zB")
     sq = diff.pow(2).sum(dim=1)
-    return sq.mean() if alpha == 2 else sq.clamp_min(1e-12).pow(alpha / 2).mean()
+    per = sq if alpha == 2 else sq.clamp_min(1e-12).pow(alpha / 2)
+    return anchor_mean(per, anchors)
 
 
 def uniform_loss(z: Tensor, t: float = 2.0) -> Tensor:
@@ -196,6 +202,7 @@ def ssw_ssl(
     n_projections: int = 10,
     generator: torch.Generator | None = None,
     sliced: str = "spherical",
+    anchors: Tensor | None = None,
 ) -> Tensor:
     r"""SSW-SSL objective, thesis eq. 3.17 (Bonet et al. 2023, section 5).
 
@@ -211,6 +218,8 @@ def ssw_ssl(
         n_projections: number of slices.
         generator: random generator for the slices.
         sliced: ``"spherical"`` (great circles, SSW) or ``"linear"`` (straight lines, SW).
+        anchors: optional ``N`` booleans, False for samples that only serve as negatives:
+            left out of the alignment mean, kept in the uniformity terms.
 
     Returns:
         Scalar loss.
@@ -226,7 +235,7 @@ def ssw_ssl(
         uniformity = sw_uniformity(zA, projections=proj) + sw_uniformity(zB, projections=proj)
     else:
         raise ValueError(f"`sliced` must be 'spherical' or 'linear', got {sliced!r}")
-    return align_loss(zA, zB) + lam / 2 * uniformity
+    return align_loss(zA, zB, anchors=anchors) + lam / 2 * uniformity
 
 
 class SSWSSLLoss(nn.Module):

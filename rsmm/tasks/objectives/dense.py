@@ -5,8 +5,16 @@ of every pair of (modality, view) groups are matched by a plan (``argmax``, ``em
 ``sinkhorn``, ``unbalanced`` or ``uniform``; cross-modal pairs match patches across
 resolutions) whose rows are the soft targets of a dense InfoNCE
 (:func:`rsmm.losses.ot.dense_contrastive_loss`) with the other images of the local
-batch as negatives, at the task's temperature. The total is
+batch as negatives, at the task's temperature; images of negative-only samples are no
+queries when the global objective applies the negative-only rule. The total is
 ``(1 - dense_weight) * global + dense_weight * dense``.
+
+The thesis' form (eq. 3.19, 3.20, 3.24 as printed) is ``loss: infonce_alignment`` with
+``loss_kwargs: {cross_view: true}`` and ``dense_kwargs: {negatives: images, symmetric:
+false}``: each patch is contrasted with the
+image-level representations (mean dense embeddings) of the ``N`` images, and the global
+term is one-directional cross-view InfoNCE; rsmm's default contrasts patches with the other
+images' patches, both directions, next to any global objective.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from rsmm.tasks.objectives.base import Objective, Ranks, Views
 DENSE_OPTIONS = tuple(
     name
     for name in list(inspect.signature(dense_contrastive_loss).parameters)[2:]
-    if name not in ("method", "tau", "match_features")
+    if name not in ("method", "tau", "match_features", "image_keys", "anchors")
 )
 
 
@@ -97,9 +105,20 @@ class DenseMatching(Objective):
         pairs = embedded.pairs()
         if not pairs:
             raise ConfigError("dense matching needs two views or two modalities to pair")
+        # negative-only images (the dataset's negative_classes) are no queries, as the
+        # global objectives that apply the rule leave them out of the anchors
+        negative = samples.negative if self.objective.uses_negatives else None
+        anchors = None if negative is None else ~negative
+        if anchors is not None and not bool(anchors.any()):
+            raise ConfigError("every sample of the batch is negative-only: no dense query is left")
         dense = sum(
             dense_contrastive_loss(
-                maps[a], maps[b], method=self.method, tau=self.temperature, **self.dense_options
+                maps[a],
+                maps[b],
+                method=self.method,
+                tau=self.temperature,
+                anchors=anchors,
+                **self.dense_options,
             )
             for a, b in pairs
         ) / len(pairs)

@@ -16,7 +16,9 @@ is then exactly the single-process one).
 ``ssw_ssl`` / ``sw_ssl``      :func:`~rsmm.losses.ot.ssw_ssl`, eq. 3.17, spherical / straight
                               slices
 ``align_uniform``             Wang & Isola's alignment + uniformity
-``infonce_alignment``         :func:`~rsmm.losses.ot.infonce_alignment` (GCA's InfoNCE)
+``infonce_alignment``         :func:`~rsmm.losses.ot.infonce_alignment` (GCA's InfoNCE; with
+                              ``cross_view: true`` the one-directional global term of dense
+                              contrastive learning, eq. 3.20)
 ``gca_ince`` ``gca_rince``    :func:`~rsmm.losses.ot.gca_ince`, :func:`~rsmm.losses.ot.gca_rince`,
 ``gca_uot``                   :func:`~rsmm.losses.ot.gca_uot` (arXiv:2502.20141)
 ============================= ========================================================
@@ -24,28 +26,54 @@ is then exactly the single-process one).
 The options (``loss_kwargs``) of each are the keyword arguments of its function. The
 objectives with a temperature ``tau`` take the task's ``temperature`` unless
 ``loss_kwargs`` sets ``tau``.
+
+Negative-only samples (the dataset's ``negative_classes``, e.g. Meter-ML's Negative)
+follow the rule of every contrastive objective: they are never anchors or positives but
+stay wherever samples compete or are spread apart. Each loss taking ``anchors`` applies
+it (:attr:`~rsmm.tasks.objectives.base.Objective.uses_negatives`): their twin terms are
+left out of the mean (``ot_sample``, ``infonce_alignment`` and the GCA family, the sample
+term of ``coot``) while their rows stay in the plans and denominators; their views are
+not aligned (``ssw_ssl``, ``sw_ssl``, ``align_uniform``) but count in the uniformity
+terms; ``ot_feature`` leaves them out of its feature correlations (its only use of a
+sample is as an aligned pair).
+
+The literal thesis forms are options: ``ot_feature`` ``standardise: false`` (eq. 3.7),
+``coot`` ``twins: true, reduction: sum`` (eq. 3.10), ``infonce_alignment``
+``cross_view: true`` (eq. 3.20; for a pair of groups ``(a, b)``, ``a`` before ``b``, the
+rows of ``a`` are the anchors and the rows of ``b`` the candidates);
+``gca_rince`` ``total: negatives`` makes its ``lam`` act.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from torch import Tensor
 
 from rsmm.errors import ConfigError
 from rsmm.losses import ot
+from rsmm.losses.ot.gca import RINCE_TOTALS
+from rsmm.losses.ot.plans import REDUCTIONS
 from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.models.views import EmbeddedViews
 from rsmm.tasks.objectives.base import Objective, Ranks
 
+#: keyword arguments of the pairwise losses that the objective fills, never ``loss_kwargs``
+FILLED = ("anchors",)
+
 
 def options_of(fn: Callable[..., Tensor], skip: Sequence[str] = ()) -> dict[str, Any]:
     """The keyword arguments of a pairwise loss ``fn(zA, zB, ...)`` and their defaults
-    (those in ``skip`` left out)."""
+    (those in ``skip`` and :data:`FILLED` left out)."""
     params = list(inspect.signature(fn).parameters.values())[2:]
-    return {p.name: p.default for p in params if p.name not in skip}
+    return {p.name: p.default for p in params if p.name not in (*skip, *FILLED)}
+
+
+def takes_anchors(fn: Callable[..., Tensor]) -> bool:
+    """Whether a pairwise loss applies the negative-only rule (has ``anchors``)."""
+    return "anchors" in inspect.signature(fn).parameters
 
 
 class PairwiseObjective(Objective):
@@ -62,8 +90,12 @@ class PairwiseObjective(Objective):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         fn = cls.__dict__.get("function")
-        if fn is not None and "defaults" not in cls.__dict__:
-            cls.defaults = options_of(fn.__func__ if isinstance(fn, staticmethod) else fn)
+        if fn is not None:
+            fn = fn.__func__ if isinstance(fn, staticmethod) else fn
+            if "defaults" not in cls.__dict__:
+                cls.defaults = options_of(fn)
+            if "uses_negatives" not in cls.__dict__:
+                cls.uses_negatives = takes_anchors(fn)
         cls.uses_temperature = "tau" in cls.defaults
 
     def __init__(
@@ -82,7 +114,8 @@ class PairwiseObjective(Objective):
             self.arguments.setdefault("tau", temperature)
 
     def pair_loss(self, zA: Tensor, zB: Tensor, **options: Any) -> Tensor:
-        """The loss of two groups ``B x d``."""
+        """The loss of two groups ``B x d`` (``options`` hold ``anchors`` when the
+        objective :attr:`uses_negatives` and the batch has negative-only samples)."""
         assert self.function is not None
         return self.function(zA, zB, **options)
 
@@ -94,7 +127,16 @@ class PairwiseObjective(Objective):
                 f"loss {self.name!r} needs two views or two modalities to pair (got one group)"
             )
         z = views.unit()
-        return sum(self.pair_loss(z[a], z[b], **self.arguments) for a, b in pairs) / len(pairs)
+        arguments = dict(self.arguments)
+        negative = views.samples.negative
+        if self.uses_negatives and negative is not None:
+            if bool(negative.all()):
+                raise ConfigError(
+                    f"loss {self.name!r}: every sample of the batch is negative-only "
+                    "(the dataset's negative_classes); no pair is left to align"
+                )
+            arguments["anchors"] = ~negative
+        return sum(self.pair_loss(z[a], z[b], **arguments) for a, b in pairs) / len(pairs)
 
 
 class OTSample(PairwiseObjective):
@@ -105,18 +147,31 @@ class OTSample(PairwiseObjective):
 
 
 class OTFeature(PairwiseObjective):
-    """L_Feature: plan between standardised features, the identity as target."""
+    """L_Feature: plan between standardised features (``standardise: false``: raw inner
+    products of the L2-normalised rows, eq. 3.7 as printed), the identity as target."""
 
     name = "ot_feature"
     function = staticmethod(ot.feature_loss)
 
 
+def check_choice(options: Mapping[str, Any], key: str, choices: Sequence[str]) -> None:
+    """``options[key]`` is one of ``choices`` (else a :class:`ConfigError` naming them)."""
+    if options[key] not in choices:
+        raise ConfigError(
+            f"loss_kwargs.{key}: unknown {options[key]!r}; choose one of {', '.join(choices)}"
+        )
+
+
 class COOT(PairwiseObjective):
     """L_COOT: co-optimal transport (Redko et al. 2020, arXiv:2002.03731), joint sample
-    and feature plans."""
+    and feature plans (``twins: true, reduction: sum`` = eq. 3.10 as printed)."""
 
     name = "coot"
     function = staticmethod(ot.coot_loss)
+
+    @classmethod
+    def check_values(cls, options: Mapping[str, Any]) -> None:
+        check_choice(options, "reduction", REDUCTIONS)
 
 
 class SSWSSL(PairwiseObjective):
@@ -132,6 +187,7 @@ class SWSSL(PairwiseObjective):
 
     name = "sw_ssl"
     defaults: ClassVar[dict[str, Any]] = options_of(ot.ssw_ssl, skip=("sliced",))
+    uses_negatives: ClassVar[bool] = True
 
     def pair_loss(self, zA: Tensor, zB: Tensor, **options: Any) -> Tensor:
         return ot.ssw_ssl(zA, zB, sliced="linear", **options)
@@ -143,9 +199,18 @@ class AlignUniform(PairwiseObjective):
 
     name = "align_uniform"
     defaults: ClassVar[dict[str, Any]] = {"lam": 1.0, "t": 2.0}
+    uses_negatives: ClassVar[bool] = True
 
-    def pair_loss(self, zA: Tensor, zB: Tensor, lam: float = 1.0, t: float = 2.0) -> Tensor:
-        return ot.align_loss(zA, zB) + lam * (ot.uniform_loss(zA, t) + ot.uniform_loss(zB, t)) / 2
+    def pair_loss(
+        self,
+        zA: Tensor,
+        zB: Tensor,
+        lam: float = 1.0,
+        t: float = 2.0,
+        anchors: Tensor | None = None,
+    ) -> Tensor:
+        align = ot.align_loss(zA, zB, anchors=anchors)
+        return align + lam * (ot.uniform_loss(zA, t) + ot.uniform_loss(zB, t)) / 2
 
 
 class InfoNCEAlignment(PairwiseObjective):
@@ -167,6 +232,10 @@ class GCARInce(PairwiseObjective):
 
     name = "gca_rince"
     function = staticmethod(ot.gca_rince)
+
+    @classmethod
+    def check_values(cls, options: Mapping[str, Any]) -> None:
+        check_choice(options, "total", RINCE_TOTALS)
 
 
 class GCAUOT(PairwiseObjective):
