@@ -8,6 +8,15 @@ loss (CE, class-weighted CE, focal; BCE when multi-label) or the thesis' mixture
 projected embeddings. ``freeze_backbone=True`` is a linear probe (encoders frozen and
 kept in eval mode).
 
+Missing modalities: a batch may carry ``presence`` (``{modality: B booleans}``, see
+:mod:`rsmm.datamodules`), and a model may be tested on data that loads only some of its
+modalities (``rsmm test --data.init_args.modalities [s1]`` on a model fine-tuned on S1 +
+S2). The features are fused by ``fusion`` (:mod:`rsmm.models.fusion`: ``concat``, the
+default, ``masked_mean`` or ``concat_missing``), which never reads an absent row;
+``modality_dropout`` drops modalities at random while training so that one model serves
+every subset; the test reports the metrics of every available-modality subset
+(``test/OA@s1``, ``test/OA@s1+s2``, ...).
+
 ``head_input="projector"`` keeps the pre-training's embedding space: the head reads the
 pre-trained projectors' outputs instead of the backbone features, fused by their mean
 (after the hyperbolic head's feature clipping, so that with a hyperbolic head the fused
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +44,9 @@ from rsmm.checkpoints import (
     load_pretrained,
     load_pretrained_encoder,
     read_pretrained,
+    read_record,
 )
-from rsmm.errors import CheckpointError, ConfigError
+from rsmm.errors import CheckpointError, ConfigError, UnknownNameError
 from rsmm.losses.classification import (
     classification_loss,
     inverse_frequency_weights,
@@ -43,10 +54,17 @@ from rsmm.losses.classification import (
 )
 from rsmm.losses.contrastive import mm_supcon
 from rsmm.models.backbones import weights_per_modality
+from rsmm.models.fusion import FUSIONS, build_fusion, masked_mean, modality_dropout, presence_masks
 from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.models.weights_info import describe_weights, resolve_weights_path
 from rsmm.tasks.base import MultiModalTask, encoder_inputs
-from rsmm.tasks.metrics import classification_metrics, save_confusion, summarise
+from rsmm.tasks.metrics import (
+    SubsetMetrics,
+    classification_metrics,
+    modality_subsets,
+    save_confusion,
+    summarise,
+)
 
 # kept importable from here: the pre-trained weights API lives in rsmm.checkpoints
 __all__ = [
@@ -110,6 +128,18 @@ class FinetuneTask(MultiModalTask):
         warmup_epochs: linear warm-up.
         class_weights: per-class weights for ``weighted_ce`` (default: inverse
             frequency on the training split).
+        fusion: how the modalities' features are fused: ``concat`` (the thesis'),
+            ``masked_mean`` or ``concat_missing`` (see :mod:`rsmm.models.fusion`); with
+            ``head_input="projector"`` the projector outputs are always averaged over the
+            present modalities.
+        fusion_dim: the common width of ``masked_mean`` (default: the widest features).
+        modality_dropout: while training, drop each present modality of each sample
+            with this probability (never all of a sample's present ones) before fusion.
+        modality_dropout_seed: seed of the dropout draws (with the step and rank, so a
+            resumed run draws the same).
+        subset_metrics: test metrics of every non-empty subset of the modalities the
+            test batches carry (``test/<metric>@<subset>``): ``None`` = when some test
+            sample lacks a modality of the model, ``True`` = always, ``False`` = never.
         data_info: filled from the datamodule.
     """
 
@@ -142,6 +172,11 @@ class FinetuneTask(MultiModalTask):
         optimizer: str = "adamw",
         warmup_epochs: float = 0.0,
         class_weights: list[float] | None = None,
+        fusion: str = "concat",
+        fusion_dim: int | None = None,
+        modality_dropout: float = 0.0,
+        modality_dropout_seed: int = 0,
+        subset_metrics: bool | None = None,
         data_info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -155,6 +190,15 @@ class FinetuneTask(MultiModalTask):
             raise ConfigError(
                 f"head_input: unknown {head_input!r}; choose one of {', '.join(HEAD_INPUTS)}"
             )
+        if fusion not in FUSIONS:
+            raise ConfigError(f"fusion: unknown {fusion!r}; choose one of {', '.join(FUSIONS)}")
+        if head_input == "projector" and fusion != "concat":
+            raise ConfigError(
+                "fusion: head_input 'projector' averages the projector outputs; leave fusion "
+                "at 'concat'"
+            )
+        if not 0 <= modality_dropout < 1:
+            raise ConfigError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
         self.save_hyperparameters()
         self.hparams[TASK_KEY] = FINETUNE  # what a checkpoint of this task is
         self._maybe_build()
@@ -165,6 +209,8 @@ class FinetuneTask(MultiModalTask):
         dm = self._datamodule()
         if dm is not None:
             self._multilabel_from(dm.reference_dataset)
+            if self.serves_missing(stage):
+                self._modalities_from_checkpoint(tuple(dm.band_names))
         if dm is not None and self.hparams.get("num_classes") is None:
             ref = dm.reference_dataset
             targets = ref.targets()
@@ -184,6 +230,22 @@ class FinetuneTask(MultiModalTask):
             self.hparams["class_weights"] = inverse_frequency_weights(counts).tolist()
         super().setup(stage)
 
+    def serves_missing(self, stage: str) -> bool:
+        """A fine-tuned model evaluates (and predicts) with any subset of its modalities."""
+        return stage != "fit"
+
+    def _modalities_from_checkpoint(self, loaded: tuple[str, ...]) -> None:
+        """Testing a checkpoint on data that loads only some of its modalities (``rsmm test
+        --data.init_args.modalities [s1]``): build the model with every modality the
+        checkpoint has (the others absent from every sample), not with the data's."""
+        path = getattr(self._trainer, "ckpt_path", None)
+        if not path or self.hparams.get("in_channels") or self.hparams.get("modalities"):
+            return
+        record = read_record(path)
+        if set(loaded) < set(record.modalities):
+            self.hparams["modalities"] = list(record.modalities)
+            self.hparams["in_channels"] = dict(record.in_channels)
+
     def _multilabel_from(self, dataset: Any) -> None:
         """Follow the data's label kind: a dataset that declares multi-hot labels
         (``multilabel = True``, as BigEarthNet does) turns on BCE and the AP metrics; a
@@ -198,6 +260,7 @@ class FinetuneTask(MultiModalTask):
             if self._built:  # built from in_channels before the data was known
                 self.val_metrics = classification_metrics(self.hparams.num_classes, True)
                 self.test_metrics = classification_metrics(self.hparams.num_classes, True)
+                self.subset_test_metrics = SubsetMetrics(self.hparams.num_classes, True)
         elif self.hparams.multilabel and not declared:
             raise ConfigError(
                 f"model.multilabel is true but {type(dataset).__name__} gives single labels "
@@ -255,7 +318,12 @@ class FinetuneTask(MultiModalTask):
                 )
             if self._on_projector:
                 self._check_projectors(pre.state_dict)
-        dim = hp.projection_dim if self._on_projector else self.encoder.num_features()
+        self.fusion = build_fusion(
+            hp.get("fusion", "concat"),
+            {m: self.encoder.backbones[m].num_features for m in self.modalities},
+            hp.get("fusion_dim"),
+        )
+        dim = hp.projection_dim if self._on_projector else self.fusion.out_dim
         names = (hp.data_info or {}).get("classes") or [str(i) for i in range(hp.num_classes)]
         self.class_names = list(names)[: hp.num_classes]
         self.tree = None
@@ -269,6 +337,7 @@ class FinetuneTask(MultiModalTask):
                 p.requires_grad_(False)
         self.val_metrics = classification_metrics(hp.num_classes, hp.multilabel)
         self.test_metrics = classification_metrics(hp.num_classes, hp.multilabel)
+        self.subset_test_metrics = SubsetMetrics(hp.num_classes, hp.multilabel)
         if self.tree is not None:
             from rsmm.hyperbolic import AverageHierarchicalCost
 
@@ -302,20 +371,29 @@ class FinetuneTask(MultiModalTask):
                 "these sizes"
             )
 
-    def head_inputs(self, x: Mapping[str, Tensor], features: bool = False) -> Tensor:
+    def head_inputs(
+        self,
+        x: Mapping[str, Tensor],
+        features: bool = False,
+        presence: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
         """What the head reads, from first-view images ``{modality: B x C x H x W}`` (or
-        from backbone features when ``features``): the concatenated backbone features, or
-        the mean of the clipped projector outputs (``head_input="projector"``)."""
+        from backbone features when ``features``): the fused backbone features, or the
+        mean of the clipped projector outputs (``head_input="projector"``), over the
+        modalities present (``presence``, and those ``x`` has)."""
         if not self._on_projector:
             if features:
-                return torch.cat([x[m] for m in self.modalities], dim=1)
-            return self.encoder.fused(x, self.modalities)
-        feats = x if features else {m: self.encoder.backbones[m](x[m]) for m in self.modalities}
+                return self.fusion({m: x[m] for m in self.modalities if m in x}, presence)
+            return self.encoder.fused(x, self.modalities, presence, self.fusion)
+        mods = [m for m in self.modalities if m in x]
+        feats = x if features else {m: self.encoder.backbones[m](x[m]) for m in mods}
         from rsmm.hyperbolic.ball import clip_features
 
         clip_r = (self.hparams.head_kwargs or {}).get("clip_r")
-        z = [clip_features(self.encoder.projectors[m](feats[m]), clip_r) for m in self.modalities]
-        return torch.stack(z).mean(0)
+        z = {m: clip_features(self.encoder.projectors[m](feats[m]), clip_r) for m in mods}
+        if presence is None and len(mods) == len(self.modalities):
+            return torch.stack(list(z.values())).mean(0)
+        return masked_mean(z, presence_masks(z, self.modalities, presence))
 
     def build_head(self, dim: int) -> nn.Module:
         hp = self.hparams
@@ -363,27 +441,81 @@ class FinetuneTask(MultiModalTask):
 
     # -- steps -------------------------------------------------------------------------------
 
+    def available(self, batch: Mapping[str, Any]) -> tuple[str, ...]:
+        """The model's modalities that ``batch`` carries, in the model's order."""
+        mods = tuple(m for m in self.modalities if m in batch)
+        if not mods:
+            raise UnknownNameError(
+                f"the batch has none of the model's modalities {list(self.modalities)} "
+                f"(keys: {sorted(batch)})"
+            )
+        return mods
+
+    def presence(self, batch: Mapping[str, Any]) -> dict[str, Tensor] | None:
+        """``{modality: B booleans}`` for every modality of the model (False for one the
+        batch does not carry), from the batch's ``presence``; ``None`` when every sample
+        has every modality of the model."""
+        given = batch.get("presence")
+        if given is None and all(m in batch for m in self.modalities):
+            return None
+        b = batch["label"].shape[0]
+        device = batch["label"].device
+        out = {}
+        for m in self.modalities:
+            if m not in batch:
+                out[m] = torch.zeros(b, dtype=torch.bool, device=device)
+            elif given is not None and m in given:
+                out[m] = given[m].to(torch.bool)
+            else:
+                out[m] = torch.ones(b, dtype=torch.bool, device=device)
+        return out
+
+    def dropped(self, presence: Mapping[str, Tensor] | None, b: int) -> dict[str, Tensor] | None:
+        """``presence`` after modality dropout (while training with
+        ``modality_dropout > 0``; else unchanged), seeded by ``modality_dropout_seed``,
+        the global step and the rank."""
+        p = self.hparams.get("modality_dropout", 0.0)
+        if not (self.training and p > 0):
+            return presence
+        if presence is None:
+            device = self.device
+            presence = {m: torch.ones(b, dtype=torch.bool, device=device) for m in self.modalities}
+        seed = self.hparams.get("modality_dropout_seed", 0)
+        gen = torch.Generator().manual_seed(
+            (seed * 1_000_003 + self.global_rank * 7_919 + self.global_step) % 2**63
+        )
+        return modality_dropout(presence, p, gen)
+
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
-        """Logits of a batch (first view of each modality)."""
-        views = self.batch_views(batch, self.modalities)
-        return self.head(self.head_inputs({m: v[0] for m, v in views.items()}))
+        """Logits of a batch (first view of each modality it carries)."""
+        views = self.batch_views(batch, self.available(batch))
+        first = {m: v[0] for m, v in views.items()}
+        return self.head(self.head_inputs(first, presence=self.presence(batch)))
 
     def _loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
         hp = self.hparams
-        views = self.batch_views(batch, self.modalities)
+        views = self.batch_views(batch, self.available(batch))
         first = {m: v[0] for m, v in views.items()}
         y = batch["label"]
+        b = y.shape[0]
+        presence = self.presence(batch)
+        fused_presence = self.dropped(presence, b)
         if hp.alpha > 0:
             # rows of negative-only samples (the dataset's negative_classes) are never
-            # anchors or positives of SupCon, as in pre-training
-            e = self.encoder.embed_views(views, samples=self.sample_info(batch))
-            b = y.shape[0]
-            logits = self.head(self.head_inputs({m: f[:b] for m, f in e.features.items()}, True))
-            sup = mm_supcon(
-                e.flat(), e.sample_ids(), e.row_labels(), hp.temperature, e.anchor_mask()
-            )
+            # anchors or positives of SupCon, as in pre-training; rows of absent
+            # modalities are left out altogether (modality dropout only affects fusion)
+            samples = replace(self.sample_info(batch), presence=presence)
+            e = self.encoder.embed_views(views, samples=samples)
+            feats = {m: f[:b] for m, f in e.features.items()}
+            logits = self.head(self.head_inputs(feats, True, fused_presence))
+            z, ids, labels, anchors = e.flat(), e.sample_ids(), e.row_labels(), e.anchor_mask()
+            keep = e.present_rows()
+            if keep is not None:
+                z, ids, labels = z[keep], ids[keep], labels[keep]
+                anchors = anchors[keep] if anchors is not None else None
+            sup = mm_supcon(z, ids, labels, hp.temperature, anchors)
             return supcon_mixture(sup, self._cls(logits, y), hp.alpha), logits
-        logits = self.head(self.head_inputs(first))
+        logits = self.head(self.head_inputs(first, presence=fused_presence))
         return self._cls(logits, y), logits
 
     def _cls(self, logits: Tensor, y: Tensor) -> Tensor:
@@ -396,15 +528,55 @@ class FinetuneTask(MultiModalTask):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["label"].shape[0])
         return loss
 
+    def _predictions(self, logits: Tensor) -> Tensor:
+        if self.hparams.multilabel:
+            return torch.sigmoid(logits.float())
+        return logits.float().argmax(1)
+
+    def _target(self, y: Tensor) -> Tensor:
+        return y.long() if self.hparams.multilabel else y
+
     def _eval_step(self, batch: Mapping[str, Any], metrics: Any, prefix: str) -> None:
-        logits = self(batch)
         y = batch["label"]
+        presence = self.presence(batch)
+        subsets = prefix == "test" and self._subset_metrics_on(presence)
+        if not subsets:
+            logits = self(batch)
+        else:  # one backbone pass serves every subset
+            mods = self.available(batch)
+            views = self.batch_views(batch, mods)
+            feats = self._features({m: v[0] for m, v in views.items()})
+            logits = self.head(self.head_inputs(feats, True, presence))
+            self._update_subset_metrics(feats, presence, y, mods)
         loss = self._cls(logits, y)
         self.log(f"{prefix}/loss", loss, batch_size=y.shape[0], sync_dist=True)
-        if self.hparams.multilabel:
-            metrics.update(torch.sigmoid(logits.float()), y.long())
-        else:
-            metrics.update(logits.float().argmax(1), y)
+        metrics.update(self._predictions(logits), self._target(y))
+
+    def _features(self, x: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {m: self.encoder.backbones[m](t) for m, t in x.items()}
+
+    def _subset_metrics_on(self, presence: Mapping[str, Tensor] | None) -> bool:
+        wanted = self.hparams.get("subset_metrics")
+        return presence is not None if wanted is None else bool(wanted)
+
+    def _update_subset_metrics(
+        self,
+        feats: Mapping[str, Tensor],
+        presence: Mapping[str, Tensor] | None,
+        y: Tensor,
+        available: tuple[str, ...],
+    ) -> None:
+        """Metrics of every non-empty subset of ``available``, each on the samples that
+        have all of its modalities, predicting from those modalities only."""
+        b = y.shape[0]
+        full = presence or {m: torch.ones(b, dtype=torch.bool, device=y.device) for m in available}
+        for subset in modality_subsets(available):
+            has = torch.stack([full[m] for m in subset]).all(0)
+            sub = {m: has if m in subset else torch.zeros_like(has) for m in self.modalities}
+            logits = self.head(self.head_inputs(feats, True, sub))
+            self.subset_test_metrics.update(
+                subset, self._predictions(logits[has]), self._target(y[has])
+            )
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, self.val_metrics, "val")
@@ -424,6 +596,11 @@ class FinetuneTask(MultiModalTask):
 
     def on_test_epoch_end(self) -> None:
         values = self._log_metrics(self.test_metrics, "test")
+        per_subset = self.subset_test_metrics.compute(
+            self.class_names, self.hparams.exclude_class
+        )
+        if per_subset:
+            self.log_dict({f"test/{k}": v for k, v in per_subset.items()}, sync_dist=False)
         if "confusion" in values and self.trainer.is_global_zero:
             out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
             save_confusion(values["confusion"], self.class_names, out)
