@@ -129,7 +129,9 @@ def _parse_stats(value: Any, source: str, where: str) -> dict[str, tuple[float, 
     if value is None:
         return None
     try:
-        return {str(b): (float(v[0]), float(v[1])) for b, v in mapping(value, source, where).items()}
+        return {
+            str(b): (float(v[0]), float(v[1])) for b, v in mapping(value, source, where).items()
+        }
     except (TypeError, ValueError, IndexError, KeyError):
         raise ConfigError(
             f"{source}: {where}: expected {{band: [mean, std]}}, got {describe(value)}"
@@ -198,7 +200,9 @@ def load_manifest(name_or_path: str | Path) -> DatasetManifest:
             for p in resources.files(MANIFEST_PACKAGE).iterdir()
             if p.name.endswith(".json")
         )
-        raise UnknownNameError(f"no packaged manifest {name_or_path!r}; available: {', '.join(available)}")
+        raise UnknownNameError(
+            f"no packaged manifest {name_or_path!r}; available: {', '.join(available)}"
+        )
     return parse_manifest(json.loads(res.read_text()), f"{MANIFEST_PACKAGE}/{name_or_path}.json")
 
 
@@ -232,6 +236,8 @@ def compute_band_stats(
     for seen, sample in enumerate(samples, 1):
         meta = sample.get("meta") or {}
         for mod, names in bands.items():
+            if mod not in sample:  # the sample lacks the modality: nothing to count
+                continue
             x = sample[mod].to(torch.float64).reshape(len(names), -1)
             valid = torch.isfinite(x)
             missing = int((meta.get("nodata") or {}).get(mod, 0))
@@ -249,6 +255,12 @@ def compute_band_stats(
                 acc[mod][2] += ss
     if not acc:
         raise ConfigError("cannot compute band statistics: the dataset has no samples")
+    absent = [m for m in bands if m not in acc]
+    if absent:
+        raise DatasetFileError(
+            f"cannot compute band statistics of {absent}: none of the "
+            f"{seen} samples has that modality"
+        )
     out: dict[str, dict[str, tuple[float, float]]] = {}
     for mod, (n, s, ss) in acc.items():
         mean = s / n.clamp_min(1)

@@ -16,6 +16,12 @@ batch's device and without any Python loop over samples:
 Random parameters are drawn per sample on the CPU from one ``torch.Generator`` (a few
 numbers per sample) and moved to the device; per-pixel noise (speckle) is drawn on the
 device from a generator seeded by it. With ``seed`` set the views are reproducible.
+
+A batch whose samples may lack a modality comes with ``presence``
+(``{modality: B booleans}``, see :mod:`rsmm.datamodules.collate`): parameters are
+still drawn for every row, so the views of the present rows (and the generator's state
+afterwards, which exact resume relies on) do not depend on which rows are absent; the
+absent rows, zero-filled placeholders, come out as zeros.
 """
 
 from __future__ import annotations
@@ -298,7 +304,10 @@ class BandAugment:
         return x
 
     def __call__(
-        self, batch: Mapping[str, Tensor], return_params: bool = False
+        self,
+        batch: Mapping[str, Tensor],
+        return_params: bool = False,
+        presence: Mapping[str, Tensor] | None = None,
     ) -> dict[str, list[Tensor]] | tuple[dict[str, list[Tensor]], dict[str, list[Params]]]:
         """Augment a batch.
 
@@ -306,6 +315,9 @@ class BandAugment:
             batch: ``{modality: B x C x H x W}`` on any device, any dtype; the
                 modalities may have different sizes but share ``B``.
             return_params: also return the parameters drawn per sample.
+            presence: ``{modality: B booleans}``, False for the zero-filled rows of
+                samples that lack the modality: their views are zeros (every row's
+                parameters are drawn all the same).
 
         Returns:
             ``{modality: [view_1, ..., view_V]}``, each the input's shape, normalised;
@@ -337,6 +349,9 @@ class BandAugment:
                 if not self.shared_geometry and not geo_cfg.is_identity:
                     geometry = draw_geometry(n, geo_cfg, gen)
                 view, p = self.augment_modality(m, x, geometry, gen, device_generator(x.device))
+                if presence is not None and m in presence:
+                    absent = ~presence[m].to(device=view.device, dtype=torch.bool)
+                    view = view.masked_fill(absent.view(-1, *([1] * (view.ndim - 1))), 0)
                 out[m].append(view)
                 params[m].append(p)
         return (out, params) if return_params else out

@@ -27,6 +27,13 @@ from lightning import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchdata.stateful_dataloader import StatefulDataLoader
 
+from rsmm.datamodules.absence import (
+    DroppedModalities,
+    check_drop_rates,
+    may_lack_modalities,
+    modality_shapes,
+)
+from rsmm.datamodules.collate import PRESENCE_KEY, SampleCollate
 from rsmm.datamodules.splits import stratified_subset
 from rsmm.datasets.base import MultiModalDataset
 from rsmm.errors import ConfigError
@@ -112,6 +119,7 @@ class MultiModalDataModule(LightningDataModule):
         views: int = 1,
         shared_geometry: bool = True,
         pin_memory: bool = False,
+        drop_modalities: Mapping[str, float] | None = None,
         **dataset_kwargs: Any,
     ) -> None:
         """Configure the datamodule.
@@ -132,6 +140,10 @@ class MultiModalDataModule(LightningDataModule):
                 pre-training, 1 for fine-tuning).
             shared_geometry: one crop/flip/rotation per sample for all its modalities.
             pin_memory: pin host memory in the loaders (for GPU training).
+            drop_modalities: ``{modality: rate}`` simulates absence for experiments:
+                each split's samples lose the named modality at that rate (seeded by
+                ``seed`` and the split name, the same in every run; see
+                :class:`~rsmm.datamodules.absence.DroppedModalities`).
             **dataset_kwargs: passed to the dataset class (e.g. ``s2_bands``).
         """
         super().__init__()
@@ -158,6 +170,9 @@ class MultiModalDataModule(LightningDataModule):
         self.views = views
         self.shared_geometry = shared_geometry
         self.pin_memory = pin_memory
+        self.drop_modalities = dict(drop_modalities or {})
+        for m, rate in self.drop_modalities.items():  # modalities are checked in setup
+            check_drop_rates({m: rate}, [m])
         self.dataset_kwargs = dataset_kwargs
         self.datasets: dict[str, Dataset] = {}
         self._stats: Stats | None = None
@@ -220,6 +235,8 @@ class MultiModalDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Build the split datasets and draw the ``label_fraction`` subset of train."""
         for key, ds in self._build_splits(stage).items():
+            if self.drop_modalities:
+                ds = DroppedModalities(ds, self.drop_modalities, self.seed, key)
             if key == "train" and self.label_fraction < 1:
                 idx = self.label_subset(subset_targets(ds))
                 ds = Subset(ds, idx.tolist())
@@ -331,9 +348,20 @@ class MultiModalDataModule(LightningDataModule):
             "persistent_workers": self.num_workers > 0,
             "drop_last": shuffle and len(self.datasets[key]) > self.batch_size,
         }
+        options["collate_fn"] = self.collate_fn(key)
         if shuffle:
             return ResumableDataLoader(self.datasets[key], seed=self.seed, **options)
         return DataLoader(self.datasets[key], **options)
+
+    def collate_fn(self, key: str) -> SampleCollate:
+        """The loaders' ``collate_fn`` for split ``key``: batches carry ``"presence"``
+        when the split's samples may lack a modality (absent entries zero-filled, see
+        :mod:`rsmm.datamodules.collate`), and are ``default_collate``'s otherwise."""
+        ds = self.datasets[key]
+        modalities = base_dataset(ds).modalities
+        if not may_lack_modalities(ds):
+            return SampleCollate(modalities)
+        return SampleCollate(modalities, modality_shapes(ds, key), presence=True)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)
@@ -369,7 +397,8 @@ class MultiModalDataModule(LightningDataModule):
         """Run the device-side pipeline on a batch dict (also usable outside Lightning)."""
         aug = self.augmentation(train)
         images = {m: batch[m] for m in self.sensors if m in batch}
-        views = aug(images)
+        presence = batch.get(PRESENCE_KEY)
+        views = aug(images, presence=presence) if presence is not None else aug(images)
         out = {k: v for k, v in batch.items() if k not in images}
         out.update(views)
         return out

@@ -58,6 +58,11 @@ class MultiModalDataset(NonGeoDataset):
     #: Classes whose samples only serve as negatives in contrastive objectives: their
     #: rows are never anchors or positives but stay in every denominator.
     negative_classes: ClassVar[tuple[str, ...]] = ()
+    #: Whether a sample may lack a modality (its key is then absent from the sample);
+    #: the loaders of such a dataset add ``batch["presence"]`` (see
+    #: :mod:`rsmm.datamodules.collate`). Datasets set it per instance when it depends on
+    #: their options (a stack with ``min_modalities``).
+    may_lack_modalities: bool = False
 
     def __init__(
         self,
@@ -143,6 +148,17 @@ class MultiModalDataset(NonGeoDataset):
         shape ``(N, K)`` (multi-label); ``-1`` marks an unlabelled sample.
         """
         raise NotImplementedError
+
+    def presence(self) -> dict[str, np.ndarray] | None:
+        """``{modality: N booleans}``, False where a sample lacks the modality, without
+        reading images; ``None`` when every sample has every modality (the default)."""
+        return None
+
+    def modality_shape(self, modality: str) -> tuple[int, ...] | None:
+        """``C x H x W`` of the modality's arrays when every sample has the same and it is
+        known without reading images, else ``None`` (the loaders then read a sample
+        that has it)."""
+        return None
 
     @property
     def sensors(self) -> dict[str, str]:

@@ -6,9 +6,11 @@ reads the chip's bounds from every modality's files at the modality's own GSD (a
 600 m chip is 60 x 60 Sentinel pixels and 1000 x 1000 0.6 m NAIP pixels), in the
 manifest's CRS, with windowed reads through cached file handles.
 
-A manifest may have optional modalities (NAIP over part of the area): the dataset
-keeps only the chips covered by every modality it returns, so a batch never lacks
-one, and warns how many chips that leaves.
+A manifest may have optional modalities (NAIP over part of the area): by default the
+dataset keeps only the chips covered by every modality it returns, so a batch never
+lacks one, and warns how many chips that leaves. With ``min_modalities=k`` it keeps the
+chips covered by at least ``k`` of them instead; a sample then lacks the key of each
+modality that does not cover its chip (see :mod:`rsmm.datamodules.collate`).
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ class CoRegisteredStack(MultiModalDataset):
         chip_size: with folders, the chip size (``"640m"``, ``"64px"`` of the
             reference modality, Sentinel-2 if present); with a manifest, an optional
             check that it has this size (same syntax).
+        min_modalities: keep the chips covered by at least this many of
+            ``modalities`` (a sample lacks the key of each modality not covering its
+            chip, and batches carry ``"presence"``); ``None`` = all of them.
         **build_kwargs: with folders, more :class:`~rsmm.stacks.spec.StackSpec` fields.
 
     Raises:
@@ -73,6 +78,7 @@ class CoRegisteredStack(MultiModalDataset):
         modalities: Sequence[str] | None = None,
         bands: Mapping[str, Sequence[str]] | None = None,
         chip_size: str | float | None = None,
+        min_modalities: int | None = None,
         **build_kwargs: Any,
     ) -> None:
         if isinstance(manifest_or_dirs, ChipManifest):
@@ -89,6 +95,10 @@ class CoRegisteredStack(MultiModalDataset):
         self.chip_manifest = chips
         self.split = split
         super().__init__(modalities or chips.modalities, bands)
+        self.min_modalities = _check_min_modalities(min_modalities, self.modalities)
+        self.may_lack_modalities = self.min_modalities < len(self.modalities) and any(
+            m in chips.optional for m in self.modalities
+        )
         rows = chips.chips
         if split is not None:
             rows = rows[(rows["split"] == split).to_numpy()]
@@ -99,6 +109,8 @@ class CoRegisteredStack(MultiModalDataset):
         self._bounds = [g.bounds for g in self.chips.geometry.values]
         self._ids = self.chips["chip_id"].astype(str).tolist()
         self._labels = self.chips["label"].to_numpy(dtype=np.int64)
+        have = coverage(self.chips)
+        self._presence = {m: np.array([m in h for h in have], dtype=bool) for m in self.modalities}
         self._lonlat, self._dates = self._geometa()
         self._read: dict[str, dict[str, Any]] = {}
         for m in self.modalities:
@@ -115,30 +127,34 @@ class CoRegisteredStack(MultiModalDataset):
             }
 
     def _covered(self, rows: Any, chips: ChipManifest) -> Any:
-        """The chips of ``rows`` covered by every modality of :attr:`modalities`."""
+        """The chips of ``rows`` covered by every modality of :attr:`modalities` (by at
+        least :attr:`min_modalities` of them when that is fewer)."""
         optional = [m for m in self.modalities if m in chips.optional]
         if not optional or not len(rows):
             return rows
         have = coverage(rows)
-        keep = np.array([set(optional) <= h for h in have], dtype=bool)
+        need = self.min_modalities
+        keep = np.array([len(set(self.modalities) & h) >= need for h in have], dtype=bool)
         for cid, h, k in zip(rows["chip_id"], have, keep):
             if not k:
                 self._skip(str(cid), "not covered by " + ", ".join(sorted(set(optional) - h)))
         where = f"{chips.path or 'the chip manifest'}" + (
             f" (split {self.split})" if self.split else ""
         )
-        wanted = ", ".join(self.modalities)
+        wanted = "every requested modality (" + ", ".join(self.modalities) + ")"
+        if need < len(self.modalities):
+            wanted = f"at least {need} of the requested modalities ({', '.join(self.modalities)})"
         if not keep.any():
             counts = ", ".join(f"{m} covers {sum(m in h for h in have)}" for m in optional)
             raise NoCoveredChipsError(
-                f"none of the {len(rows)} chips of {where} is covered by every requested "
-                f"modality ({wanted}): {counts}; leave {', '.join(optional)} out of "
+                f"none of the {len(rows)} chips of {where} is covered by "
+                f"{wanted}: {counts}; leave {', '.join(optional)} out of "
                 "modalities"
             )
         if not keep.all():
             warnings.warn(
                 f"CoRegisteredStack: {int(keep.sum())} of the {len(rows)} chips of {where} "
-                f"are covered by every requested modality ({wanted}); "
+                f"are covered by {wanted}; "
                 f"{self.skipped_summary()}",
                 UserWarning,
                 stacklevel=3,
@@ -180,6 +196,18 @@ class CoRegisteredStack(MultiModalDataset):
     def targets(self) -> np.ndarray:
         return self._labels.copy()
 
+    def presence(self) -> dict[str, np.ndarray] | None:
+        """``{modality: N booleans}`` from the manifest's ``modalities`` column when
+        samples may lack a modality (``min_modalities``), else ``None``."""
+        if not self.may_lack_modalities:
+            return None
+        return {m: v.copy() for m, v in self._presence.items()}
+
+    def modality_shape(self, modality: str) -> tuple[int, ...]:
+        """``C x H x W`` of the modality's chips (from the manifest)."""
+        size = self._read[modality]["size"]
+        return (len(self.bands[modality]), size, size)
+
     def read_raw(self, index: int) -> dict[str, tuple[np.ndarray, Any]]:
         """``{modality: (C x H x W float32 array with NaN for nodata, affine transform)}``.
 
@@ -191,6 +219,8 @@ class CoRegisteredStack(MultiModalDataset):
         bounds = self._bounds[index]
         out = {}
         for m in self.modalities:
+            if not self._presence[m][index]:  # the modality does not cover the chip
+                continue
             r = self._read[m]
             arr = read_window(
                 r["files"][index],
@@ -218,6 +248,18 @@ class CoRegisteredStack(MultiModalDataset):
         if self._dates is not None:
             sample["meta"]["date"] = torch.tensor(self._dates[index])
         return sample
+
+
+def _check_min_modalities(value: int | None, modalities: Sequence[str]) -> int:
+    """``min_modalities`` checked (``None``: every requested modality)."""
+    if value is None:
+        return len(modalities)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= len(modalities):
+        raise ConfigError(
+            f"min_modalities must be an integer in [1, {len(modalities)}] (the number of "
+            f"requested modalities {', '.join(modalities)}), got {value!r}"
+        )
+    return value
 
 
 def _check_chip_size(chip_size: str | float, chips: ChipManifest, source: Any) -> None:
