@@ -72,20 +72,17 @@ class MultiModalTask(LightningModule):
             dm_mods = tuple(dm.band_names)
             wanted = self.hparams.get("modalities") or dm_mods
             missing = [m for m in wanted if m not in dm_mods]
-            known = dict(self.hparams.get("in_channels") or {})
-            # a model that serves a subset of its modalities (evaluation) keeps its encoders
-            lacking = bool(missing) and self.serves_missing(stage) and set(missing) <= set(known)
-            if missing and not lacking:
+            if missing:
                 raise ConfigError(
                     f"modalities {missing} are not loaded by the datamodule (it loads {list(dm_mods)})"
                 )
-            in_ch = {m: len(dm.band_names[m]) for m in wanted if m in dm_mods}
-            mine = {m: known[m] for m in in_ch if m in known} if lacking else known
-            if known and mine != in_ch:
+            in_ch = {m: len(dm.band_names[m]) for m in wanted}
+            if self.hparams.get("in_channels") and dict(self.hparams["in_channels"]) != in_ch:
                 raise ConfigError(
-                    f"the model was built for bands {known} but the datamodule gives {in_ch}"
+                    f"the model was built for bands {dict(self.hparams['in_channels'])} but the "
+                    f"datamodule gives {in_ch}"
                 )
-            self.hparams["in_channels"] = known if lacking else in_ch
+            self.hparams["in_channels"] = in_ch
             self.negative_classes = self.resolve_negative_classes(
                 tuple(getattr(dm, "negative_class_ids", ()))
             )
@@ -96,11 +93,6 @@ class MultiModalTask(LightningModule):
                 "the task needs in_channels (bands per modality) or a datamodule to read them from"
             )
         self._maybe_build()
-
-    def serves_missing(self, stage: str) -> bool:
-        """Whether, in ``stage``, the task may run on a datamodule that loads only some of
-        its modalities (the others absent from every sample)."""
-        return False
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """When a run restores a checkpoint (``Trainer.fit/test(ckpt_path=...)``), refuse

@@ -44,7 +44,6 @@ from rsmm.checkpoints import (
     load_pretrained,
     load_pretrained_encoder,
     read_pretrained,
-    read_record,
 )
 from rsmm.errors import CheckpointError, ConfigError, UnknownNameError
 from rsmm.losses.classification import (
@@ -209,8 +208,6 @@ class FinetuneTask(MultiModalTask):
         dm = self._datamodule()
         if dm is not None:
             self._multilabel_from(dm.reference_dataset)
-            if self.serves_missing(stage):
-                self._modalities_from_checkpoint(tuple(dm.band_names))
         if dm is not None and self.hparams.get("num_classes") is None:
             ref = dm.reference_dataset
             targets = ref.targets()
@@ -229,22 +226,6 @@ class FinetuneTask(MultiModalTask):
             counts = torch.bincount(t[t >= 0], minlength=self.hparams.num_classes)
             self.hparams["class_weights"] = inverse_frequency_weights(counts).tolist()
         super().setup(stage)
-
-    def serves_missing(self, stage: str) -> bool:
-        """A fine-tuned model evaluates (and predicts) with any subset of its modalities."""
-        return stage != "fit"
-
-    def _modalities_from_checkpoint(self, loaded: tuple[str, ...]) -> None:
-        """Testing a checkpoint on data that loads only some of its modalities (``rsmm test
-        --data.init_args.modalities [s1]``): build the model with every modality the
-        checkpoint has (the others absent from every sample), not with the data's."""
-        path = getattr(self._trainer, "ckpt_path", None)
-        if not path or self.hparams.get("in_channels") or self.hparams.get("modalities"):
-            return
-        record = read_record(path)
-        if set(loaded) < set(record.modalities):
-            self.hparams["modalities"] = list(record.modalities)
-            self.hparams["in_channels"] = dict(record.in_channels)
 
     def _multilabel_from(self, dataset: Any) -> None:
         """Follow the data's label kind: a dataset that declares multi-hot labels
@@ -279,10 +260,29 @@ class FinetuneTask(MultiModalTask):
         """Check the checkpoint fits (see :class:`MultiModalTask`), and keep its record of
         the pre-training the weights started from: a task restored from a checkpoint is
         built without reading its ``pretrained`` file (``pretrained=None``)."""
+        self._serve_checkpoint_modalities(checkpoint)
         super().on_load_checkpoint(checkpoint)
         recorded = (checkpoint.get("hyper_parameters") or {}).get("pretrained")
         if recorded:
             self.hparams["pretrained"] = recorded
+
+    def _serve_checkpoint_modalities(self, checkpoint: Mapping[str, Any]) -> None:
+        """Evaluating a checkpoint on data that loads only some of its modalities (``rsmm
+        test --data.init_args.modalities [s1]`` on a model fine-tuned on S1 + S2): the
+        model, built from the data, is built again with every modality of the checkpoint
+        (the others then absent from every sample) before the weights are loaded."""
+        trainer = self._trainer
+        if trainer is None or trainer.training or not self._built:
+            return
+        theirs = dict((checkpoint.get("hyper_parameters") or {}).get("in_channels") or {})
+        mine = dict(self.hparams.in_channels)
+        if not set(mine) < set(theirs) or any(theirs[m] != c for m, c in mine.items()):
+            return  # not a subset: the usual checks name what does not fit
+        device = self.device
+        self.hparams["in_channels"] = theirs
+        self.hparams["modalities"] = list(theirs)
+        self.configure_models()
+        self.to(device)
 
     def configure_models(self) -> None:
         hp = self.hparams
