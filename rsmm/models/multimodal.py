@@ -17,7 +17,7 @@ from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.models.backbones import build_backbone, load_backbone_weights
 from rsmm.models.fusion import Fusion
 from rsmm.models.heads import ProjectionHead
-from rsmm.models.views import EmbeddedViews, SampleInfo
+from rsmm.models.views import EmbeddedViews, SampleInfo, present_views, scatter_rows
 
 
 def per_modality(
@@ -85,9 +85,7 @@ class MultiModalEncoder(nn.Module):
         for m in self.modalities:
             net = build_backbone(self.archs[m], in_channels[m], **dict(backbone_kwargs or {}))
             if files[m]:
-                load_backbone_weights(
-                    net, files[m], (bands or {}).get(m), (stats or {}).get(m)
-                )
+                load_backbone_weights(net, files[m], (bands or {}).get(m), (stats or {}).get(m))
             self.backbones[m] = net
             if projection_dim > 0:
                 self.projectors[m] = ProjectionHead(
@@ -175,13 +173,20 @@ class MultiModalEncoder(nn.Module):
                 )
             x = torch.cat(list(vs), dim=0)
             net = self.backbones[m]
+            # rows of samples that lack the modality never go through the encoder (their
+            # zero placeholders would enter batch-norm statistics); their outputs are 0
+            keep = present_views(samples, m, len(vs))
+            if keep is not None:
+                x = x[keep]
             if dense:
                 fmap = net.forward_features(x)
                 f = net.forward_head(fmap, pre_logits=True)
-                dense_maps.extend(self.dense_projectors[m](fmap).chunk(len(vs), dim=0))
+                d = self.dense_projectors[m](fmap)
+                dense_maps.extend(scatter_rows(d, keep).chunk(len(vs), dim=0))
             else:
                 f = net(x)
             z = self.projectors[m](f) if self.projection_dim > 0 else f
+            f, z = scatter_rows(f, keep), scatter_rows(z, keep)
             embeddings.extend(z.float().chunk(len(vs), dim=0))
             layout.extend((m, v) for v in range(len(vs)))
             features[m] = f

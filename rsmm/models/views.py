@@ -62,6 +62,26 @@ def negative_samples(labels: Tensor | None, class_ids: Sequence[int]) -> Tensor 
     return negative
 
 
+def present_views(samples: SampleInfo | None, modality: str, views: int) -> Tensor | None:
+    """``V * B`` booleans, rows ordered (view, sample): True where the sample has
+    ``modality``; ``None`` when every sample has it (or nothing is known)."""
+    if samples is None or samples.presence is None or modality not in samples.presence:
+        return None
+    present = samples.presence[modality].to(torch.bool)
+    if bool(present.all()):
+        return None
+    return present.repeat(views)
+
+
+def scatter_rows(t: Tensor, keep: Tensor | None) -> Tensor:
+    """The rows ``t`` of the ``keep`` positions of a zero tensor of ``len(keep)`` rows
+    (``t`` itself when ``keep`` is ``None``); gradients flow to ``t``."""
+    if keep is None:
+        return t
+    out = t.new_zeros((keep.shape[0], *t.shape[1:]))
+    return out.index_put((keep.to(t.device),), t)
+
+
 def _gather_rows(all_gather: AllGather, t: Tensor) -> Tensor:
     return all_gather(t, False).reshape(-1, *t.shape[1:])
 

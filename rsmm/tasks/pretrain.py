@@ -12,12 +12,19 @@ anchors see the whole global batch: the loss on 2 ranks x N samples equals the l
 While pre-training, a leave-one-out k-nearest-neighbour accuracy on the labelled
 validation split (when there is one) is logged every epoch as ``val/knn_acc``, so that
 a collapsed run shows early.
+
+Samples may lack a modality (a stack with ``min_modalities``, ``drop_modalities``): the
+batch's ``"presence"`` becomes :attr:`SampleInfo.presence
+<rsmm.models.views.SampleInfo.presence>`, the encoders see the present rows only and the
+contrastive objectives leave the absent rows out (the others refuse such batches). The
+samples seen per modality are logged every epoch as ``train/samples_<modality>``.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -25,8 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from rsmm.checkpoints import PRETRAIN, TASK_KEY
+from rsmm.datamodules.collate import PRESENCE_KEY
 from rsmm.errors import ConfigError
 from rsmm.models.multimodal import MultiModalEncoder
+from rsmm.models.views import SampleInfo
 from rsmm.tasks.base import MultiModalTask, encoder_inputs
 from rsmm.tasks.objectives import (
     DenseMatching,
@@ -211,6 +220,15 @@ class PretrainTask(MultiModalTask):
             lambda t: self.trainer.strategy.reduce(t, reduce_op="sum"),
         )
 
+    def sample_info(self, batch: Mapping[str, Any]) -> SampleInfo:
+        """The batch's :class:`SampleInfo`, with the presence of the task's modalities
+        when the batch has ``"presence"`` (see :mod:`rsmm.datamodules.collate`)."""
+        info = super().sample_info(batch)
+        presence = batch.get(PRESENCE_KEY)
+        if presence is None:
+            return info
+        return replace(info, presence={m: presence[m] for m in self.modalities})
+
     def shared_step(self, batch: Mapping[str, Any]) -> tuple[Tensor, dict[str, Tensor]]:
         """The objective's loss of a batch and ``{modality: backbone features}``."""
         assert self.method is not None, "the task is built once in_channels is known"
@@ -224,7 +242,25 @@ class PretrainTask(MultiModalTask):
         loss, _ = self.shared_step(batch)
         bs = next(iter(self.batch_views(batch, self.modalities).values()))[0].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs, sync_dist=False)
+        self.log_samples_seen(batch, bs)
         return loss
+
+    def log_samples_seen(self, batch: Mapping[str, Any], batch_size: int) -> None:
+        """Log ``train/samples_<modality>``: the samples of the epoch that have the
+        modality (all of the batch without ``"presence"``), summed over the epoch and
+        the ranks."""
+        presence = batch.get(PRESENCE_KEY)
+        for m in self.modalities:
+            n = float(batch_size) if presence is None else presence[m].sum().float()
+            self.log(
+                f"train/samples_{m}",
+                n,
+                on_step=False,
+                on_epoch=True,
+                reduce_fx="sum",
+                sync_dist=True,
+                batch_size=batch_size,
+            )
 
     # -- monitoring ----------------------------------------------------------------------
 

@@ -190,7 +190,11 @@ class Objective(nn.Module):
             ranks: the DDP ranks to gather rows from.
         """
         if samples.presence is not None and not self.supports_presence:
-            raise ConfigError(f"loss {self.name!r} does not handle samples that lack a modality")
+            raise ConfigError(
+                f"loss {self.name!r} does not handle samples that lack a modality (a dataset "
+                "with min_modalities or drop_modalities); use a contrastive loss (ntxent, "
+                "supcon, kernel_ntxent, hyp_ntxent) or load only samples that have every modality"
+            )
         return self.step(encoder, views, samples, ranks)
 
     def step(

@@ -5,7 +5,8 @@ Every row of :meth:`EmbeddedViews.flat <rsmm.models.views.EmbeddedViews.flat>` (
 sample, modality and view) is an anchor scored against every other row by
 :func:`rsmm.losses.contrastive.per_anchor_contrastive`; rows of negative-only samples
 (the dataset's ``negative_classes``) are never anchors or positives but stay in every
-denominator.
+denominator. Rows of modalities a sample lacks (``SampleInfo.presence``) are left
+out of everything, exactly as if they did not exist (:func:`present_only`).
 
 Under DDP the rows of all ranks are gathered with gradients, so every rank's anchors see
 the whole global batch; each rank returns its share (its anchors' losses over the
@@ -34,6 +35,7 @@ class ContrastiveObjective(Objective):
     uses_temperature: ClassVar[bool] = True
     uses_negatives: ClassVar[bool] = True
     supports_dense: ClassVar[bool] = True
+    supports_presence: ClassVar[bool] = True
 
     def positives(self, views: EmbeddedViews, anchors: Tensor | None) -> Tensor:
         """``A x K`` booleans, True where row ``k`` is a positive of anchor row ``a``, or
@@ -51,13 +53,15 @@ class ContrastiveObjective(Objective):
     def loss(self, views: EmbeddedViews, ranks: Ranks) -> Tensor:
         views = ranks.global_views(views)
         anchors = views.local_rows()
-        per, valid = per_anchor_contrastive(
+        z, positives, anchors, mask = present_only(
+            views.present_rows(),
             self.rows(views),
             self.positives(views, anchors),
-            self.temperature,
             anchors,
             views.anchor_mask(),
-            similarity=self.similarity(),
+        )
+        per, valid = per_anchor_contrastive(
+            z, positives, self.temperature, anchors, mask, similarity=self.similarity()
         )
         n_valid = valid.sum()
         if ranks.distributed:
@@ -71,6 +75,36 @@ class ContrastiveObjective(Objective):
                 "with one view has nothing to contrast)"
             )
         return per.sum() / n_valid
+
+
+def present_only(
+    present: Tensor | None,
+    z: Tensor,
+    positives: Tensor,
+    anchors: Tensor | None,
+    mask: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor | None]:
+    """The rows, positive matrix, anchor indices and anchor mask of a contrastive loss
+    with the rows of absent modalities removed (``present``: ``K`` booleans, ``None`` =
+    every row is present): they are neither anchors, positives nor negatives.
+
+    Args:
+        present: ``K`` booleans, False for rows of a modality their sample lacks.
+        z: ``K x d`` rows.
+        positives: ``A x K`` positives of the anchors.
+        anchors: ``A`` anchor indices into ``z`` (``None`` = every row, ``A = K``).
+        mask: ``K`` booleans of the rows that may be anchors or positives.
+    """
+    if present is None:
+        return z, positives, anchors, mask
+    present = present.to(z.device)
+    if anchors is None:
+        positives = positives[present]
+    else:
+        kept = present[anchors]
+        new_index = torch.cumsum(present.long(), 0) - 1
+        positives, anchors = positives[kept], new_index[anchors[kept]]
+    return z[present], positives[:, present], anchors, None if mask is None else mask[present]
 
 
 class NTXent(ContrastiveObjective):
