@@ -115,6 +115,27 @@ class MultiModalEncoder(nn.Module):
         features (rows ordered view, sample), without another backbone pass."""
         return torch.cat([feats[m][:batch_size] for m in modalities], dim=1)
 
+    def features(
+        self, x: Mapping[str, Tensor], presence: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """Pooled backbone features ``{modality: B x F}`` of the modalities in ``x``.
+
+        With ``presence``, a modality's encoder sees only the rows of the samples that
+        have it (zero-filled rows would enter batch-norm statistics); the other rows of
+        its features are zero.
+        """
+        out = {}
+        for m, t in x.items():
+            keep = None if presence is None or m not in presence else presence[m].to(torch.bool)
+            if keep is None or bool(keep.all()):
+                out[m] = self.backbones[m](t)
+            elif bool(keep.any()):
+                out[m] = scatter_rows(self.backbones[m](t[keep]), keep)
+            else:
+                width = self.backbones[m].num_features
+                out[m] = t.new_zeros(t.shape[0], width)
+        return out
+
     def fused(
         self,
         x: Mapping[str, Tensor],
@@ -137,7 +158,7 @@ class MultiModalEncoder(nn.Module):
             if missing:
                 raise UnknownNameError(f"batch lacks modalities {missing}")
             return torch.cat([self.backbones[m](x[m]) for m in mods], dim=1)
-        return fusion({m: self.backbones[m](x[m]) for m in mods if m in x}, presence)
+        return fusion(self.features({m: x[m] for m in mods if m in x}, presence), presence)
 
     def embed_views(
         self,

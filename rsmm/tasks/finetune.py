@@ -386,7 +386,7 @@ class FinetuneTask(MultiModalTask):
                 return self.fusion({m: x[m] for m in self.modalities if m in x}, presence)
             return self.encoder.fused(x, self.modalities, presence, self.fusion)
         mods = [m for m in self.modalities if m in x]
-        feats = x if features else {m: self.encoder.backbones[m](x[m]) for m in mods}
+        feats = x if features else self.encoder.features({m: x[m] for m in mods}, presence)
         from rsmm.hyperbolic.ball import clip_features
 
         clip_r = (self.hparams.head_kwargs or {}).get("clip_r")
@@ -515,7 +515,9 @@ class FinetuneTask(MultiModalTask):
                 anchors = anchors[keep] if anchors is not None else None
             sup = mm_supcon(z, ids, labels, hp.temperature, anchors)
             return supcon_mixture(sup, self._cls(logits, y), hp.alpha), logits
-        logits = self.head(self.head_inputs(first, presence=fused_presence))
+        # the encoders see the rows the samples have; dropout only hides them from fusion
+        feats = self.encoder.features(first, presence)
+        logits = self.head(self.head_inputs(feats, True, fused_presence))
         return self._cls(logits, y), logits
 
     def _cls(self, logits: Tensor, y: Tensor) -> Tensor:
@@ -545,15 +547,12 @@ class FinetuneTask(MultiModalTask):
         else:  # one backbone pass serves every subset
             mods = self.available(batch)
             views = self.batch_views(batch, mods)
-            feats = self._features({m: v[0] for m, v in views.items()})
+            feats = self.encoder.features({m: v[0] for m, v in views.items()}, presence)
             logits = self.head(self.head_inputs(feats, True, presence))
             self._update_subset_metrics(feats, presence, y, mods)
         loss = self._cls(logits, y)
         self.log(f"{prefix}/loss", loss, batch_size=y.shape[0], sync_dist=True)
         metrics.update(self._predictions(logits), self._target(y))
-
-    def _features(self, x: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        return {m: self.encoder.backbones[m](t) for m, t in x.items()}
 
     def _subset_metrics_on(self, presence: Mapping[str, Tensor] | None) -> bool:
         wanted = self.hparams.get("subset_metrics")
