@@ -17,7 +17,10 @@ def _features(b: int = 4) -> dict[str, torch.Tensor]:
     return {m: torch.randn(b, d, generator=g) for m, d in DIMS.items()}
 
 
-PRESENCE = {"s1": torch.tensor([True, True, False, True]), "s2": torch.tensor([True, False, True, False])}
+PRESENCE = {
+    "s1": torch.tensor([True, True, False, True]),
+    "s2": torch.tensor([True, False, True, False]),
+}
 
 
 def test_concat_is_torch_cat_with_nothing_missing_and_zero_for_absent_blocks() -> None:
@@ -123,9 +126,7 @@ def test_default_finetune_outputs_are_todays_concat() -> None:
     torch.manual_seed(0)
     task = FinetuneTask(in_channels={"s1": 2, "s2": 3}, num_classes=3, backbone="tiny_cnn").eval()
     batch = _batch()
-    expected = task.head(
-        torch.cat([task.encoder.backbones[m](batch[m]) for m in ("s1", "s2")], 1)
-    )
+    expected = task.head(torch.cat([task.encoder.backbones[m](batch[m]) for m in ("s1", "s2")], 1))
     assert torch.equal(task(batch), expected)
     assert not any(k.startswith("fusion.") for k in task.state_dict())
 
