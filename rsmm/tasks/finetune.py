@@ -45,7 +45,7 @@ from rsmm.checkpoints import (
     load_pretrained_encoder,
     read_pretrained,
 )
-from rsmm.errors import CheckpointError, ConfigError, UnknownNameError
+from rsmm.errors import CheckpointError, ConfigError
 from rsmm.losses.classification import (
     classification_loss,
     inverse_frequency_weights,
@@ -53,17 +53,12 @@ from rsmm.losses.classification import (
 )
 from rsmm.losses.contrastive import mm_supcon
 from rsmm.models.backbones import weights_per_modality
-from rsmm.models.fusion import FUSIONS, build_fusion, masked_mean, modality_dropout, presence_masks
+from rsmm.models.fusion import FUSIONS, build_fusion, masked_mean, presence_masks
 from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.models.weights_info import describe_weights, resolve_weights_path
 from rsmm.tasks.base import MultiModalTask, encoder_inputs
-from rsmm.tasks.metrics import (
-    SubsetMetrics,
-    classification_metrics,
-    modality_subsets,
-    save_confusion,
-    summarise,
-)
+from rsmm.tasks.metrics import SubsetMetrics, classification_metrics, save_confusion, summarise
+from rsmm.tasks.missing import MissingModalities
 
 # kept importable from here: the pre-trained weights API lives in rsmm.checkpoints
 __all__ = [
@@ -81,7 +76,7 @@ LOSSES = ("ce", "weighted_ce", "focal", "bce")
 HEAD_INPUTS = ("features", "projector")
 
 
-class FinetuneTask(MultiModalTask):
+class FinetuneTask(MissingModalities, MultiModalTask):
     """Supervised fine-tuning (or linear probing) of per-modality encoders.
 
     Args:
@@ -266,24 +261,6 @@ class FinetuneTask(MultiModalTask):
         if recorded:
             self.hparams["pretrained"] = recorded
 
-    def _serve_checkpoint_modalities(self, checkpoint: Mapping[str, Any]) -> None:
-        """Evaluating a checkpoint on data that loads only some of its modalities (``rsmm
-        test --data.init_args.modalities [s1]`` on a model fine-tuned on S1 + S2): the
-        model, built from the data, is built again with every modality of the checkpoint
-        (the others then absent from every sample) before the weights are loaded."""
-        trainer = self._trainer
-        if trainer is None or trainer.training or not self._built:
-            return
-        theirs = dict((checkpoint.get("hyper_parameters") or {}).get("in_channels") or {})
-        mine = dict(self.hparams.in_channels)
-        if not set(mine) < set(theirs) or any(theirs[m] != c for m, c in mine.items()):
-            return  # not a subset: the usual checks name what does not fit
-        device = self.device
-        self.hparams["in_channels"] = theirs
-        self.hparams["modalities"] = list(theirs)
-        self.configure_models()
-        self.to(device)
-
     def configure_models(self) -> None:
         hp = self.hparams
         if hp.num_classes is None:
@@ -441,51 +418,6 @@ class FinetuneTask(MultiModalTask):
 
     # -- steps -------------------------------------------------------------------------------
 
-    def available(self, batch: Mapping[str, Any]) -> tuple[str, ...]:
-        """The model's modalities that ``batch`` carries, in the model's order."""
-        mods = tuple(m for m in self.modalities if m in batch)
-        if not mods:
-            raise UnknownNameError(
-                f"the batch has none of the model's modalities {list(self.modalities)} "
-                f"(keys: {sorted(batch)})"
-            )
-        return mods
-
-    def presence(self, batch: Mapping[str, Any]) -> dict[str, Tensor] | None:
-        """``{modality: B booleans}`` for every modality of the model (False for one the
-        batch does not carry), from the batch's ``presence``; ``None`` when every sample
-        has every modality of the model."""
-        given = batch.get("presence")
-        if given is None and all(m in batch for m in self.modalities):
-            return None
-        b = batch["label"].shape[0]
-        device = batch["label"].device
-        out = {}
-        for m in self.modalities:
-            if m not in batch:
-                out[m] = torch.zeros(b, dtype=torch.bool, device=device)
-            elif given is not None and m in given:
-                out[m] = given[m].to(torch.bool)
-            else:
-                out[m] = torch.ones(b, dtype=torch.bool, device=device)
-        return out
-
-    def dropped(self, presence: Mapping[str, Tensor] | None, b: int) -> dict[str, Tensor] | None:
-        """``presence`` after modality dropout (while training with
-        ``modality_dropout > 0``; else unchanged), seeded by ``modality_dropout_seed``,
-        the global step and the rank."""
-        p = self.hparams.get("modality_dropout", 0.0)
-        if not (self.training and p > 0):
-            return presence
-        if presence is None:
-            device = self.device
-            presence = {m: torch.ones(b, dtype=torch.bool, device=device) for m in self.modalities}
-        seed = self.hparams.get("modality_dropout_seed", 0)
-        gen = torch.Generator().manual_seed(
-            (seed * 1_000_003 + self.global_rank * 7_919 + self.global_step) % 2**63
-        )
-        return modality_dropout(presence, p, gen)
-
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
         """Logits of a batch (first view of each modality it carries)."""
         views = self.batch_views(batch, self.available(batch))
@@ -554,29 +486,6 @@ class FinetuneTask(MultiModalTask):
         self.log(f"{prefix}/loss", loss, batch_size=y.shape[0], sync_dist=True)
         metrics.update(self._predictions(logits), self._target(y))
 
-    def _subset_metrics_on(self, presence: Mapping[str, Tensor] | None) -> bool:
-        wanted = self.hparams.get("subset_metrics")
-        return presence is not None if wanted is None else bool(wanted)
-
-    def _update_subset_metrics(
-        self,
-        feats: Mapping[str, Tensor],
-        presence: Mapping[str, Tensor] | None,
-        y: Tensor,
-        available: tuple[str, ...],
-    ) -> None:
-        """Metrics of every non-empty subset of ``available``, each on the samples that
-        have all of its modalities, predicting from those modalities only."""
-        b = y.shape[0]
-        full = presence or {m: torch.ones(b, dtype=torch.bool, device=y.device) for m in available}
-        for subset in modality_subsets(available):
-            has = torch.stack([full[m] for m in subset]).all(0)
-            sub = {m: has if m in subset else torch.zeros_like(has) for m in self.modalities}
-            logits = self.head(self.head_inputs(feats, True, sub))
-            self.subset_test_metrics.update(
-                subset, self._predictions(logits[has]), self._target(y[has])
-            )
-
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, self.val_metrics, "val")
 
@@ -595,9 +504,7 @@ class FinetuneTask(MultiModalTask):
 
     def on_test_epoch_end(self) -> None:
         values = self._log_metrics(self.test_metrics, "test")
-        per_subset = self.subset_test_metrics.compute(
-            self.class_names, self.hparams.exclude_class
-        )
+        per_subset = self.subset_test_metrics.compute(self.class_names, self.hparams.exclude_class)
         if per_subset:
             self.log_dict({f"test/{k}": v for k, v in per_subset.items()}, sync_dist=False)
         if "confusion" in values and self.trainer.is_global_zero:
