@@ -162,3 +162,29 @@ def test_modality_dropout_only_while_training() -> None:
     assert kept.any(0).all() and not kept.all()
     again = task.dropped(None, 64)  # same step, same seed: same draws
     assert all(torch.equal(dropped[m], again[m]) for m in dropped)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5])
+def test_training_loss_never_reads_absent_rows(alpha: float) -> None:
+    """Training mode (batch-norm statistics of the batch): what the zero-filled rows of an
+    absent modality hold changes neither the loss nor the logits."""
+    torch.manual_seed(0)
+    task = FinetuneTask(
+        in_channels={"s1": 2, "s2": 3},
+        num_classes=3,
+        backbone="tiny_cnn",
+        fusion="masked_mean",
+        alpha=alpha,
+        projection_dim=8,
+        hidden_dim=8,
+    ).train()
+    batch = _batch()
+    has_s2 = torch.tensor([True, False, True, True, False, True])
+    batch["presence"] = {"s1": torch.ones(6, dtype=torch.bool), "s2": has_s2}
+    batch["s2"] = batch["s2"] * has_s2[:, None, None, None]
+    loss, logits = task._loss(batch)
+    noisy = dict(batch, s2=torch.where(has_s2[:, None, None, None], batch["s2"], 1e3))
+    loss2, logits2 = task._loss(noisy)
+    torch.testing.assert_close(loss, loss2)
+    torch.testing.assert_close(logits, logits2)
+    assert torch.isfinite(loss)
