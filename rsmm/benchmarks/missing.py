@@ -15,7 +15,11 @@ pre-trained (multimodal NT-Xent, eq. 4.1) then linear-probed and fine-tuned:
 Each model is tested with every subset of its modalities available (``test/OA@s1``, ...,
 on the whole test split); the table gives OA and Cohen's kappa, mean and std over the
 seeds. Not a speed benchmark: the defaults are tiny (seconds per run), the numbers only
-show the pipeline; ``--mode full`` is the quick start's full scene and epochs.
+show the pipeline; ``--mode full`` is the quick start's full scene and epochs. A setting
+left with fewer than two training chips (few chips have every modality on a tiny scene)
+is reported as not run. With ``--out``, a run whose test metrics are already there (its
+``metrics.csv``) is read back instead of trained again, so an interrupted benchmark
+resumes.
 
     python benchmarks/missing.py [--seeds 0 1 2] [--mode tiny|fast|full] [--out DIR]
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import statistics
 import tempfile
 import time
@@ -81,6 +86,14 @@ def _datamodule(manifest: Path, seed: int, keep: str, drops: dict[str, float], *
     )
 
 
+def _logged(out: Path) -> dict[str, float]:
+    """The test metrics a finished run logged under ``out`` (empty when none)."""
+    from rsmm.report import last_logged
+
+    csv = out / "version_0" / "metrics.csv"
+    return last_logged(csv, ("test/",)) if csv.is_file() else {}
+
+
 def _run(
     out: Path,
     manifest: Path,
@@ -89,7 +102,8 @@ def _run(
     drops: dict[str, float],
     epochs: tuple[int, int],
 ) -> dict[str, dict[str, float]]:
-    """Pre-train, then linear-probe and fine-tune; ``{protocol: test metrics}``."""
+    """Pre-train, then linear-probe and fine-tune; ``{protocol: test metrics}`` (empty
+    when the setting has fewer than two training chips)."""
     from lightning import seed_everything
 
     from rsmm.quickstart import PROTOCOLS, _trainer
@@ -97,10 +111,17 @@ def _run(
 
     modalities, keep, fusion = setting
     pre_epochs, down_epochs = epochs
+    done = {p: _logged(out / p.replace(" ", "_")) for p, _ in PROTOCOLS}
+    if all(done.values()):
+        return done
+    shutil.rmtree(out, ignore_errors=True)  # an unfinished run starts again
     chips: dict[str, dict[int, Any]] = {}
     seed_everything(seed, verbose=False)
     dm = _datamodule(manifest, seed, keep, drops, views=2, augment="mm_pretrain")
     dm.chips = chips
+    dm.setup("fit")
+    if len(dm.datasets["train"]) < 2:  # batch norm needs two samples per batch
+        return {}
     pre = PretrainTask(
         modalities=list(modalities),
         backbone="tiny_cnn",
@@ -136,15 +157,17 @@ def _run(
     return results
 
 
-def _cell(values: Sequence[float]) -> str:
+def _cell(values: Sequence[float], seeds: int) -> str:
     if not values:
         return "–"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {std:.3f}"
+    fewer = f" ({len(values)} seeds)" if len(values) < seeds else ""
+    return f"{statistics.mean(values):.3f} ± {std:.3f}{fewer}"
 
 
-def table(results: dict[tuple[str, str], list[dict[str, float]]], metric: str) -> str:
-    """A markdown table: one row per (setting, protocol), one column per test subset."""
+def table(results: dict[tuple[str, str], list[dict[str, float]]], metric: str, seeds: int) -> str:
+    """A markdown table: one row per (setting, protocol), one column per test subset;
+    a cell run with fewer than ``seeds`` seeds says how many."""
     from rsmm.quickstart import MODALITIES
     from rsmm.tasks.metrics import modality_subsets, subset_name
 
@@ -187,10 +210,14 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], list[dict[str, 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(a.out or tmp)
         for seed in a.seeds:
-            manifest = build_scene_manifest(root / f"seed{seed}", side, stride, seed)
+            manifest = root / f"seed{seed}" / "chips.parquet"
+            if not manifest.is_file():
+                manifest = build_scene_manifest(root / f"seed{seed}", side, stride, seed)
             for i, name in enumerate(a.settings):
                 run = root / f"seed{seed}" / f"run{i}"
                 got = _run(run, manifest, seed, SETTINGS[name], drops, (pre_epochs, down_epochs))
+                if not got:
+                    print(f"seed {seed}  {name}: fewer than two training chips, not run")
                 for protocol, metrics in got.items():
                     results.setdefault((name, protocol), []).append(metrics)
                     print(f"seed {seed}  {name}, {protocol}: test OA {metrics['test/OA']:.3f}")
@@ -202,7 +229,7 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], list[dict[str, 
     )
     for metric in ("OA", "kappa"):
         print(f"Test {metric} with each subset of modalities available (mean ± std):\n")
-        print(table(results, metric) + "\n")
+        print(table(results, metric, len(a.seeds)) + "\n")
     return results
 
 
