@@ -178,7 +178,7 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], metric: str, s
     ]
     for (setting, protocol), runs in results.items():
         cells = [
-            _cell([r[f"test/{metric}@{n}"] for r in runs if f"test/{metric}@{n}" in r])
+            _cell([r[f"test/{metric}@{n}"] for r in runs if f"test/{metric}@{n}" in r], seeds)
             for n in names
         ]
         lines.append(f"| {setting} | {protocol} | {' | '.join(cells)} |")
