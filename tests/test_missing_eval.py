@@ -109,3 +109,21 @@ def test_subset_names_and_metrics() -> None:
     assert not any(k.endswith("@s2") for k in out)  # no sample had S2
     assert not any("/" in k for k in out)
     assert m.compute(["a", "b", "c"]) == {}  # reset
+
+
+def test_benchmark_table_marks_missing_cells_and_seed_counts() -> None:
+    from rsmm.benchmarks.missing import table
+
+    runs = {
+        ("(b) all", "fine-tuned"): [
+            {"test/OA@s1": 0.5, "test/OA@s1+s2+naip": 0.75},
+            {"test/OA@s1": 0.7, "test/OA@s1+s2+naip": 0.25},
+        ],
+        ("(c) s1 only", "linear probe"): [{"test/OA@s1": 0.5}],
+    }
+    lines = table(runs, "OA", seeds=2).splitlines()
+    assert lines[0].startswith("| setting | protocol | OA @s1 | OA @s2 |")
+    assert lines[0].endswith("| OA @s1+s2+naip |")
+    b = lines[2].split(" | ")
+    assert b[2] == "0.600 ± 0.141" and b[3] == "–" and b[-1] == "0.500 ± 0.354 |"
+    assert "0.500 ± 0.000 (1 seeds)" in lines[3]
