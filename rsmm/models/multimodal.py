@@ -2,7 +2,8 @@
 
 Pre-training embeds every (modality, view) of a batch; fine-tuning concatenates the
 pooled backbone features of any subset of the pre-trained modalities (fusion by
-concatenation, as in the thesis).
+concatenation, as in the thesis, or one of :mod:`rsmm.models.fusion`'s fusions that
+tolerate a missing modality).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 
 from rsmm.errors import ConfigError, UnknownNameError
 from rsmm.models.backbones import build_backbone, load_backbone_weights
+from rsmm.models.fusion import Fusion
 from rsmm.models.heads import ProjectionHead
 from rsmm.models.views import EmbeddedViews, SampleInfo, present_views, scatter_rows
 
@@ -113,13 +115,50 @@ class MultiModalEncoder(nn.Module):
         features (rows ordered view, sample), without another backbone pass."""
         return torch.cat([feats[m][:batch_size] for m in modalities], dim=1)
 
-    def fused(self, x: Mapping[str, Tensor], modalities: Sequence[str] | None = None) -> Tensor:
-        """Concatenated backbone features of ``modalities`` (default: all in ``x``), in order."""
+    def features(
+        self, x: Mapping[str, Tensor], presence: Mapping[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """Pooled backbone features ``{modality: B x F}`` of the modalities in ``x``.
+
+        With ``presence``, a modality's encoder sees only the rows of the samples that
+        have it (zero-filled rows would enter batch-norm statistics); the other rows of
+        its features are zero.
+        """
+        out = {}
+        for m, t in x.items():
+            keep = None if presence is None or m not in presence else presence[m].to(torch.bool)
+            if keep is None or bool(keep.all()):
+                out[m] = self.backbones[m](t)
+            elif bool(keep.any()):
+                out[m] = scatter_rows(self.backbones[m](t[keep]), keep)
+            else:
+                width = self.backbones[m].num_features
+                out[m] = t.new_zeros(t.shape[0], width)
+        return out
+
+    def fused(
+        self,
+        x: Mapping[str, Tensor],
+        modalities: Sequence[str] | None = None,
+        presence: Mapping[str, Tensor] | None = None,
+        fusion: Fusion | None = None,
+    ) -> Tensor:
+        """Fused backbone features of ``modalities`` (default: all in ``x``), in order.
+
+        Args:
+            x: ``{modality: B x C x H x W}`` images.
+            modalities: the modalities fused, in order.
+            presence: ``{modality: B booleans}`` (see :mod:`rsmm.models.fusion`).
+            fusion: a :class:`~rsmm.models.fusion.Fusion` over ``modalities``; without
+                one, concatenation of modalities that ``x`` must all have.
+        """
         mods = tuple(modalities or x.keys())
-        missing = [m for m in mods if m not in x]
-        if missing:
-            raise UnknownNameError(f"batch lacks modalities {missing}")
-        return torch.cat([self.backbones[m](x[m]) for m in mods], dim=1)
+        if fusion is None:
+            missing = [m for m in mods if m not in x]
+            if missing:
+                raise UnknownNameError(f"batch lacks modalities {missing}")
+            return torch.cat([self.backbones[m](x[m]) for m in mods], dim=1)
+        return fusion(self.features({m: x[m] for m in mods if m in x}, presence), presence)
 
     def embed_views(
         self,

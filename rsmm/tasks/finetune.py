@@ -15,6 +15,15 @@ output for them (Meter-ML: six classes) and they are left out of the classificat
 and of every metric; ``negative_head=True`` gives them head outputs like any class (a
 seventh Meter-ML class, the metrics counting it unless ``exclude_class`` names it).
 
+Missing modalities: a batch may carry ``presence`` (``{modality: B booleans}``, see
+:mod:`rsmm.datamodules`), and a model may be tested on data that loads only some of its
+modalities (``rsmm test --data.init_args.modalities [s1]`` on a model fine-tuned on S1 +
+S2). The features are fused by ``fusion`` (:mod:`rsmm.models.fusion`: ``concat``, the
+default, ``masked_mean`` or ``concat_missing``), which never reads an absent row;
+``modality_dropout`` drops modalities at random while training so that one model serves
+every subset; the test reports the metrics of every available-modality subset
+(``test/OA@s1``, ``test/OA@s1+s2``, ...).
+
 ``head_input="projector"`` keeps the pre-training's embedding space: the head reads the
 pre-trained projectors' outputs instead of the backbone features, fused by their mean
 (after the hyperbolic head's feature clipping, so that with a hyperbolic head the fused
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +60,12 @@ from rsmm.losses.classification import (
 )
 from rsmm.losses.contrastive import mm_supcon
 from rsmm.models.backbones import weights_per_modality
+from rsmm.models.fusion import FUSIONS, build_fusion, masked_mean, presence_masks
 from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.models.weights_info import describe_weights, resolve_weights_path
 from rsmm.tasks.base import MultiModalTask, encoder_inputs
-from rsmm.tasks.metrics import classification_metrics, save_confusion, summarise
+from rsmm.tasks.metrics import SubsetMetrics, classification_metrics, save_confusion, summarise
+from rsmm.tasks.missing import MissingModalities
 
 # kept importable from here: the pre-trained weights API lives in rsmm.checkpoints
 __all__ = [
@@ -75,7 +87,7 @@ HEAD_INPUTS = ("features", "projector")
 GW_OPTIONS = ("n_init", "refine", "normalise", "rounding", "pad", "steps", "seed")
 
 
-class FinetuneTask(MultiModalTask):
+class FinetuneTask(MissingModalities, MultiModalTask):
     """Supervised fine-tuning (or linear probing) of per-modality encoders.
 
     Args:
@@ -133,6 +145,18 @@ class FinetuneTask(MultiModalTask):
         warmup_epochs: linear warm-up.
         class_weights: per-class weights for ``weighted_ce`` (default: inverse
             frequency on the training split).
+        fusion: how the modalities' features are fused: ``concat`` (the thesis'),
+            ``masked_mean`` or ``concat_missing`` (see :mod:`rsmm.models.fusion`); with
+            ``head_input="projector"`` the projector outputs are always averaged over the
+            present modalities.
+        fusion_dim: the common width of ``masked_mean`` (default: the widest features).
+        modality_dropout: while training, drop each present modality of each sample
+            with this probability (never all of a sample's present ones) before fusion.
+        modality_dropout_seed: seed of the dropout draws (with the step and rank, so a
+            resumed run draws the same).
+        subset_metrics: test metrics of every non-empty subset of the modalities the
+            test batches carry (``test/<metric>@<subset>``): ``None`` = when some test
+            sample lacks a modality of the model, ``True`` = always, ``False`` = never.
         data_info: filled from the datamodule.
     """
 
@@ -167,6 +191,11 @@ class FinetuneTask(MultiModalTask):
         optimizer: str = "adamw",
         warmup_epochs: float = 0.0,
         class_weights: list[float] | None = None,
+        fusion: str = "concat",
+        fusion_dim: int | None = None,
+        modality_dropout: float = 0.0,
+        modality_dropout_seed: int = 0,
+        subset_metrics: bool | None = None,
         data_info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -180,6 +209,15 @@ class FinetuneTask(MultiModalTask):
             raise ConfigError(
                 f"head_input: unknown {head_input!r}; choose one of {', '.join(HEAD_INPUTS)}"
             )
+        if fusion not in FUSIONS:
+            raise ConfigError(f"fusion: unknown {fusion!r}; choose one of {', '.join(FUSIONS)}")
+        if head_input == "projector" and fusion != "concat":
+            raise ConfigError(
+                "fusion: head_input 'projector' averages the projector outputs; leave fusion "
+                "at 'concat'"
+            )
+        if not 0 <= modality_dropout < 1:
+            raise ConfigError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
         self.save_hyperparameters()
         self.hparams[TASK_KEY] = FINETUNE  # what a checkpoint of this task is
         self._maybe_build()
@@ -274,6 +312,7 @@ class FinetuneTask(MultiModalTask):
             if self._built:  # built from in_channels before the data was known
                 self.val_metrics = classification_metrics(self.hparams.num_classes, True)
                 self.test_metrics = classification_metrics(self.hparams.num_classes, True)
+                self.subset_test_metrics = SubsetMetrics(self.hparams.num_classes, True)
         elif self.hparams.multilabel and not declared:
             raise ConfigError(
                 f"model.multilabel is true but {type(dataset).__name__} gives single labels "
@@ -292,6 +331,7 @@ class FinetuneTask(MultiModalTask):
         """Check the checkpoint fits (see :class:`MultiModalTask`), and keep its record of
         the pre-training the weights started from: a task restored from a checkpoint is
         built without reading its ``pretrained`` file (``pretrained=None``)."""
+        self._serve_checkpoint_modalities(checkpoint)
         super().on_load_checkpoint(checkpoint)
         recorded = (checkpoint.get("hyper_parameters") or {}).get("pretrained")
         if recorded:
@@ -331,7 +371,12 @@ class FinetuneTask(MultiModalTask):
                 )
             if self._on_projector:
                 self._check_projectors(pre.state_dict)
-        dim = hp.projection_dim if self._on_projector else self.encoder.num_features()
+        self.fusion = build_fusion(
+            hp.get("fusion", "concat"),
+            {m: self.encoder.backbones[m].num_features for m in self.modalities},
+            hp.get("fusion_dim"),
+        )
+        dim = hp.projection_dim if self._on_projector else self.fusion.out_dim
         names = (hp.data_info or {}).get("classes") or [str(i) for i in range(hp.num_classes)]
         head = hp.get("head_classes")
         if head is not None and len(names) > max(head):
@@ -348,6 +393,7 @@ class FinetuneTask(MultiModalTask):
                 p.requires_grad_(False)
         self.val_metrics = classification_metrics(hp.num_classes, hp.multilabel)
         self.test_metrics = classification_metrics(hp.num_classes, hp.multilabel)
+        self.subset_test_metrics = SubsetMetrics(hp.num_classes, hp.multilabel)
         if self.tree is not None:
             from rsmm.hyperbolic import AverageHierarchicalCost
 
@@ -381,20 +427,29 @@ class FinetuneTask(MultiModalTask):
                 "these sizes"
             )
 
-    def head_inputs(self, x: Mapping[str, Tensor], features: bool = False) -> Tensor:
+    def head_inputs(
+        self,
+        x: Mapping[str, Tensor],
+        features: bool = False,
+        presence: Mapping[str, Tensor] | None = None,
+    ) -> Tensor:
         """What the head reads, from first-view images ``{modality: B x C x H x W}`` (or
-        from backbone features when ``features``): the concatenated backbone features, or
-        the mean of the clipped projector outputs (``head_input="projector"``)."""
+        from backbone features when ``features``): the fused backbone features, or the
+        mean of the clipped projector outputs (``head_input="projector"``), over the
+        modalities present (``presence``, and those ``x`` has)."""
         if not self._on_projector:
             if features:
-                return torch.cat([x[m] for m in self.modalities], dim=1)
-            return self.encoder.fused(x, self.modalities)
-        feats = x if features else {m: self.encoder.backbones[m](x[m]) for m in self.modalities}
+                return self.fusion({m: x[m] for m in self.modalities if m in x}, presence)
+            return self.encoder.fused(x, self.modalities, presence, self.fusion)
+        mods = [m for m in self.modalities if m in x]
+        feats = x if features else self.encoder.features({m: x[m] for m in mods}, presence)
         from rsmm.hyperbolic.ball import clip_features
 
         clip_r = (self.hparams.head_kwargs or {}).get("clip_r")
-        z = [clip_features(self.encoder.projectors[m](feats[m]), clip_r) for m in self.modalities]
-        return torch.stack(z).mean(0)
+        z = {m: clip_features(self.encoder.projectors[m](feats[m]), clip_r) for m in mods}
+        if presence is None and len(mods) == len(self.modalities):
+            return torch.stack(list(z.values())).mean(0)
+        return masked_mean(z, presence_masks(z, self.modalities, presence))
 
     def build_head(self, dim: int) -> nn.Module:
         hp = self.hparams
@@ -454,27 +509,37 @@ class FinetuneTask(MultiModalTask):
     # -- steps -------------------------------------------------------------------------------
 
     def forward(self, batch: Mapping[str, Any]) -> Tensor:
-        """Logits of a batch (first view of each modality)."""
-        views = self.batch_views(batch, self.modalities)
-        return self.head(self.head_inputs({m: v[0] for m, v in views.items()}))
+        """Logits of a batch (first view of each modality it carries)."""
+        views = self.batch_views(batch, self.available(batch))
+        first = {m: v[0] for m, v in views.items()}
+        return self.head(self.head_inputs(first, presence=self.presence(batch)))
 
     def _loss(self, batch: Mapping[str, Any]) -> tuple[Tensor, Tensor]:
         hp = self.hparams
-        views = self.batch_views(batch, self.modalities)
+        views = self.batch_views(batch, self.available(batch))
         first = {m: v[0] for m, v in views.items()}
         y = self.head_targets(batch["label"])
+        b = y.shape[0]
+        presence = self.presence(batch)
+        fused_presence = self.dropped(presence, b)
         if hp.alpha > 0:
             # rows of negative-only samples (the dataset's negative_classes) are never
-            # anchors or positives of SupCon, as in pre-training (its labels are the
-            # dataset's; the head's targets leave those samples out)
-            e = self.encoder.embed_views(views, samples=self.sample_info(batch))
-            b = y.shape[0]
-            logits = self.head(self.head_inputs({m: f[:b] for m, f in e.features.items()}, True))
-            sup = mm_supcon(
-                e.flat(), e.sample_ids(), e.row_labels(), hp.temperature, e.anchor_mask()
-            )
+            # anchors or positives of SupCon, as in pre-training; rows of absent
+            # modalities are left out altogether (modality dropout only affects fusion)
+            samples = replace(self.sample_info(batch), presence=presence)
+            e = self.encoder.embed_views(views, samples=samples)
+            feats = {m: f[:b] for m, f in e.features.items()}
+            logits = self.head(self.head_inputs(feats, True, fused_presence))
+            z, ids, labels, anchors = e.flat(), e.sample_ids(), e.row_labels(), e.anchor_mask()
+            keep = e.present_rows()
+            if keep is not None:
+                z, ids, labels = z[keep], ids[keep], labels[keep]
+                anchors = anchors[keep] if anchors is not None else None
+            sup = mm_supcon(z, ids, labels, hp.temperature, anchors)
             return supcon_mixture(sup, self._cls(logits, y), hp.alpha), logits
-        logits = self.head(self.head_inputs(first))
+        # the encoders see the rows the samples have; dropout only hides them from fusion
+        feats = self.encoder.features(first, presence)
+        logits = self.head(self.head_inputs(feats, True, fused_presence))
         return self._cls(logits, y), logits
 
     def _cls(self, logits: Tensor, y: Tensor) -> Tensor:
@@ -487,15 +552,29 @@ class FinetuneTask(MultiModalTask):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["label"].shape[0])
         return loss
 
+    def _predictions(self, logits: Tensor) -> Tensor:
+        if self.hparams.multilabel:
+            return torch.sigmoid(logits.float())
+        return logits.float().argmax(1)
+
+    def _target(self, y: Tensor) -> Tensor:
+        return y.long() if self.hparams.multilabel else y
+
     def _eval_step(self, batch: Mapping[str, Any], metrics: Any, prefix: str) -> None:
-        logits = self(batch)
         y = self.head_targets(batch["label"])
+        presence = self.presence(batch)
+        subsets = prefix == "test" and self._subset_metrics_on(presence)
+        if not subsets:
+            logits = self(batch)
+        else:  # one backbone pass serves every subset
+            mods = self.available(batch)
+            views = self.batch_views(batch, mods)
+            feats = self.encoder.features({m: v[0] for m, v in views.items()}, presence)
+            logits = self.head(self.head_inputs(feats, True, presence))
+            self._update_subset_metrics(feats, presence, y, mods)
         loss = self._cls(logits, y)
         self.log(f"{prefix}/loss", loss, batch_size=y.shape[0], sync_dist=True)
-        if self.hparams.multilabel:
-            metrics.update(torch.sigmoid(logits.float()), y.long())
-        else:
-            metrics.update(logits.float().argmax(1), y)
+        metrics.update(self._predictions(logits), self._target(y))
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         self._eval_step(batch, self.val_metrics, "val")
@@ -515,6 +594,9 @@ class FinetuneTask(MultiModalTask):
 
     def on_test_epoch_end(self) -> None:
         values = self._log_metrics(self.test_metrics, "test")
+        per_subset = self.subset_test_metrics.compute(self.class_names, self.hparams.exclude_class)
+        if per_subset:
+            self.log_dict({f"test/{k}": v for k, v in per_subset.items()}, sync_dist=False)
         if "confusion" in values and self.trainer.is_global_zero:
             out = Path(self.trainer.log_dir or self.trainer.default_root_dir)
             save_confusion(values["confusion"], self.class_names, out)

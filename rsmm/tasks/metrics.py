@@ -9,13 +9,18 @@ positive (``mAP`` = ``mAP_macro``), the micro average over every (sample, class)
 the number BigEarthNet papers such as SSL4EO-S12 usually report), and F1 at a 0.5
 threshold, micro and macro (``F1_micro``, ``F1_macro``; a class with neither positives
 nor predictions counts 0 in the macro average, as torchmetrics and sklearn count it).
+
+Per available-modality subset (:class:`SubsetMetrics`): the same scalars for a model
+predicting from one subset of its modalities, logged as ``<metric>@<subset>`` (e.g.
+``OA@s1``, ``OA@s1+s2``).
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import combinations
 from pathlib import Path
 
 import torch
@@ -133,3 +138,59 @@ def save_confusion(
     finally:
         plt.close(fig)
     return csv_path, png_path
+
+
+def modality_subsets(modalities: Sequence[str]) -> Iterator[tuple[str, ...]]:
+    """Every non-empty subset of ``modalities``, in their order, smallest first."""
+    for k in range(1, len(modalities) + 1):
+        yield from combinations(modalities, k)
+
+
+def subset_name(subset: Sequence[str]) -> str:
+    """The name of a modality subset in metric names: ``s1+s2``."""
+    return "+".join(subset)
+
+
+class SubsetMetrics:
+    """One metric collection per modality subset, created when first updated.
+
+    Not an ``nn.Module``: the collections hold no weights and stay out of checkpoints.
+
+    Args:
+        num_classes: number of classes.
+        multilabel: multi-hot targets.
+    """
+
+    def __init__(self, num_classes: int, multilabel: bool = False) -> None:
+        self.num_classes = num_classes
+        self.multilabel = multilabel
+        self.collections: dict[str, MetricCollection] = {}
+
+    def update(self, subset: Sequence[str], preds: Tensor, target: Tensor) -> None:
+        """Add a batch's predictions (class ids, or sigmoid scores when multi-label) made
+        from ``subset``."""
+        name = subset_name(subset)
+        if name not in self.collections:
+            metrics = classification_metrics(self.num_classes, self.multilabel)
+            self.collections[name] = metrics.to(preds.device)
+        if target.shape[0]:
+            self.collections[name].update(preds, target)
+
+    def compute(
+        self, classes: Sequence[str], exclude_class: int | None = None
+    ) -> dict[str, float]:
+        """``{"<metric>@<subset>": value}`` for the whole-split scalars (OA, AA, kappa;
+        mAP, F1 when multi-label) of every subset seen, then reset."""
+        out: dict[str, float] = {}
+        for name, metrics in self.collections.items():
+            if not any(m.update_count for m in metrics.values()):
+                continue
+            scalars = summarise(metrics.compute(), classes, exclude_class)
+            out.update({f"{k}@{name}": v for k, v in scalars.items() if "/" not in k})
+        self.reset()
+        return out
+
+    def reset(self) -> None:
+        """Forget every batch."""
+        for metrics in self.collections.values():
+            metrics.reset()
