@@ -77,6 +77,7 @@ from rsmm.stacks.zones import (
     GEOMETRY_CRS,
     dedupe,
     equal_area,
+    grid_key,
     home_mask,
     is_auto,
     to_crs,
@@ -170,7 +171,7 @@ def build_zones(
     first = ref.bands[0] if ref.separate_files else ""
     anchors = zone_plan([item.band_path(first) for item in ref.items])
     feet = {z: find_footprints(spec, sources, CRS.from_epsg(z)) for z in {a.epsg for a in anchors}}
-    cand_zone, cand_box, cand_rank = [], [], []
+    cand_zone, cand_box, cand_rank, cand_grid = [], [], [], []
     for n, (item, a) in enumerate(zip(ref.items, anchors)):
         f = feet[a.epsg]
         index = f.index[grid.reference]
@@ -182,6 +183,7 @@ def build_zones(
         cand_zone += [a.epsg] * int(keep.sum())
         cand_box += list(laid.boxes[keep])
         cand_rank += [(0 if h else 1) * len(anchors) + n for h in home[keep]]
+        cand_grid += [grid_key(a, grid.stride_m, grid.gsd)] * int(keep.sum())
     if not cand_box:
         z = anchors[0].epsg
         lay_chips(grid, feet[z].common, anchors[0].origin, f"EPSG:{z}")  # the usual errors
@@ -193,7 +195,7 @@ def build_zones(
     lonlat = np.empty(len(boxes), dtype=object)
     for z in np.unique(zone_of):
         lonlat[zone_of == z] = to_crs(boxes[zone_of == z], f"EPSG:{z}", GEOMETRY_CRS, grid.chip_m)
-    kept = dedupe(lonlat, np.array(cand_rank))
+    kept = dedupe(lonlat, np.array(cand_rank), cand_grid)
     reads, parts, classes, label_source = ChipReads(), [], [], None
     zones = sorted(int(z) for z in np.unique(zone_of[kept]))
     total = int(kept.sum())

@@ -13,8 +13,9 @@ reference file of Z' holds that centre (Sentinel-2 tiles reach past their zone's
 edge; the tile of the neighbouring zone gives that ground its chips). Where files
 overlap, a piece of ground gives one chip: chips are kept in order (chips in the
 zone of their centre first, then file order) and a chip overlapping a kept one by
-more than :data:`OVERLAP_TOLERANCE` of its area is dropped (:func:`dedupe`, in
-lon/lat, so across zones too).
+more than :data:`OVERLAP_TOLERANCE` of its area is dropped, unless both lie on one
+grid (overlapping as the stride lays them; then only the same chip twice is dropped)
+(:func:`dedupe`, in lon/lat, so across zones too).
 
 Zones follow the regular 6-degree bands (the Norway and Svalbard exceptions are not
 applied). Block splits use :data:`BLOCK_CRS`, one equal-area grid for every zone
@@ -152,12 +153,29 @@ def home_mask(
     return keep, home
 
 
-def dedupe(lonlat_geoms: Any, order: np.ndarray) -> np.ndarray:
-    """Mask of the chips kept so that no two overlap by more than :data:`OVERLAP_TOLERANCE`.
+def grid_key(anchor: Anchor, stride_m: float, gsd: float) -> tuple[int, int, int]:
+    """Anchors with the same key lay chips on one grid (same zone, origins a whole
+    number of strides apart): their chips coincide where they overlap."""
+    ox, oy = anchor.origin
+    return (
+        anchor.epsg,
+        round((ox % stride_m) / gsd * 1000) % round(stride_m / gsd * 1000),
+        round((oy % stride_m) / gsd * 1000) % round(stride_m / gsd * 1000),
+    )
+
+
+def dedupe(lonlat_geoms: Any, order: np.ndarray, groups: Sequence[Any]) -> np.ndarray:
+    """Mask of the chips kept so that a piece of ground gives one chip.
+
+    Chips are taken in ``order`` (lowest first). A chip is dropped when a kept chip of
+    the same grid (``groups``, :func:`grid_key`) is the same chip, or a kept chip of
+    another grid overlaps it by more than :data:`OVERLAP_TOLERANCE` of its area (chips
+    of one grid may overlap as the stride lays them).
 
     Args:
         lonlat_geoms: chip polygons in degrees (any zone).
-        order: the priority of every chip (kept first: lowest).
+        order: the priority of every chip.
+        groups: the grid of every chip.
     """
     import shapely
 
@@ -169,8 +187,10 @@ def dedupe(lonlat_geoms: Any, order: np.ndarray) -> np.ndarray:
         hits = tree.query(geoms[i], predicate="intersects")
         hits = hits[kept[hits]]
         if len(hits):
-            shared = shapely.area(shapely.intersection(geoms[hits], geoms[i]))
-            if (shared > OVERLAP_TOLERANCE * areas[i]).any():
+            shared = shapely.area(shapely.intersection(geoms[hits], geoms[i])) / areas[i]
+            same = np.array([groups[h] == groups[i] for h in hits])
+            limit = np.where(same, 1 - OVERLAP_TOLERANCE, OVERLAP_TOLERANCE)
+            if (shared > limit).any():
                 continue
         kept[i] = True
     return kept
