@@ -32,7 +32,8 @@ def dirs(*mods: str) -> dict[str, Path]:
 
 
 def build(path: Path, mods: dict[str, Path], **kw: object):
-    kw = {"chip_size": "160m", "split": (1.0, 0.0, 0.0), **kw}
+    # the one-CRS grid (the scene's S2 CRS) these tests check; --crs auto: test_stacks_zones
+    kw = {"chip_size": "160m", "split": (1.0, 0.0, 0.0), "crs": "EPSG:32618", **kw}
     return read_manifest(write_manifest(build_manifest(spec_from_dirs(mods, **kw)), path))
 
 
