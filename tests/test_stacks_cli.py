@@ -327,11 +327,12 @@ def test_existing_output_needs_overwrite(
 def test_torchgeo_fixtures_are_stack_modalities(
     tmp_path: Path, torchgeo_fixtures: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # NAIP tiles (two dates over one quarter quad) as a stack of their own, at 1 m
+    # NAIP tiles (two dates over one quarter quad) as a stack of their own, at 1 m, in
+    # their own Albers CRS (--crs auto would put their chips in a UTM zone, resampled)
     rc, _, err = run(
         capsys,
         [*BASE[:2], "--naip", str(torchgeo_fixtures / "naip"), "--chip-size", "64m",
-         "--split", "1,0,0", "--out", str(tmp_path / "naip.parquet")],
+         "--split", "1,0,0", "--crs", "ESRI:102039", "--out", str(tmp_path / "naip.parquet")],
     )  # fmt: skip
     assert rc == 0, err
     ds = CoRegisteredStack(tmp_path / "naip.parquet")

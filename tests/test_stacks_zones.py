@@ -15,6 +15,7 @@ import pytest
 import rasterio
 import shapely
 from pyproj import Transformer
+from rasterio.crs import CRS
 
 from rsmm.datasets import CoRegisteredStack
 from rsmm.io import write_geotiff
@@ -26,13 +27,16 @@ from rsmm.stacks import (
     write_manifest,
 )
 from rsmm.stacks.scene import from_origin
-from rsmm.stacks.zones import BLOCK_CRS, dedupe, equal_area, utm_epsg
+from rsmm.stacks.zones import BLOCK_CRS, dedupe, equal_area, utm_epsg, utm_zone_of
 
 
 def test_zone_of_a_centre() -> None:
     lon = np.array([14.9, 11.999, 12.0, -77.99, -78.01, -180.0, 179.99])
     lat = np.array([45.0, 45.0, 45.0, 38.9, 38.9, -10.0, -10.0])
     assert utm_epsg(lon, lat).tolist() == [32633, 32632, 32633, 32618, 32617, 32701, 32760]
+    # UTM zones of other datums are zones too (NAIP in NAD83 keeps its own CRS)
+    codes = (32618, 32733, 26918, 25833, 3857, 4326)
+    assert [utm_zone_of(CRS.from_epsg(c)) for c in codes] == [32618, 32733, 32618, 32633, None, None]
 
 
 def _patch(folder: Path, name: str, x0: float, y0: float, epsg: int, seed: int) -> np.ndarray:

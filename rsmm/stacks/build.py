@@ -81,6 +81,7 @@ from rsmm.stacks.zones import (
     home_mask,
     is_auto,
     to_crs,
+    utm_zone_of,
     zone_plan,
 )
 
@@ -170,63 +171,61 @@ def build_zones(
     ref = sources[grid.reference]
     first = ref.bands[0] if ref.separate_files else ""
     anchors = zone_plan([item.band_path(first) for item in ref.items])
-    feet = {z: find_footprints(spec, sources, CRS.from_epsg(z)) for z in {a.epsg for a in anchors}}
+    feet = {z: find_footprints(spec, sources, CRS.from_string(z)) for z in {a.crs for a in anchors}}
     cand_zone, cand_box, cand_rank, cand_grid = [], [], [], []
     for n, (item, a) in enumerate(zip(ref.items, anchors)):
-        f = feet[a.epsg]
+        f = feet[a.crs]
         index = f.index[grid.reference]
         mine = index.geometry.values[(index["path"] == item.path).to_numpy()]
         if not len(mine):
             continue
         laid = grid_chips(grid, shapely.intersection(f.common, shapely.union_all(mine)), a.origin)
         keep, home = home_mask(laid.boxes, a, anchors)
-        cand_zone += [a.epsg] * int(keep.sum())
+        cand_zone += [a.crs] * int(keep.sum())
         cand_box += list(laid.boxes[keep])
         cand_rank += [(0 if h else 1) * len(anchors) + n for h in home[keep]]
         cand_grid += [grid_key(a, grid.stride_m, grid.gsd)] * int(keep.sum())
     if not cand_box:
-        z = anchors[0].epsg
-        lay_chips(grid, feet[z].common, anchors[0].origin, f"EPSG:{z}")  # the usual errors
+        z = anchors[0].crs
+        lay_chips(grid, feet[z].common, anchors[0].origin, z)  # the usual errors
         raise ConfigError(
             f"no chip of {grid.chip_m:g} m fits inside a {grid.reference} file within the "
             "overlap of the required modalities; use a smaller --chip-size"
         )
-    zone_of, boxes = np.array(cand_zone), np.array(cand_box, dtype=object)
+    zone_of, boxes = np.array(cand_zone, dtype=object), np.array(cand_box, dtype=object)
     lonlat = np.empty(len(boxes), dtype=object)
     for z in np.unique(zone_of):
-        lonlat[zone_of == z] = to_crs(boxes[zone_of == z], f"EPSG:{z}", GEOMETRY_CRS, grid.chip_m)
+        lonlat[zone_of == z] = to_crs(boxes[zone_of == z], z, GEOMETRY_CRS, grid.chip_m)
     kept = dedupe(lonlat, np.array(cand_rank), cand_grid)
     reads, parts, classes, label_source = ChipReads(), [], [], None
-    zones = sorted(int(z) for z in np.unique(zone_of[kept]))
-    total = int(kept.sum())
+    zones = sorted({str(z) for z in zone_of[kept]}, key=_zone_order)
+    total, done = int(kept.sum()), 0
     for z in zones:
-        crs = CRS.from_epsg(z)
+        crs = CRS.from_string(z)
         sel = kept & (zone_of == z)
         zb = boxes[sel]
         order = np.lexsort((shapely.bounds(zb)[:, 0], -shapely.bounds(zb)[:, 3]))
         zb = zb[order]
-        ids = tuple(f"{z}_{b.bounds[0]:.0f}_{b.bounds[3]:.0f}" for b in zb)
+        code = z.split(":")[-1]
+        ids = tuple(f"{code}_{b.bounds[0]:.0f}_{b.bounds[3]:.0f}" for b in zb)
         layout = ChipLayout(np.zeros(len(zb), int), np.zeros(len(zb), int), zb, (0.0, 0.0), ids)
         f = feet[z]
         reader = ChipReader(spec, sources, f.index, crs, grid, f.required, cloud_files)
-        done = sum(len(p) for p in parts)
         step = None if progress is None else (lambda i, _n, d=done: progress(d + i, total))
         part = reader.read_all(layout, step, require=False)
+        done += len(zb)
         reads.dropped.update(part.dropped)
         reads.sums += part.sums
         if not part.rows:
             parts.append([])
             continue
-        chips_z = gpd.GeoDataFrame(part.rows, geometry="geometry", crs=crs.to_string())
+        chips_z = gpd.GeoDataFrame(part.rows, geometry="geometry", crs=z)
         if spec.labels is not None and not spec.labels.is_raster:
-            chips_z["label"], classes, label_source = chip_labels(
-                chips_z, spec.labels, crs.to_string()
-            )
-        chips_z["crs"] = crs.to_string()
+            chips_z["label"], classes, label_source = chip_labels(chips_z, spec.labels, z)
+        chips_z["crs"] = z
         chips_z = add_bounds(chips_z, chips_z.geometry.values)
         chips_z = chips_z.set_geometry(
-            to_crs(chips_z.geometry.values, crs.to_string(), GEOMETRY_CRS, grid.chip_m),
-            crs=GEOMETRY_CRS,
+            to_crs(chips_z.geometry.values, z, GEOMETRY_CRS, grid.chip_m), crs=GEOMETRY_CRS
         )
         parts.append(chips_z)
     frames = [p for p in parts if len(p)]
@@ -238,19 +237,18 @@ def build_zones(
     chips["class_name"] = [classes[v] if v >= 0 else None for v in chips["label"]]
     if spec.labels is not None:
         reads.warnings += check_chip_labels(chips["label"].to_numpy(), classes, spec.labels)
-    # blocks on one equal-area grid; chips across a border touch within a millimetre
+    # blocks on one equal-area grid; chips laid on different grids (across a border)
+    # that come within a thousandth of the chip size count as touching
     tol = 1e-3 * grid.chip_m
     area = equal_area(chips.geometry.values)
     chips = split_chips(chips, reads, spec, grid, (0.0, 0.0), classes, area, tol)
     chips = chips[manifest_columns(chips, list(sources))]
     z0 = feet[zones[0]]
     polygons = {
-        k: to_crs([g], f"EPSG:{zones[0]}", GEOMETRY_CRS, grid.chip_m)[0]
+        k: to_crs([g], zones[0], GEOMETRY_CRS, grid.chip_m)[0]
         for k, g in {**z0.polygons, "common": z0.common}.items()
     }
-    note = "auto: each chip in the UTM zone of its centre (" + ", ".join(
-        f"EPSG:{z}" for z in zones
-    ) + ")"
+    note = "auto: each chip in the UTM zone of its centre (" + ", ".join(zones) + ")"
     meta = manifest_meta(
         spec, sources, CRS.from_string(GEOMETRY_CRS), note, grid, (0.0, 0.0), z0, chips, reads,
         classes, label_source,
@@ -258,10 +256,16 @@ def build_zones(
     meta.update(
         chip_crs="auto",
         block_crs=BLOCK_CRS,
-        zones=[f"EPSG:{z}" for z in zones],
-        zone_chips={f"EPSG:{z}": int((chips["crs"] == f"EPSG:{z}").sum()) for z in zones},
+        zones=zones,
+        zone_chips={z: int((chips["crs"] == z).sum()) for z in zones},
     )
     return ChipManifest(chips=chips, meta=meta, extra={"footprints": polygons})
+
+
+def _zone_order(crs: str) -> tuple[int, str]:
+    """Zones west to east, then by name (``"EPSG:32617"`` before ``"EPSG:32618"``)."""
+    code = utm_zone_of(CRS.from_string(crs))
+    return (code % 100 if code is not None else 99), crs
 
 
 def add_bounds(chips: Any, geoms: Any) -> Any:

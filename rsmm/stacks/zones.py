@@ -5,8 +5,9 @@ zone of its centre, laid on the pixel grid of one file of the reference modality
 (Sentinel-2 if required): each reference file in a UTM zone anchors chips at its own
 top-left corner (:func:`zone_plan`), so a 1.2 km BigEarthNet patch starting at any
 x holds 2 x 2 chips of 600 m, and those chips are read without resampling. A
-reference file in another CRS (Web Mercator, degrees, a state plane) anchors chips on
-the GSD grid of the UTM zone of its centre, from that zone's origin.
+UTM zone on the NAD83 or ETRS89 datum (NAIP) keeps its own CRS. A reference file in
+another CRS (Web Mercator, degrees, a state plane) anchors chips on the GSD grid of the
+WGS 84 UTM zone of its centre, from that zone's origin.
 
 A chip laid on a file of zone Z whose centre lies in zone Z' is kept only when no
 reference file of Z' holds that centre (Sentinel-2 tiles reach past their zone's
@@ -55,10 +56,20 @@ def utm_epsg(lon: Any, lat: Any) -> np.ndarray:
     return np.where(lat >= 0, 32600, 32700) + zone
 
 
+#: EPSG ranges of UTM zones on other datums: ``(first code, last code, WGS 84 code of
+#: the first)``: NAD83 (NAIP's CRS) and ETRS89. Files in them keep their own CRS.
+UTM_DATUMS = ((32601, 32660, 32601), (32701, 32760, 32701), (26901, 26923, 32601),
+              (25828, 25838, 32628))  # fmt: skip
+
+
 def utm_zone_of(crs: CRS) -> int | None:
-    """The EPSG code of ``crs`` if it is a WGS 84 UTM zone, else ``None``."""
+    """The WGS 84 UTM EPSG code of the zone ``crs`` is, if it is a UTM zone (WGS 84,
+    NAD83 or ETRS89), else ``None``."""
     code = crs.to_epsg()
-    return code if code is not None and (32601 <= code <= 32660 or 32701 <= code <= 32760) else None
+    for first, last, wgs84 in UTM_DATUMS:
+        if code is not None and first <= code <= last:
+            return wgs84 + code - first
+    return None
 
 
 @dataclass(frozen=True)
@@ -66,7 +77,9 @@ class Anchor:
     """One reference file laying chips in a zone.
 
     Attributes:
-        epsg: the zone's EPSG code.
+        epsg: the zone's WGS 84 UTM EPSG code (which zone it is).
+        crs: the CRS its chips are laid and read in: the file's own if it is a UTM
+            zone (WGS 84, NAD83 or ETRS89), else ``"EPSG:<epsg>"``.
         path: the file (its first band's file for per-band products).
         origin: top-left corner ``(x, y)`` chips are laid from, in the zone's metres
             (the file's own corner, or the zone's origin ``(0, 0)`` for a file in
@@ -76,6 +89,7 @@ class Anchor:
     """
 
     epsg: int
+    crs: str
     path: str
     origin: tuple[float, float]
     own_grid: bool
@@ -94,10 +108,10 @@ def zone_plan(paths: Sequence[str]) -> list[Anchor]:
         ll = transform_bounds(crs, GEOMETRY_CRS, *bounds, densify_pts=21)
         epsg = utm_zone_of(crs)
         if epsg is not None:
-            out.append(Anchor(epsg, path, (tr.c, tr.f), True, ll))
+            out.append(Anchor(epsg, crs.to_string(), path, (tr.c, tr.f), True, ll))
         else:
             code = int(utm_epsg((ll[0] + ll[2]) / 2, (ll[1] + ll[3]) / 2))
-            out.append(Anchor(code, path, (0.0, 0.0), False, ll))
+            out.append(Anchor(code, f"EPSG:{code}", path, (0.0, 0.0), False, ll))
     return out
 
 
@@ -113,13 +127,13 @@ def to_crs(geoms: Any, src: str, dst: str, chip_m: float | None = None) -> np.nd
     return np.asarray(gpd.GeoSeries(geoms, crs=src).to_crs(dst).values)
 
 
-def chip_zone(boxes: Any, epsg: int) -> np.ndarray:
-    """UTM EPSG code of the centre of every chip of ``boxes`` (polygons in ``epsg``)."""
+def chip_zone(boxes: Any, crs: str) -> np.ndarray:
+    """WGS 84 UTM EPSG code of the centre of every chip of ``boxes`` (polygons in ``crs``)."""
     import shapely
     from pyproj import Transformer
 
     centres = shapely.centroid(np.asarray(boxes))
-    t = Transformer.from_crs(f"EPSG:{epsg}", GEOMETRY_CRS, always_xy=True)
+    t = Transformer.from_crs(crs, GEOMETRY_CRS, always_xy=True)
     lon, lat = t.transform(shapely.get_x(centres), shapely.get_y(centres))
     return utm_epsg(lon, lat)
 
@@ -135,12 +149,12 @@ def home_mask(
     import shapely
     from pyproj import Transformer
 
-    zones = chip_zone(boxes, anchor.epsg)
+    zones = chip_zone(boxes, anchor.crs)
     home = zones == anchor.epsg
     keep = home.copy()
     if (~home).any():
         centres = shapely.centroid(np.asarray(boxes))
-        t = Transformer.from_crs(f"EPSG:{anchor.epsg}", GEOMETRY_CRS, always_xy=True)
+        t = Transformer.from_crs(anchor.crs, GEOMETRY_CRS, always_xy=True)
         lon, lat = t.transform(shapely.get_x(centres), shapely.get_y(centres))
         for i in np.flatnonzero(~home):
             held = any(
@@ -153,12 +167,12 @@ def home_mask(
     return keep, home
 
 
-def grid_key(anchor: Anchor, stride_m: float, gsd: float) -> tuple[int, int, int]:
+def grid_key(anchor: Anchor, stride_m: float, gsd: float) -> tuple[str, int, int]:
     """Anchors with the same key lay chips on one grid (same zone, origins a whole
     number of strides apart): their chips coincide where they overlap."""
     ox, oy = anchor.origin
     return (
-        anchor.epsg,
+        anchor.crs,
         round((ox % stride_m) / gsd * 1000) % round(stride_m / gsd * 1000),
         round((oy % stride_m) / gsd * 1000) % round(stride_m / gsd * 1000),
     )
