@@ -4,9 +4,10 @@
    (:class:`~rsmm.stacks.sources.ModalitySource`; all corrupt files are named in one
    error, skipped files are listed in the summary), with the cloud layer and label
    raster.
-2. :func:`~rsmm.stacks.crs.choose_crs`: one common projected CRS in metres: the
-   spec's, else the CRS of the Sentinel-2 files, else of the first modality, else
-   (geographic or distorting CRSs such as Web Mercator) the area's UTM zone.
+2. With ``--crs auto`` (the default) :func:`build_zones` runs the steps below per UTM
+   zone, every chip in the zone of its centre (:mod:`rsmm.stacks.zones`). With one
+   ``--crs``, :func:`~rsmm.stacks.crs.choose_crs` checks it is a projected CRS in
+   metres that does not distort distances over the area.
 3. :func:`find_footprints`: the files indexed by torchgeo in that CRS; the common
    footprint is the intersection of the *required* modalities' footprints.
 4. :func:`~rsmm.stacks.layout.chip_grid` and :func:`~rsmm.stacks.layout.lay_chips`: chips
