@@ -59,7 +59,7 @@ def test_chips_anchor_on_each_file_and_read_its_pixels(tmp_path: Path) -> None:
     """Patches at any offset from round numbers hold 2 x 2 chips each, read exactly."""
     a = _patch(tmp_path, "S2A_20170613_a", 567180.0, 4358040.0, 32629, 0)
     b = _patch(tmp_path, "S2A_20170613_b", 405010.0, 5342390.0, 32633, 1)
-    m = _build(tmp_path)
+    m = _build(tmp_path, crs="auto")  # the default, spelled out
     assert len(m.chips) == 8
     assert m.meta["zones"] == ["EPSG:32629", "EPSG:32633"]
     assert m.meta["crs"] == "EPSG:4326" and m.chips.crs.to_string() == "EPSG:4326"
@@ -155,6 +155,9 @@ def test_bigearthnet_patches_give_24_chips_in_three_zones(bigearthnet: Path) -> 
     assert m.meta["zones"] == ["EPSG:32629", "EPSG:32633", "EPSG:32635"]
     assert {m: i["chip_pixels"] for m, i in m.meta["modalities"].items()} == {"s2": 60, "s1": 60}
     assert (m.chips["modalities"] == "s2,s1").all()
+    # 600 m is 10 pixels of the 60 m bands, 30 of the 20 m ones, read resampled to 10 m
+    coarse = m.meta["modalities"]["s2"]["resampled_bands"]
+    assert coarse["B01"] == {"gsd": 60.0, "whole_pixels": True} and coarse["B11"]["gsd"] == 20
     ds = CoRegisteredStack(read_manifest(write_manifest(m, bigearthnet / "chips.parquet")))
     b02 = ds.chip_manifest.meta["modalities"]["s2"]["bands"].index("B02")
     for i in range(len(ds)):

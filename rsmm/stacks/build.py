@@ -56,6 +56,7 @@ from rsmm.stacks.layout import (
     grid_anchor,
     grid_chips,
     lay_chips,
+    resampled_bands,
     whole_pixels,
 )
 from rsmm.stacks.manifest import FORMAT_VERSION, ChipManifest
@@ -606,6 +607,7 @@ def manifest_meta(
                 "chip_pixels": grid.pixels[k],
                 "nodata": s.spec.nodata,
                 "resampling": s.spec.resampling,
+                "resampled_bands": resampled_bands(s, grid.chip_m),
                 "files": len(s.items),
             }
             for k, s in sources.items()

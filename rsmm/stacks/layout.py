@@ -228,6 +228,28 @@ def grid_chips(grid: ChipGrid, footprint: Any, anchor: tuple[float, float]) -> C
     return ChipLayout(cols[inside], rows[inside], boxes[inside], (float(x0), float(y0)))
 
 
+def resampled_bands(source: ModalitySource, chip_m: float) -> dict[str, dict[str, Any]]:
+    """The bands of ``source`` not read at their native GSD: ``{band: {"gsd": native
+    metres, "whole_pixels": whether the chip is a whole number of them}}``.
+
+    They are resampled to the modality's GSD with its ``resampling`` (Sentinel-2's 20 m
+    and 60 m bands at 10 m); a 600 m chip is 30 and 10 of their pixels.
+    """
+    from rsmm.sensors import get_sensor
+
+    sensor = get_sensor(source.spec.sensor or source.spec.key)
+    out = {}
+    for b in source.bands:
+        try:
+            g = sensor.band(b).gsd
+        except KeyError:  # a band the sensor does not list: read at the modality's GSD
+            continue
+        if g is not None and abs(g - source.gsd) > 1e-9 * g:
+            n = chip_m / g
+            out[b] = {"gsd": float(g), "whole_pixels": bool(abs(n - round(n)) <= 1e-6)}
+    return out
+
+
 def format_bounds(bounds: Sequence[float]) -> str:
     """``(xmin, ymin, xmax, ymax)`` rounded to whole units, for messages."""
     return "(" + ", ".join(f"{v:.0f}" for v in bounds) + ")"

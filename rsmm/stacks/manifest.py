@@ -42,7 +42,9 @@ and a JSON blob under the key ``rsmm`` of the Parquet schema metadata::
 
 Version 1 manifests (one CRS, no ``crs``/``xmin``... columns) are read with those
 columns filled from ``crs`` and the geometry. Bands coarser than a modality's ``gsd``
-(Sentinel-2's 20 m and 60 m bands at 10 m) are resampled with its ``resampling``.
+(Sentinel-2's 20 m and 60 m bands at 10 m) are resampled with its ``resampling``; they
+are listed per modality in ``resampled_bands`` (``{band: {"gsd", "whole_pixels"}}``:
+``whole_pixels`` false when the chip is no whole number of the band's native pixels).
 
 ``band_indexes`` are the 1-based positions of ``bands`` in multi-band files whose
 spec skips some bands (``VV,VH,-``), ``null`` when every band is read. ``ignored`` lists the files under a modality's folder that were not used (no band
