@@ -54,7 +54,8 @@ class Scene:
     Attributes:
         root: the scene folder.
         classes: class names (id = index).
-        crs: ``{"s2"|"s1"|"naip"|"scl": CRS string}``.
+        crs: ``{"s2"|"s1"|"naip"|"scl"|"s2_west": CRS string}`` (``s2_west``: the western
+            S2 tile's and its SCL's; the ground truth is in ``s2``).
         bounds: ``{layer: (xmin, ymin, xmax, ymax)}`` of each layer's rasters in its own
             CRS (S1: including the NaN strip; ``s2``: union of both tiles).
         s1_nan_bounds: the S1 NaN strip, in the S1 CRS.
