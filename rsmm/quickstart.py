@@ -47,6 +47,10 @@ MODALITIES = ("s1", "s2", "naip")
 
 #: (scene side m, chip stride m, pre-training epochs, fine-tuning epochs) per mode; "full"
 #: took 1 min 2 s on two quiet CPU cores (1.3 CPU-minutes, user + sys)
+#: Easting of the UTM zone 17/18 border (78 degrees W) near 38.9 N in EPSG:32618: the
+#: scene straddles it, its western Sentinel-2 tile is in zone 17 (EPSG:32617), so the
+#: default ``--crs auto`` lays chips in two zones.
+ZONE_BORDER_X = 239820.0
 SETTINGS = {"fast": (1600.0, 80.0, 1, 2), "full": (2560.0, 40.0, 3, 25)}
 
 #: the downstream protocols: (name, FinetuneTask options); both start from random and
@@ -125,8 +129,15 @@ def build_scene_manifest(out: Path, side: float, stride: float, seed: int) -> Pa
     """Generate the scene under ``out/scene`` and write ``out/chips.parquet`` + map."""
     scene_dir = out / "scene"
     shutil.rmtree(scene_dir, ignore_errors=True)
+    origin = (ZONE_BORDER_X - round(side / 2 / 60) * 60, 4311000.0)
     scene = generate_scene(
-        scene_dir, extent_m=(side, side), seed=seed, naip_gsd=2.0, field_size=(200.0, 480.0)
+        scene_dir,
+        extent_m=(side, side),
+        seed=seed,
+        naip_gsd=2.0,
+        field_size=(200.0, 480.0),
+        west_crs="EPSG:32617",
+        origin=origin,
     )
     spec = spec_from_dirs(
         {m: scene_dir / m for m in MODALITIES},

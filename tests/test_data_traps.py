@@ -113,7 +113,10 @@ def test_too_few_blocks_says_what_dropped_how_many_chips(tmp_path: Path) -> None
     data[:, 32:, :] = np.nan  # only the top two chip rows are valid ...
     data[:, :, 32:] = np.nan  # ... and the left two columns: 4 chips, one 320 m block
     write_tif(tmp_path / "s1" / "s1_20200101.tif", data)
-    spec = spec_from_dirs({"s1": tmp_path / "s1"}, chip_size="160m", block_size="320m")
+    # one CRS: blocks on the file's grid (--crs auto's equal-area blocks cut these 4 chips)
+    spec = spec_from_dirs(
+        {"s1": tmp_path / "s1"}, chip_size="160m", block_size="320m", crs=CRS
+    )
     with pytest.raises(ConfigError) as err:
         build_manifest(spec)
     msg = str(err.value)

@@ -16,7 +16,8 @@ from rasterio.transform import from_origin
 from rasterio.warp import calculate_default_transform, reproject
 
 from rsmm.datasets import CoRegisteredStack
-from rsmm.stacks import build_manifest, read_manifest, spec_from_dirs, write_manifest
+from rsmm.stacks import build_manifest, read_manifest, write_manifest
+from rsmm.stacks import spec_from_dirs as _spec_from_dirs
 from rsmm.stacks.build import whole_pixels
 from rsmm.stacks.spec import CloudSpec, LabelSpec
 
@@ -34,6 +35,15 @@ def truth(tmp_path_factory: pytest.TempPathFactory):
     return generate(tmp_path_factory.mktemp("scene"))
 
 
+#: The scene's S2 CRS, given so that these tests check the one-CRS chip grid.
+ONE_CRS = "EPSG:32618"
+
+
+def spec_from_dirs(*args, **kw):
+    """The spec on the one-CRS grid (:data:`ONE_CRS` unless given) these tests check."""
+    return _spec_from_dirs(*args, **{"crs": ONE_CRS, **kw})
+
+
 def dirs(*mods: str) -> dict[str, Path]:
     return {m: SCENE / m for m in mods}
 
@@ -46,6 +56,7 @@ def full(tmp_path_factory: pytest.TempPathFactory):
         chip_size="160m",
         split=(1.0, 0.0, 0.0),
         labels=LabelSpec(str(SCENE / "labels.gpkg"), "landcover", "fields"),
+        crs=ONE_CRS,  # the one-CRS layout these tests check (--crs auto: test_stacks_zones)
     )
     path = write_manifest(build_manifest(spec), tmp_path_factory.mktemp("m") / "chips.parquet")
     return read_manifest(path)
@@ -154,7 +165,9 @@ def test_naip_06m_chips_of_256px_do_not_touch_across_splits(tmp_path: Path) -> N
     ) as dst:  # fmt: skip
         dst.write(np.broadcast_to(pattern, (4, n, n)))
     m = build_manifest(
-        spec_from_dirs({"naip": naip}, chip_size="256px", block_size="512px", seed=0)
+        spec_from_dirs(
+            {"naip": naip}, chip_size="256px", block_size="512px", seed=0, crs="EPSG:26918"
+        )
     )
     assert m.meta["chip_size_m"] == pytest.approx(153.6)
     assert m.meta["crs"] == "EPSG:26918"

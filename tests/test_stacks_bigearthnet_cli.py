@@ -31,10 +31,10 @@ from rsmm.manifests import load_manifest
 from rsmm.stacks import read_manifest
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "stacks"
-#: Chips the six 1.2 km patches give at 600 m. Today every chip is put into one CRS for
-#: the whole stack and the reprojected patches hold 9 whole chips; with chips in their own
-#: UTM zone (issue 16) each patch holds 2 x 2: the coordinator sets this to 24.
-EXPECTED_CHIPS = 9
+#: Chips the six 1.2 km patches give at 600 m: each chip lives in its own UTM zone
+#: (zones 29, 33 and 35) on its patch's pixel grid, so each patch holds 2 x 2 (one CRS
+#: for the whole stack reprojected the patches and kept 9).
+EXPECTED_CHIPS = 24
 TINY = [
     "--data.init_args.modalities", "[s1, s2]", "--data.init_args.batch_size", "4",
     "--data.init_args.num_workers", "0", "--model.backbone", "tiny_cnn",
@@ -66,7 +66,7 @@ def test_build_gives_every_chip_its_patch_labels(built: tuple[Path, Path, str]) 
     reported = re.search(r"^(\d+) chips of 600 m", printed, re.M)
     assert reported is not None, printed
     assert int(reported.group(1)) == len(m.chips)
-    assert len(m.chips) == EXPECTED_CHIPS  # == 24 once chips live in their own UTM zone
+    assert len(m.chips) == EXPECTED_CHIPS
     assert m.meta["multilabel"] is True
     clc43 = load_manifest("bigearthnet").extra["files"]["classes_43"]
     assert m.classes == clc43
@@ -85,26 +85,20 @@ def test_chip_pixels_are_the_files_pixels(built: tuple[Path, Path, str]) -> None
     m = read_manifest(work / "chips.parquet")
     ds = CoRegisteredStack(work / "chips.parquet", modalities=["s2", "s1"])
     b02 = m.meta["modalities"]["s2"]["bands"].index("B02")
-    exact = 0
+    assert len(ds) == EXPECTED_CHIPS
     for i in range(len(ds)):
         row = ds.chips.iloc[i]
-        crs = CRS.from_user_input(row["crs"] if "crs" in ds.chips.columns else m.meta["crs"])
         (template,) = json.loads(row["files_s2"])
-        chip = ds.read_raw(i)["s2"][0][b02]  # NaN: outside the patch
+        chip = ds.read_raw(i)["s2"][0][b02]
         assert chip.shape == (60, 60)
         with rasterio.open(template.replace("{band}", "B02")) as src:
-            if src.crs == crs:  # a chip on the patch's own pixel grid: the file's pixels
-                win = rasterio.windows.from_bounds(*row.geometry.bounds, src.transform)
-                np.testing.assert_array_equal(chip, src.read(1, window=win).astype(np.float32))
-                exact += 1
-            else:  # reprojected with nearest resampling: every value is one of the file's
-                values = set(np.unique(src.read(1)).astype(np.float32))
-                assert set(np.unique(chip[np.isfinite(chip)])) <= values
-                assert np.isfinite(chip).mean() >= 0.9  # --max-nodata 0.1
+            # the chip is on the patch's own pixel grid, in its CRS: the file's pixels
+            assert src.crs == CRS.from_user_input(row["crs"])
+            bounds = (row["xmin"], row["ymin"], row["xmax"], row["ymax"])
+            win = rasterio.windows.from_bounds(*bounds, src.transform)
+            np.testing.assert_array_equal(chip, src.read(1, window=win).astype(np.float32))
         assert ds[i]["label"].dtype.is_floating_point
         assert np.flatnonzero(ds[i]["label"].numpy()).tolist() == json.loads(row["labels"])
-    if EXPECTED_CHIPS == 24:  # chips in their own UTM zone are read without resampling
-        assert exact == len(ds)
 
 
 def test_pretrain_and_multilabel_linear_probe(

@@ -42,7 +42,7 @@ def test_build_prints_summary_and_writes_manifest_and_map(
     )  # fmt: skip
     assert rc == 0, err
     m = read_manifest(out)
-    assert f"{len(m.chips)} chips of 160 m in EPSG:32618" in stdout
+    assert f"{len(m.chips)} chips of 160 m in 1 UTM zone(s)" in stdout
     for s in ("train", "val", "test"):
         assert f"{s} {int((m.chips['split'] == s).sum())}" in stdout
     assert "cropland:" in stdout and "dropped:" in stdout
@@ -283,14 +283,16 @@ def test_web_mercator_files_are_chipped_in_the_utm_zone(
     rc, stdout, err = run(capsys, [*BASE, "--s1", str(SCENE / "s1"), "--out", str(out)])
     assert rc == 0, err
     m = read_manifest(out)
-    assert m.meta["crs"] == "EPSG:32618"
-    assert "crs: EPSG:32618 = the area's UTM zone (the s1 files' EPSG:3857 distorts" in stdout
+    # --crs auto: S1 files in Web Mercator lay chips in the UTM zone of their centre
+    assert m.meta["zones"] == ["EPSG:32618"] and (m.chips["crs"] == "EPSG:32618").all()
+    assert "auto: each chip in the UTM zone of its centre (EPSG:32618)" in stdout
     # a chip's corners are 160 m apart on the ellipsoid
     from pyproj import Geod
 
     geod = Geod(ellps="WGS84")
+    xmin, ymin, xmax = m.chips[["xmin", "ymin", "xmax"]].iloc[0]
     lon, lat = Transformer.from_crs("EPSG:32618", "EPSG:4326", always_xy=True).transform(
-        *np.asarray(m.chips.geometry.iloc[0].exterior.coords).T
+        np.array([xmin, xmax]), np.array([ymin, ymin])
     )
     _, _, dist = geod.inv(lon[0], lat[0], lon[1], lat[1])
     assert dist == pytest.approx(160.0, rel=1e-3)
@@ -325,11 +327,12 @@ def test_existing_output_needs_overwrite(
 def test_torchgeo_fixtures_are_stack_modalities(
     tmp_path: Path, torchgeo_fixtures: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # NAIP tiles (two dates over one quarter quad) as a stack of their own, at 1 m
+    # NAIP tiles (two dates over one quarter quad) as a stack of their own, at 1 m, in
+    # their own Albers CRS (--crs auto would put their chips in a UTM zone, resampled)
     rc, _, err = run(
         capsys,
         [*BASE[:2], "--naip", str(torchgeo_fixtures / "naip"), "--chip-size", "64m",
-         "--split", "1,0,0", "--out", str(tmp_path / "naip.parquet")],
+         "--split", "1,0,0", "--crs", "ESRI:102039", "--out", str(tmp_path / "naip.parquet")],
     )  # fmt: skip
     assert rc == 0, err
     ds = CoRegisteredStack(tmp_path / "naip.parquet")

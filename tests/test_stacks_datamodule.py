@@ -29,6 +29,7 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
         split=(0.6, 0.2, 0.2),
         seed=1,
         labels=LabelSpec(str(SCENE / "labels.gpkg"), "landcover", "points"),
+        crs="EPSG:32618",  # the one-CRS grid these counts were taken on
     )
     return write_manifest(build_manifest(spec), tmp_path_factory.mktemp("dm") / "chips.parquet")
 

@@ -32,7 +32,8 @@ def dirs(*mods: str) -> dict[str, Path]:
 
 
 def build(path: Path, mods: dict[str, Path], **kw: object):
-    kw = {"chip_size": "160m", "split": (1.0, 0.0, 0.0), **kw}
+    # the one-CRS grid (the scene's S2 CRS) these tests check; --crs auto: test_stacks_zones
+    kw = {"chip_size": "160m", "split": (1.0, 0.0, 0.0), "crs": "EPSG:32618", **kw}
     return read_manifest(write_manifest(build_manifest(spec_from_dirs(mods, **kw)), path))
 
 
@@ -193,7 +194,7 @@ def test_skipped_bands_are_not_read(
     write_s1_stack(tmp_path / "s1", order)
     out = tmp_path / "c.parquet"
     args = ["manifest", "build", "--s2", str(SCENE / "s2"), "--s1", str(tmp_path / "s1")]
-    args += ["--chip-size", "160m", "--split", "1,0,0", "--out", str(out)]
+    args += ["--chip-size", "160m", "--split", "1,0,0", "--crs", "EPSG:32618", "--out", str(out)]
     rc = main([*args, f"--s1-bands={names}"])  # "=": a list may start with "-"
     _, err = capsys.readouterr()
     assert rc == 0, err

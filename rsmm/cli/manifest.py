@@ -70,7 +70,11 @@ def _add_build_parser(sub: Any) -> None:
         "pixels of every modality",
     )
     b.add_argument("--stride", help="distance between chips (default: the chip size)")
-    b.add_argument("--crs", help="common CRS, e.g. EPSG:32631 (default: the S2 files' CRS)")
+    b.add_argument(
+        "--crs",
+        help="auto (default): each chip in the UTM zone of its centre, on its file's pixel "
+        "grid; or one CRS for every chip, e.g. EPSG:32631",
+    )
     b.add_argument("--max-days", type=float, help="S1/S2 acquisitions at most N days apart")
     b.add_argument(
         "--labels", metavar="FILE", help="points/polygons (GeoPackage, GeoJSON, Shapefile)"

@@ -4,7 +4,8 @@
 :mod:`rsmm.stacks.manifest`); :class:`CoRegisteredStack` reads it and, for each chip,
 reads the chip's bounds from every modality's files at the modality's own GSD (a
 600 m chip is 60 x 60 Sentinel pixels and 1000 x 1000 0.6 m NAIP pixels), in the
-manifest's CRS, with windowed reads through cached file handles.
+chip's own CRS (its UTM zone for per-zone manifests; a chip on its file's pixel grid
+is the file's pixels exactly), with windowed reads through cached file handles.
 
 A manifest may have optional modalities (NAIP over part of the area): by default the
 dataset keeps only the chips covered by every modality it returns, so a batch never
@@ -111,7 +112,9 @@ class CoRegisteredStack(MultiModalDataset):
         self.crs: str = chips.meta["crs"]
         self.chip_size_m: float = float(chips.meta["chip_size_m"])
         info = chips.meta["modalities"]
-        self._bounds = [g.bounds for g in self.chips.geometry.values]
+        # each chip's square in its own CRS (the manifest's CRS for one-CRS manifests)
+        self._bounds = [tuple(b) for b in self.chips[["xmin", "ymin", "xmax", "ymax"]].to_numpy()]
+        self._crs: list[str] = self.chips["crs"].astype(str).tolist()
         self._ids = self.chips["chip_id"].astype(str).tolist()
         self._labels = self.chips["label"].to_numpy(dtype=np.int64)
         #: multi-hot float32 labels of a multi-label manifest (BCE and AP metrics)
@@ -179,7 +182,11 @@ class CoRegisteredStack(MultiModalDataset):
         centres = np.array([((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for b in self._bounds])
         if not len(centres):
             return np.zeros((0, 2), np.float32), None
-        lonlat = to_lonlat(self.crs, centres[:, 0], centres[:, 1]).astype(np.float32)
+        lonlat = np.zeros((len(centres), 2), np.float32)
+        crs_of = np.asarray(self._crs)
+        for crs in np.unique(crs_of):
+            at = crs_of == crs
+            lonlat[at] = to_lonlat(str(crs), centres[at, 0], centres[at, 1])
         columns = [f"date_{m}" for m in self.modalities if f"date_{m}" in self.chips.columns]
         if not columns:
             return lonlat, None
@@ -222,8 +229,8 @@ class CoRegisteredStack(MultiModalDataset):
     def read_raw(self, index: int) -> dict[str, tuple[np.ndarray, Any]]:
         """``{modality: (C x H x W float32 array with NaN for nodata, affine transform)}``.
 
-        All stored bands, in the manifest CRS; ``transform * (col, row)`` gives the
-        ground coordinates of a pixel corner.
+        All stored bands, in the chip's own CRS (its ``crs`` column);
+        ``transform * (col, row)`` gives the ground coordinates of a pixel corner.
         """
         if not 0 <= index < len(self):
             raise IndexError(f"chip index {index} out of range for {len(self)} chips")
@@ -237,7 +244,7 @@ class CoRegisteredStack(MultiModalDataset):
                 r["files"][index],
                 bounds,
                 r["size"],
-                self.crs,
+                self._crs[index],
                 r["nodata"],
                 r["resampling"],
                 indexes=r["indexes"],

@@ -7,7 +7,8 @@ synthetic scene to try it on.
 
 Modules, in the order a build uses them: :mod:`~rsmm.stacks.spec` (what to build),
 :mod:`~rsmm.stacks.files` and :mod:`~rsmm.stacks.sources` (a modality's files, bands
-and GSD), :mod:`~rsmm.stacks.crs` (the CRS chips are laid out in),
+and GSD), :mod:`~rsmm.stacks.zones` (``--crs auto``, the default: every chip in the UTM zone
+of its centre, on its file's pixel grid) or :mod:`~rsmm.stacks.crs` (one ``--crs``),
 :mod:`~rsmm.stacks.layout` (the chip grid), :mod:`~rsmm.stacks.acquisitions`,
 :mod:`~rsmm.stacks.windows`, :mod:`~rsmm.stacks.clouds` and :mod:`~rsmm.stacks.chips`
 (per-chip reads), :mod:`~rsmm.stacks.labels`, :mod:`~rsmm.stacks.splits`,

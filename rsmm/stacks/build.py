@@ -4,9 +4,10 @@
    (:class:`~rsmm.stacks.sources.ModalitySource`; all corrupt files are named in one
    error, skipped files are listed in the summary), with the cloud layer and label
    raster.
-2. :func:`~rsmm.stacks.crs.choose_crs`: one common projected CRS in metres: the
-   spec's, else the CRS of the Sentinel-2 files, else of the first modality, else
-   (geographic or distorting CRSs such as Web Mercator) the area's UTM zone.
+2. With ``--crs auto`` (the default) :func:`build_zones` runs the steps below per UTM
+   zone, every chip in the zone of its centre (:mod:`rsmm.stacks.zones`). With one
+   ``--crs``, :func:`~rsmm.stacks.crs.choose_crs` checks it is a projected CRS in
+   metres that does not distort distances over the area.
 3. :func:`find_footprints`: the files indexed by torchgeo in that CRS; the common
    footprint is the intersection of the *required* modalities' footprints.
 4. :func:`~rsmm.stacks.layout.chip_grid` and :func:`~rsmm.stacks.layout.lay_chips`: chips
@@ -43,16 +44,19 @@ from rasterio.crs import CRS
 import rsmm
 from rsmm.errors import ConfigError, CorruptFilesError
 from rsmm.stacks.acquisitions import footprint_index
-from rsmm.stacks.chips import ChipReader, ChipReads
+from rsmm.stacks.chips import ChipReader, ChipReads, no_chip_left
 from rsmm.stacks.crs import choose_crs, common_crs
 from rsmm.stacks.files import check_geotiffs, list_files
-from rsmm.stacks.labels import label_chips, multi_hot
+from rsmm.stacks.labels import label_chips, label_warnings, multi_hot
 from rsmm.stacks.layout import (
     ChipGrid,
+    ChipLayout,
     chip_grid,
     format_bounds,
     grid_anchor,
+    grid_chips,
     lay_chips,
+    resampled_bands,
     whole_pixels,
 )
 from rsmm.stacks.manifest import FORMAT_VERSION, ChipManifest
@@ -71,6 +75,18 @@ from rsmm.stacks.splits import (
     suggest_block_size,
 )
 from rsmm.stacks.stats import train_statistics
+from rsmm.stacks.zones import (
+    BLOCK_CRS,
+    GEOMETRY_CRS,
+    dedupe,
+    equal_area,
+    grid_key,
+    home_mask,
+    is_auto,
+    to_crs,
+    utm_zone_of,
+    zone_plan,
+)
 
 # common_crs and whole_pixels are imported from here by callers of earlier versions
 __all__ = [
@@ -108,6 +124,8 @@ def build_manifest(
     import geopandas as gpd
 
     sources, cloud_files = open_sources(spec)
+    if is_auto(spec.crs):
+        return build_zones(spec, sources, cloud_files, progress)
     crs, crs_note = choose_crs(spec, sources)
     feet = find_footprints(spec, sources, crs)
     grid = chip_grid(spec, sources, feet.required)
@@ -121,13 +139,152 @@ def build_manifest(
     )
     reads.warnings += label_warnings
     chips = split_chips(chips, reads, spec, grid, layout.origin, classes)
+    chips["crs"] = crs.to_string()
+    chips = add_bounds(chips, chips.geometry.values)
     chips = chips[manifest_columns(chips, list(sources))]
     meta = manifest_meta(
         spec, sources, crs, crs_note, grid, layout.origin, feet, chips, reads, classes, label_source
     )
+    meta.update(chip_crs=crs.to_string(), block_crs=crs.to_string(), zones=None)
     return ChipManifest(
         chips=chips, meta=meta, extra={"footprints": {**feet.polygons, "common": feet.common}}
     )
+
+
+def build_zones(
+    spec: StackSpec,
+    sources: Mapping[str, ModalitySource],
+    cloud_files: Sequence[str],
+    progress: Callable[[int, int], None] | None = None,
+) -> ChipManifest:
+    """The ``--crs auto`` build: every chip in the UTM zone of its centre.
+
+    Chips are laid on every reference file's own pixel grid and deduplicated
+    (:mod:`rsmm.stacks.zones`), read per zone in the zone's CRS, labelled, and split on
+    one equal-area block grid (:data:`~rsmm.stacks.zones.BLOCK_CRS`) with a guard band
+    that works across zone borders. The manifest's geometry is in EPSG:4326; every
+    chip's ``crs`` and ``xmin``/``ymin``/``xmax``/``ymax`` give its square in its zone.
+    """
+    import geopandas as gpd
+    import pandas as pd
+    import shapely
+
+    required = [k for k in sources if spec.modalities[k].required]
+    grid = chip_grid(spec, sources, required)
+    ref = sources[grid.reference]
+    first = ref.bands[0] if ref.separate_files else ""
+    anchors = zone_plan([item.band_path(first) for item in ref.items])
+    feet = {z: find_footprints(spec, sources, CRS.from_string(z)) for z in {a.crs for a in anchors}}
+    cand_zone, cand_box, cand_rank, cand_grid = [], [], [], []
+    for n, (item, a) in enumerate(zip(ref.items, anchors)):
+        f = feet[a.crs]
+        index = f.index[grid.reference]
+        mine = index.geometry.values[(index["path"] == item.path).to_numpy()]
+        if not len(mine):
+            continue
+        laid = grid_chips(grid, shapely.intersection(f.common, shapely.union_all(mine)), a.origin)
+        keep, home = home_mask(laid.boxes, a, anchors)
+        cand_zone += [a.crs] * int(keep.sum())
+        cand_box += list(laid.boxes[keep])
+        cand_rank += [(0 if h else 1) * len(anchors) + n for h in home[keep]]
+        cand_grid += [grid_key(a, grid.stride_m, grid.gsd)] * int(keep.sum())
+    if not cand_box:
+        z = anchors[0].crs
+        lay_chips(grid, feet[z].common, anchors[0].origin, z)  # the usual errors
+        raise ConfigError(
+            f"no chip of {grid.chip_m:g} m fits inside a {grid.reference} file within the "
+            "overlap of the required modalities; use a smaller --chip-size"
+        )
+    zone_of, boxes = np.array(cand_zone, dtype=object), np.array(cand_box, dtype=object)
+    lonlat = np.empty(len(boxes), dtype=object)
+    for z in np.unique(zone_of):
+        lonlat[zone_of == z] = to_crs(boxes[zone_of == z], z, GEOMETRY_CRS, grid.chip_m)
+    kept = dedupe(lonlat, np.array(cand_rank), cand_grid)
+    reads, parts, classes, label_source = ChipReads(), [], [], None
+    lab = spec.labels
+    by_zone = lab is not None and not lab.is_raster and not lab.per_patch
+    zones = sorted({str(z) for z in zone_of[kept]}, key=_zone_order)
+    total, done = int(kept.sum()), 0
+    for z in zones:
+        crs = CRS.from_string(z)
+        sel = kept & (zone_of == z)
+        zb = boxes[sel]
+        order = np.lexsort((shapely.bounds(zb)[:, 0], -shapely.bounds(zb)[:, 3]))
+        zb = zb[order]
+        code = z.split(":")[-1]
+        ids = tuple(f"{code}_{b.bounds[0]:.0f}_{b.bounds[3]:.0f}" for b in zb)
+        layout = ChipLayout(np.zeros(len(zb), int), np.zeros(len(zb), int), zb, (0.0, 0.0), ids)
+        f = feet[z]
+        reader = ChipReader(spec, sources, f.index, crs, grid, f.required, cloud_files)
+        step = None if progress is None else (lambda i, _n, d=done: progress(d + i, total))
+        part = reader.read_all(layout, step, require=False)
+        done += len(zb)
+        reads.dropped.update(part.dropped)
+        reads.sums += part.sums
+        if not part.rows:
+            parts.append([])
+            continue
+        chips_z = gpd.GeoDataFrame(part.rows, geometry="geometry", crs=z)
+        if by_zone:  # vector labels: class areas are measured in the chip's own zone
+            classes, label_source, _ = label_chips(
+                chips_z, spec.labels, z, grid.reference, check=False
+            )
+        chips_z["crs"] = z
+        chips_z = add_bounds(chips_z, chips_z.geometry.values)
+        chips_z = chips_z.set_geometry(
+            to_crs(chips_z.geometry.values, z, GEOMETRY_CRS, grid.chip_m), crs=GEOMETRY_CRS
+        )
+        parts.append(chips_z)
+    frames = [p for p in parts if len(p)]
+    if not frames:
+        raise ConfigError(no_chip_left(reads.dropped, spec))
+    chips = gpd.GeoDataFrame(pd.concat(frames, ignore_index=True), crs=GEOMETRY_CRS)
+    if by_zone:
+        reads.warnings += label_warnings(chips, classes, spec.labels)
+    else:  # no labels, a label raster (read per chip) or per-patch label files
+        classes, label_source, warned = label_chips(
+            chips, spec.labels, GEOMETRY_CRS, grid.reference
+        )
+        reads.warnings += warned
+    # blocks on one equal-area grid; chips laid on different grids (across a border)
+    # that come within a thousandth of the chip size count as touching
+    tol = 1e-3 * grid.chip_m
+    area = equal_area(chips.geometry.values)
+    chips = split_chips(chips, reads, spec, grid, (0.0, 0.0), classes, area, tol)
+    chips = chips[manifest_columns(chips, list(sources))]
+    z0 = feet[zones[0]]
+    polygons = {
+        k: to_crs([g], zones[0], GEOMETRY_CRS, grid.chip_m)[0]
+        for k, g in {**z0.polygons, "common": z0.common}.items()
+    }
+    note = "auto: each chip in the UTM zone of its centre (" + ", ".join(zones) + ")"
+    meta = manifest_meta(
+        spec, sources, CRS.from_string(GEOMETRY_CRS), note, grid, (0.0, 0.0), z0, chips, reads,
+        classes, label_source,
+    )  # fmt: skip
+    meta.update(
+        chip_crs="auto",
+        block_crs=BLOCK_CRS,
+        zones=zones,
+        zone_chips={z: int((chips["crs"] == z).sum()) for z in zones},
+    )
+    return ChipManifest(chips=chips, meta=meta, extra={"footprints": polygons})
+
+
+def _zone_order(crs: str) -> tuple[int, str]:
+    """Zones west to east, then by name (``"EPSG:32617"`` before ``"EPSG:32618"``)."""
+    code = utm_zone_of(CRS.from_string(crs))
+    return (code % 100 if code is not None else 99), crs
+
+
+def add_bounds(chips: Any, geoms: Any) -> Any:
+    """``chips`` with ``xmin``, ``ymin``, ``xmax``, ``ymax`` of ``geoms`` (in the chip's CRS)."""
+    import shapely
+
+    b = shapely.bounds(np.asarray(geoms))
+    for i, c in enumerate(("xmin", "ymin", "xmax", "ymax")):
+        chips[c] = b[:, i]
+    return chips
 
 
 def split_chips(
@@ -137,8 +294,15 @@ def split_chips(
     grid: ChipGrid,
     origin: tuple[float, float],
     classes: Sequence[str] = (),
+    geoms: Any = None,
+    tolerance: float | None = None,
 ) -> Any:
     """Add the ``block`` and ``split`` columns; drop the chips in the guard band.
+
+    Blocks and the guard band are computed on ``geoms`` (default: the chips'
+    geometries; per-zone chips pass them in one equal-area CRS) with ``origin`` the
+    block grid's corner and ``tolerance`` (default a millionth of the chip size) the
+    distance under which chips count as touching.
 
     The dropped chips are counted in ``reads.dropped`` and their band sums removed
     from ``reads.sums``, which stays aligned with the returned chips. What the split
@@ -153,18 +317,18 @@ def split_chips(
     labels = chips["label"].to_numpy() if "label" in chips else None
     if "labels" in chips:  # multi-label: a split lacks the classes no chip of it holds
         labels = multi_hot(chips["labels"], len(classes)) > 0
-    geoms = chips.geometry.values
-    tol = 1e-6 * grid.chip_m
+    geoms = chips.geometry.values if geoms is None else np.asarray(geoms)
+    tol = 1e-6 * grid.chip_m if tolerance is None else tolerance
     try:
         chips["block"], chips["split"], drop = spatial_split(
             geoms, origin, grid.block_m, spec.split, spec.seed, tol, spec.guard
         )
     except ConfigError as err:
-        raise ConfigError(_too_few_blocks(err, chips, reads, spec, grid, origin)) from None
+        raise ConfigError(_too_few_blocks(err, geoms, reads, spec, grid, origin)) from None
     report = split_report(
         chips["split"].to_numpy(), drop, labels, spec.split, grid.block_m, spec.guard
     )
-    reads.split = _describe_split(report, spec, grid, origin, geoms, labels, classes, reads)
+    reads.split = _describe_split(report, spec, grid, origin, geoms, labels, classes, reads, tol)
     if drop.any():
         reads.dropped[GUARD_REASON] += int(drop.sum())
         chips = chips[~drop].reset_index(drop=True)
@@ -191,7 +355,7 @@ def _metres(v: float) -> str:
 
 def _too_few_blocks(
     err: ConfigError,
-    chips: Any,
+    geoms: Any,
     reads: ChipReads,
     spec: StackSpec,
     grid: ChipGrid,
@@ -201,7 +365,7 @@ def _too_few_blocks(
     chips, and the largest smaller block size that gives enough blocks."""
     import shapely
 
-    centres = shapely.centroid(chips.geometry.values)
+    centres = shapely.centroid(geoms)
     xy = np.column_stack([shapely.get_x(centres), shapely.get_y(centres)])
     n_blocks, wanted = count_blocks(block_ids(xy, origin, grid.block_m), spec.split)
     if n_blocks >= wanted:  # not the block count: another configuration error
@@ -218,7 +382,7 @@ def _too_few_blocks(
         else "too few chips for a spatial split at any block size"
     )
     return (
-        f"{_drop_summary(reads, len(chips))}; the {len(chips)} left give only {n_blocks} "
+        f"{_drop_summary(reads, len(geoms))}; the {len(geoms)} left give only {n_blocks} "
         f"spatial block(s) of {_metres(grid.block_m)} for {wanted} splits; {advice}"
         + ("" if not reads.dropped else " (or relax the filters that dropped them)")
     )
@@ -233,6 +397,7 @@ def _describe_split(
     labels: np.ndarray | None,
     classes: Sequence[str],
     reads: ChipReads,
+    tol: float,
 ) -> dict[str, Any]:
     """The manifest's ``split_report`` entry; warnings go to ``reads.warnings``."""
     out: dict[str, Any] = {
@@ -250,7 +415,6 @@ def _describe_split(
     }
     if report.ok:
         return out
-    tol = 1e-6 * grid.chip_m
     bigger = [grid.block_m * k for k in (2, 3, 4, 6, 8)]
     better = suggest_block_size(
         geoms, origin, bigger, spec.split, labels, spec.seed, tol, spec.guard
@@ -289,6 +453,7 @@ def manifest_columns(chips: Any, keys: list[str]) -> list[str]:
     """The manifest's column order: ids, split and label first, the geometry last."""
     columns = ["chip_id", "split", "block", "label", "class_name", "modalities"]
     columns += [c for c in ("labels",) if c in chips.columns]  # multi-label stacks
+    columns += ["crs", "xmin", "ymin", "xmax", "ymax"]
     columns += [c for c in chips.columns if c.startswith(("nodata_", "date_"))]
     columns += [c for c in ("cloud_fraction",) if c in chips.columns]
     return columns + [f"files_{k}" for k in keys] + ["geometry"]
@@ -455,6 +620,7 @@ def manifest_meta(
                 "chip_pixels": grid.pixels[k],
                 "nodata": s.spec.nodata,
                 "resampling": s.spec.resampling,
+                "resampled_bands": resampled_bands(s, grid.chip_m),
                 "files": len(s.items),
                 **s.product_meta(),
             }

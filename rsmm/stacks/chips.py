@@ -59,6 +59,18 @@ class ChipReads:
     warnings: list[str] = field(default_factory=list)
 
 
+def no_chip_left(dropped: Counter[str], spec: StackSpec) -> str:
+    """The message for a build whose filters dropped every chip."""
+    return (
+        f"no chip left after filtering: all {sum(dropped.values())} chips dropped: "
+        + ", ".join(f"{n} {r}" for r, n in dropped.most_common())
+        + f" (the limits: --max-nodata {spec.max_nodata:g}"
+        + ("" if spec.max_cloud is None else f", --max-cloud {spec.max_cloud:g}")
+        + ("" if spec.max_days is None else f", --max-days {spec.max_days:g}")
+        + ")"
+    )
+
+
 class ChipReader:
     """Reads the chips of one stack (see the module docstring).
 
@@ -109,33 +121,30 @@ class ChipReader:
             self.label_raster = (spec.labels.path, n, spec.labels.min_cover)
 
     def read_all(
-        self, layout: ChipLayout, progress: Callable[[int, int], None] | None = None
+        self,
+        layout: ChipLayout,
+        progress: Callable[[int, int], None] | None = None,
+        require: bool = True,
     ) -> ChipReads:
         """Read every chip of ``layout``; ``progress(done, total)`` before each.
 
         Raises:
-            ConfigError: if no chip is left, naming how many each reason dropped.
+            ConfigError: if no chip is left (with ``require``), naming how many each
+                reason dropped.
         """
         out = ChipReads()
         boxes = layout.boxes
-        for n_done, (c, r, chip) in enumerate(zip(layout.cols, layout.rows, boxes)):
+        for n_done, (cid, chip) in enumerate(zip(layout.chip_ids(), boxes)):
             if progress is not None:
                 progress(n_done, len(boxes))
-            result = self.read(f"x{c:04d}_y{r:04d}", chip)
+            result = self.read(cid, chip)
             if isinstance(result, str):
                 out.dropped[result] += 1
                 continue
             out.rows.append(result[0])
             out.sums.append(result[1])
-        if not out.rows:
-            raise ConfigError(
-                f"no chip left after filtering: all {len(boxes)} chips dropped: "
-                + ", ".join(f"{n} {r}" for r, n in out.dropped.most_common())
-                + f" (the limits: --max-nodata {self.spec.max_nodata:g}"
-                + ("" if self.spec.max_cloud is None else f", --max-cloud {self.spec.max_cloud:g}")
-                + ("" if self.spec.max_days is None else f", --max-days {self.spec.max_days:g}")
-                + ")"
-            )
+        if require and not out.rows:
+            raise ConfigError(no_chip_left(out.dropped, self.spec))
         return out
 
     def choose(self, chip: Any) -> dict[str, Acquisition] | None:

@@ -1,4 +1,7 @@
-"""The coordinate reference system chips are laid out in, and pixel sizes in it.
+"""The one coordinate reference system of ``--crs EPSG:xxxx``, and pixel sizes in it.
+
+(With ``--crs auto``, the default, every chip is in its own UTM zone instead:
+:mod:`rsmm.stacks.zones`.)
 
 Chips are squares of ``chip_size`` metres, so the stack's CRS must be projected, in
 metres, and keep distances within :data:`MAX_SCALE_ERROR` over the area.

@@ -379,7 +379,7 @@ def check_chip_multilabels(
 
 
 def label_chips(
-    chips: Any, spec: LabelSpec | None, crs: str, reference: str
+    chips: Any, spec: LabelSpec | None, crs: str, reference: str, check: bool = True
 ) -> tuple[list[str], dict[str, Any] | None, list[str]]:
     """Add the label columns to the chips: ``label`` and ``class_name``, and with
     multi-label ``spec`` the ``labels`` column (a JSON list of class ids per chip).
@@ -390,6 +390,8 @@ def label_chips(
         crs: the chips' CRS.
         reference: the reference modality (its ``files_<reference>`` column locates
             per-patch label files).
+        check: run :func:`label_warnings` (``False`` for chips labelled in parts, e.g.
+            one UTM zone at a time, which are checked together afterwards).
 
     Returns:
         The class names in id order, the manifest's ``label_source`` and the warnings.
@@ -399,19 +401,28 @@ def label_chips(
     """
     import json
 
-    warnings: list[str] = []
     if spec is not None and spec.multilabel:
         files = [json.loads(v) for v in chips[f"files_{reference}"]]
         lists, primary, classes, source = chip_multilabels(chips, spec, crs, files)
-        warnings = check_chip_multilabels(lists, classes, spec)
         chips["label"] = primary
         chips["labels"] = [json.dumps(sorted(int(c) for c in v)) for v in lists]
     else:
         chips["label"], classes, source = chip_labels(chips, spec, crs)
-        if spec is not None:
-            warnings = check_chip_labels(chips["label"].to_numpy(), classes, spec)
     chips["class_name"] = [classes[v] if v >= 0 else None for v in chips["label"]]
-    return classes, source, warnings
+    return classes, source, label_warnings(chips, classes, spec) if check else []
+
+
+def label_warnings(chips: Any, classes: Sequence[str], spec: LabelSpec | None) -> list[str]:
+    """The checks of :func:`label_chips` on labelled ``chips``: labels that label no chip
+    are an error, a single class a warning (returned)."""
+    import json
+
+    if spec is None:
+        return []
+    if spec.multilabel:
+        lists = [json.loads(v) for v in chips["labels"]]
+        return check_chip_multilabels(lists, classes, spec)
+    return check_chip_labels(chips["label"].to_numpy(), classes, spec)
 
 
 def multi_hot(labels: Sequence[str], num_classes: int) -> np.ndarray:

@@ -161,12 +161,20 @@ class ChipLayout:
         rows: grid row of every chip.
         boxes: the chip polygons in the stack's CRS.
         origin: top-left corner ``(x0, y0)`` of the grid's first chip.
+        ids: the chip ids (default ``"x<col>_y<row>"``).
     """
 
     cols: np.ndarray
     rows: np.ndarray
     boxes: np.ndarray
     origin: tuple[float, float]
+    ids: tuple[str, ...] | None = None
+
+    def chip_ids(self) -> list[str]:
+        """Every chip's id."""
+        if self.ids is not None:
+            return list(self.ids)
+        return [f"x{c:04d}_y{r:04d}" for c, r in zip(self.cols, self.rows)]
 
 
 def lay_chips(
@@ -181,16 +189,31 @@ def lay_chips(
         ConfigError: if the chip is larger than the footprint or none fits in it
             (``crs_name`` names the CRS of the bounds in the message).
     """
-    import shapely
-
-    g, chip_px, stride_px, chip_m = grid.gsd, grid.chip_px, grid.stride_px, grid.chip_m
+    chip_m = grid.chip_m
     xmin, ymin, xmax, ymax = footprint.bounds
     if chip_m > xmax - xmin or chip_m > ymax - ymin:
         raise ConfigError(
             f"chip size {chip_m:g} m is larger than the overlap of the required modalities "
             f"({xmax - xmin:.0f} m x {ymax - ymin:.0f} m in {crs_name})"
         )
+    layout = grid_chips(grid, footprint, anchor)
+    if not len(layout.boxes):
+        raise ConfigError(
+            f"no chip of {chip_m:g} m fits inside the overlap of the required modalities "
+            f"({format_bounds(footprint.bounds)} in {crs_name}); use a smaller --chip-size"
+        )
+    return layout
+
+
+def grid_chips(grid: ChipGrid, footprint: Any, anchor: tuple[float, float]) -> ChipLayout:
+    """The chips of ``grid`` anchored at ``anchor`` that ``footprint`` covers (maybe none)."""
+    import shapely
+
+    g, chip_px, stride_px, chip_m = grid.gsd, grid.chip_px, grid.stride_px, grid.chip_m
     ax, ay = anchor
+    if footprint.is_empty:
+        return ChipLayout(np.zeros(0, int), np.zeros(0, int), np.zeros(0, object), (ax, ay))
+    xmin, ymin, xmax, ymax = footprint.bounds
     # chip edges are whole reference pixels (i0 + i, j0 + j) from the anchor (ax, ay)
     i0 = int(np.ceil((xmin - ax) / g - 1e-9))
     j0 = int(np.ceil((ay - ymax) / g - 1e-9))
@@ -202,12 +225,29 @@ def lay_chips(
     i, j = i0 + cols * stride_px, j0 + rows * stride_px
     boxes = shapely.box(ax + i * g, ay - (j + chip_px) * g, ax + (i + chip_px) * g, ay - j * g)
     inside = shapely.covers(footprint.buffer(1e-6 * chip_m), boxes)
-    if not inside.any():
-        raise ConfigError(
-            f"no chip of {chip_m:g} m fits inside the overlap of the required modalities "
-            f"({format_bounds(footprint.bounds)} in {crs_name}); use a smaller --chip-size"
-        )
     return ChipLayout(cols[inside], rows[inside], boxes[inside], (float(x0), float(y0)))
+
+
+def resampled_bands(source: ModalitySource, chip_m: float) -> dict[str, dict[str, Any]]:
+    """The bands of ``source`` not read at their native GSD: ``{band: {"gsd": native
+    metres, "whole_pixels": whether the chip is a whole number of them}}``.
+
+    They are resampled to the modality's GSD with its ``resampling`` (Sentinel-2's 20 m
+    and 60 m bands at 10 m); a 600 m chip is 30 and 10 of their pixels.
+    """
+    from rsmm.sensors import get_sensor
+
+    sensor = get_sensor(source.spec.sensor or source.spec.key)
+    out = {}
+    for b in source.bands:
+        try:
+            g = sensor.band(b).gsd
+        except KeyError:  # a band the sensor does not list: read at the modality's GSD
+            continue
+        if g is not None and abs(g - source.gsd) > 1e-9 * g:
+            n = chip_m / g
+            out[b] = {"gsd": float(g), "whole_pixels": bool(abs(n - round(n)) <= 1e-6)}
+    return out
 
 
 def format_bounds(bounds: Sequence[float]) -> str:

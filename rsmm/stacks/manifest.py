@@ -2,8 +2,14 @@
 
 One row per chip::
 
-    geometry         chip polygon in the manifest CRS (GeoParquet "geo" metadata)
-    chip_id          "x<col>_y<row>" on the chip grid (stride units from the top-left)
+    geometry         chip polygon in the manifest CRS (GeoParquet "geo" metadata):
+                     EPSG:4326 for per-zone chips (``chip_crs`` "auto"), else the one
+                     CRS every chip is in
+    chip_id          "x<col>_y<row>" on the chip grid (stride units from the top-left);
+                     per-zone chips: "<EPSG code>_<xmin>_<ymax>" in their zone's metres
+    crs              the chip's own CRS ("EPSG:32633"), where it is square and read
+    xmin ymin        the chip's square in its own CRS (float64 metres); a chip is read
+    xmax ymax        as chip_pixels x chip_pixels over these bounds
     split            "train" | "val" | "test"
     block            spatial block id (see :mod:`rsmm.stacks.splits`)
     label            int64 class id, -1 = unlabelled
@@ -22,7 +28,10 @@ One row per chip::
 
 and a JSON blob under the key ``rsmm`` of the Parquet schema metadata::
 
-    {"format_version": 1, "rsmm_version": ..., "crs": "EPSG:...", "crs_source": ...,
+    {"format_version": 2, "rsmm_version": ..., "crs": CRS of the geometry column,
+     "chip_crs": "auto" (each chip in the UTM zone of its centre) or "EPSG:...",
+     "zones": ["EPSG:326xx", ...] (auto) or null, "zone_chips": {zone: chips} (auto),
+     "block_crs": CRS of the block grid ("EPSG:6933", equal-area, for auto), "crs_source": ...,
      "reference": modality whose pixel grid anchors the chips, "chip_size_m": ...,
      "stride_m": ..., "block_size_m": ..., "split_fractions": [...], "seed": ...,
      "modalities": {m: {"root", "sensor", "bands", "band_indexes", "units", "offset",
@@ -32,6 +41,12 @@ and a JSON blob under the key ``rsmm`` of the Parquet schema metadata::
      "stats_source": ..., "stats_chips": {m: train chips the stats of m come from},
      "dropped": {reason: count}, "max_nodata": ...,
      "ignored": {m: [{"path", "reason"}]}, ...}
+
+Version 1 manifests (one CRS, no ``crs``/``xmin``... columns) are read with those
+columns filled from ``crs`` and the geometry. Bands coarser than a modality's ``gsd``
+(Sentinel-2's 20 m and 60 m bands at 10 m) are resampled with its ``resampling``; they
+are listed per modality in ``resampled_bands`` (``{band: {"gsd", "whole_pixels"}}``:
+``whole_pixels`` false when the chip is no whole number of the band's native pixels).
 
 ``band_indexes`` are the 1-based positions of ``bands`` in multi-band files whose
 spec skips some bands (``VV,VH,-``), ``null`` when every band is read. ``ignored`` lists the files under a modality's folder that were not used (no band
@@ -66,7 +81,9 @@ from rsmm.parsing import mapping
 from rsmm.stacks.files import absolute_path, relative_path
 from rsmm.stacks.splits import SPLITS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format versions :func:`read_manifest` reads.
+READABLE_VERSIONS = (1, 2)
 META_KEY = b"rsmm"
 #: Ignored files named in :meth:`ChipManifest.summary` (all are in the metadata).
 SUMMARY_FILES = 5
@@ -136,7 +153,9 @@ class ChipManifest:
         """Chips per split and per class, dropped chips and why (the CLI prints it)."""
         c = self.chips
         px = ", ".join(f"{m} {i['chip_pixels']} px" for m, i in self.meta["modalities"].items())
-        lines = [f"{len(c)} chips of {self.meta['chip_size_m']:g} m in {self.meta['crs']} ({px})"]
+        zones = self.meta.get("zones")
+        where = f"{len(zones)} UTM zone(s)" if zones else self.meta["crs"]
+        lines = [f"{len(c)} chips of {self.meta['chip_size_m']:g} m in {where} ({px})"]
         if self.meta.get("crs_source"):
             lines.append(f"crs: {self.meta['crs']} = {self.meta['crs_source']}")
         per_split = ", ".join(f"{s} {int((c['split'] == s).sum())}" for s in SPLITS)
@@ -363,11 +382,19 @@ def read_manifest(path: str | Path) -> ChipManifest:
         require(mapping(info, where, f"modalities.{m}"), "root", str, where, f"modalities.{m}")
         if f"files_{m}" not in chips.columns:
             raise ConfigError(f"{path}: modality {m!r} has no column files_{m}")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise ConfigError(
             f"chip manifest {path}: format version {meta.get('format_version')} is not "
-            f"supported (expected {FORMAT_VERSION})"
+            f"supported (expected one of {', '.join(map(str, READABLE_VERSIONS))})"
         )
+    if "crs" not in chips.columns:  # version 1: every chip in the manifest's one CRS
+        import shapely
+
+        chips["crs"] = meta["crs"]
+        bounds = shapely.bounds(chips.geometry.values)
+        for i, c in enumerate(("xmin", "ymin", "xmax", "ymax")):
+            chips[c] = bounds[:, i]
+        meta.setdefault("chip_crs", meta["crs"])
     base = path.resolve().parent
     for m in meta["modalities"]:
         chips[f"files_{m}"] = [

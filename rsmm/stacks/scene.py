@@ -6,7 +6,8 @@ that one ground truth, each in its own CRS, resolution and tiling, the way real
 downloads arrive:
 
 - ``s2/``: Sentinel-2 reflectance x 1e4 (uint16, nodata 0) in UTM (EPSG:32618 by
-  default), two overlapping tiles, either one multi-band file per tile or one file
+  default), two overlapping tiles (with ``west_crs``, the western tile and its SCL are
+  in that CRS, e.g. the neighbouring UTM zone when the scene straddles a zone border), either one multi-band file per tile or one file
   per band (``T18SUJ_<date>T155819_B04.tif``, bands at their native 10/20/60 m);
   class spectra after typical surface reflectances, clouds bright;
 - ``s1/``: Sentinel-1 VV and VH backscatter in dB (float32) as separate files like
@@ -53,7 +54,8 @@ class Scene:
     Attributes:
         root: the scene folder.
         classes: class names (id = index).
-        crs: ``{"s2"|"s1"|"naip"|"scl": CRS string}``.
+        crs: ``{"s2"|"s1"|"naip"|"scl"|"s2_west": CRS string}`` (``s2_west``: the western
+            S2 tile's and its SCL's; the ground truth is in ``s2``).
         bounds: ``{layer: (xmin, ymin, xmax, ymax)}`` of each layer's rasters in its own
             CRS (S1: including the NaN strip; ``s2``: union of both tiles).
         s1_nan_bounds: the S1 NaN strip, in the S1 CRS.
@@ -122,6 +124,7 @@ def generate_scene(
     crs: str = "EPSG:32618",
     s1_crs: str = "EPSG:3857",
     naip_crs: str = "EPSG:26985",
+    west_crs: str | None = None,
     origin: tuple[float, float] = (370000.0, 4306000.0),
     naip_gsd: float = 1.0,
     field_size: tuple[float, float] = (60.0, 220.0),
@@ -145,6 +148,8 @@ def generate_scene(
         crs: CRS of S2 (and of the label raster); a projected CRS in metres.
         s1_crs: CRS of the S1 files.
         naip_crs: CRS of the NAIP file.
+        west_crs: CRS of the western S2 tile and its SCL (default ``crs``); the tile
+            is rendered on its own 60 m-aligned pixel grid in that CRS.
         origin: top-left corner of the S2 area in ``crs``.
         naip_gsd: NAIP pixel size in metres.
         field_size: range of parcel sides in metres.
@@ -185,7 +190,7 @@ def generate_scene(
     scene = Scene(
         root=root,
         classes=names,
-        crs={"s2": crs, "s1": s1_crs, "naip": naip_crs, "scl": crs},
+        crs={"s2": crs, "s1": s1_crs, "naip": naip_crs, "scl": crs, "s2_west": west_crs or crs},
         bounds={"s2": (x0, y0, x1, y1), "scl": (x0, y0, x1, y1)},
         s1_nan_bounds=(0, 0, 0, 0),
         fields=fields,
@@ -201,6 +206,30 @@ def generate_scene(
     files["labels"] = _write_labels(scene, area)
     scene.files = files
     return scene
+
+
+def _tile_grid(
+    box: tuple[float, float, float, float], crs: str, tile_crs: str, res: float
+) -> tuple[Affine, np.ndarray, np.ndarray]:
+    """A tile's pixel grid over ``box`` (in ``crs``) in ``tile_crs`` at ``res`` metres, and
+    its pixel centres in ``crs`` (the ground truth's CRS).
+
+    In the ground truth's own CRS the tile starts at the box's corner; in another CRS,
+    the box's bounds there, widened to whole 60 m from that CRS's origin.
+    """
+    x0, y0, x1, y1 = box
+    if tile_crs != crs:
+        from pyproj import Transformer
+        from rasterio.warp import transform_bounds
+
+        w, s, e, n = transform_bounds(crs, tile_crs, *box, densify_pts=21)
+        x0, x1 = np.floor(w / 60) * 60, np.ceil(e / 60) * 60
+        y0, y1 = np.floor(s / 60) * 60, np.ceil(n / 60) * 60
+    tr = from_origin(x0, y1, res, res)
+    xs, ys = _grid(tr, int(np.ceil((y1 - y0) / res)), int(np.ceil((x1 - x0) / res)))
+    if tile_crs != crs:
+        xs, ys = Transformer.from_crs(tile_crs, crs, always_xy=True).transform(xs, ys)
+    return tr, np.asarray(xs), np.asarray(ys)
 
 
 def _write_s2(
@@ -226,7 +255,12 @@ def _write_s2(
     tiles = {"T18SUJ": (x0, min(x1, x0 + half + 80)), "T18SUK": (x0 + half - 80, x1)}
     out: list[Path] = []
     scl_files: list[Path] = []
-    for t, (tx0, tx1) in tiles.items():
+    west = scene.crs.get("s2_west", crs)
+    for n, (t, (tx0, tx1)) in enumerate(tiles.items()):
+        tcrs = west if n == 0 else crs
+        if tcrs != crs:
+            t = f"T{tcrs[-2:]}" + t[3:]  # the tile of the other zone
+        box = (tx0, y1 - height, tx1, y1)
         per_band_res = (
             {b: s2.band(b).gsd for b in bands}
             if layout == "per_band"
@@ -234,9 +268,7 @@ def _write_s2(
         )
         layers = {}
         for res in sorted(set(per_band_res.values())):
-            w, h = int(np.ceil((tx1 - tx0) / res)), int(np.ceil(height / res))
-            tr = from_origin(tx0, y1, res, res)
-            xs, ys = _grid(tr, h, w)
+            tr, xs, ys = _tile_grid(box, crs, tcrs, res)
             fi = field_index(fields, xs, ys)
             cls = fields[fi, 4].astype(np.int64)
             sel = [i for i, b in enumerate(bands) if per_band_res[b] == res]
@@ -249,21 +281,19 @@ def _write_s2(
         scene_id = f"{t}_{scene.dates['s2']}T155819"
         if layout == "multiband":
             img, tr, _ = layers[10.0]
-            out.append(write_geotiff(root / "s2" / f"{scene_id}_L2A.tif", img, crs, tr, 0))
+            out.append(write_geotiff(root / "s2" / f"{scene_id}_L2A.tif", img, tcrs, tr, 0))
         else:
             for img, tr, sel in layers.values():
                 for j, i in enumerate(sel):
                     path = root / "s2" / f"{scene_id}_{bands[i]}.tif"
-                    out.append(write_geotiff(path, img[j : j + 1], crs, tr, 0))
-        tr = from_origin(tx0, y1, 20.0, 20.0)
-        w, h = int(np.ceil((tx1 - tx0) / 20)), int(np.ceil(height / 20))
-        xs, ys = _grid(tr, h, w)
+                    out.append(write_geotiff(path, img[j : j + 1], tcrs, tr, 0))
+        tr, xs, ys = _tile_grid(box, crs, tcrs, 20.0)
         scl_of = np.array([SCL_VALUES[c] for c in scene.classes], dtype=np.uint8)
         scl = scl_of[scene.class_at(xs, ys)]
         if scene.clouds:
             scl[scene.cloud_at(xs, ys)] = 9
         path = root / "s2_scl" / f"{scene_id}_SCL.tif"
-        scl_files.append(write_geotiff(path, scl[None], crs, tr, 0))
+        scl_files.append(write_geotiff(path, scl[None], tcrs, tr, 0))
     return out, scl_files
 
 

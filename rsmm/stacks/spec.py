@@ -7,7 +7,7 @@ marks nodata; plus the chip geometry, the labels, the split and the filters. It 
 from a small YAML file (:func:`load_spec`) or from command-line folders
 (:func:`spec_from_dirs`)::
 
-    crs: EPSG:32618            # optional; default: the CRS of the S2 files
+    crs: auto                  # default: each chip in its UTM zone; EPSG:32618: one CRS
     chip_size: 600m            # or 60px (pixels of S2, else of the first modality)
     stride: 600m
     max_days: 10               # optional: intersect acquisitions in time

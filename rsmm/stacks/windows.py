@@ -3,6 +3,9 @@
 :func:`read_window` reads a chip's bounds in the stack's CRS, resampled into an exact
 ``size x size`` pixel grid (``chip metres / GSD``) at the modality's own GSD, merging
 the files that cover it. Open file handles are cached per process (:func:`open_cached`).
+A chip on a file's own pixel grid (same CRS, same pixel size, whole-pixel offset, inside
+the file) is read as a plain window (:func:`aligned_window`): no resampling, the file's
+pixels exactly.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 from rasterio.crs import CRS
@@ -42,6 +46,12 @@ def open_cached(path: str):
     return src
 
 
+@lru_cache(maxsize=64)
+def as_crs(crs: str) -> CRS:
+    """The rasterio CRS of ``"EPSG:xxxx"`` (cached: chips name their CRS as text)."""
+    return CRS.from_user_input(crs)
+
+
 def window_transform(bounds: Sequence[float], size: int):
     """Affine transform of a ``size x size`` grid exactly covering ``bounds``."""
     from affine import Affine
@@ -54,7 +64,7 @@ def read_window(
     paths: Sequence[str] | Sequence[Sequence[str]],
     bounds: Sequence[float],
     size: int,
-    crs: CRS,
+    crs: CRS | str,
     nodata: float | None = None,
     resampling: str = "nearest",
     dtype: type = np.float32,
@@ -85,6 +95,8 @@ def read_window(
     from rasterio.errors import RasterioError
     from rasterio.warp import reproject
 
+    if isinstance(crs, str):
+        crs = as_crs(crs)
     transform = window_transform(bounds, size)
     out: np.ndarray | None = None
     for n, entry in enumerate(paths):
@@ -98,6 +110,10 @@ def read_window(
                 raise DatasetFileError(
                     f"GeoTIFF {path} has {src.count} bands; cannot read band(s) {bands}"
                 )
+            window = aligned_window(src, bounds, size, crs)
+            if window is not None:
+                parts.append(_read_aligned(src, bands, window, nodata, dtype, path))
+                continue
             tmp = np.full((len(bands), size, size), np.nan, dtype=dtype)
             try:
                 reproject(
@@ -124,6 +140,46 @@ def read_window(
             break
     assert out is not None
     return out
+
+
+def aligned_window(src, bounds: Sequence[float], size: int, crs: CRS, tol: float = 1e-6):
+    """The window of ``src`` that is exactly ``bounds`` on its own pixel grid, or ``None``.
+
+    ``None`` unless ``src`` is in ``crs``, north-up, with pixels of the chip's pixel
+    size, the chip's corner on a pixel corner (within ``tol`` pixels) and the chip
+    inside the file.
+    """
+    from rasterio.windows import Window
+
+    t = src.transform
+    xmin, _, xmax, ymax = bounds
+    res = (xmax - xmin) / size
+    if t.b or t.d or abs(t.a - res) > tol * res or abs(-t.e - res) > tol * res:
+        return None
+    col, row = (xmin - t.c) / res, (t.f - ymax) / res
+    c, r = round(col), round(row)
+    if abs(col - c) > tol or abs(row - r) > tol:
+        return None
+    if c < 0 or r < 0 or c + size > src.width or r + size > src.height:
+        return None
+    if src.crs != crs:
+        return None
+    return Window(c, r, size, size)
+
+
+def _read_aligned(src, bands: list[int], window, nodata, dtype, path: str) -> np.ndarray:
+    """The window's pixels as ``dtype``, NaN where they equal the nodata value."""
+    from rasterio.errors import RasterioError
+
+    try:
+        raw = src.read(bands, window=window)
+    except (RasterioError, OSError) as err:
+        raise DatasetFileError(f"cannot read GeoTIFF {path}: {err}") from err
+    arr = raw.astype(dtype)
+    missing = src.nodata if nodata is None else nodata
+    if missing is not None and not np.isnan(missing):
+        arr[raw == missing] = np.nan
+    return arr
 
 
 def _band(src, indexes: list[int]):
