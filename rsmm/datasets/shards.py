@@ -182,11 +182,23 @@ def write_shards(
         "modalities": list(dataset.modalities),
         "may_lack_modalities": bool(getattr(dataset, "may_lack_modalities", False)),
         "training_gsd": dataset.training_gsd(),
+        "shapes": _shapes(dataset),
         "targets": targets.tolist(),
         "manifest": _stored_manifest(dataset),
     }
     (out / SHARDS_INFO).write_text(json.dumps(info))
     return out
+
+
+def _shapes(dataset: MultiModalDataset) -> dict[str, list[int]]:
+    """``{modality: [C, H, W]}`` from the first samples that have each modality."""
+    shapes: dict[str, list[int]] = {}
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        shapes.update({m: list(sample[m].shape) for m in dataset.modalities if m in sample})
+        if len(shapes) == len(dataset.modalities):
+            break
+    return shapes
 
 
 def _stored_manifest(dataset: MultiModalDataset) -> dict[str, Any]:
