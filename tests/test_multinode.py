@@ -120,3 +120,91 @@ def test_two_process_pretraining_on_shards(tmp_path: Path) -> None:
             loss, _ = task.shared_step(dm.apply_augment(batch, train=True))
         got = sum(r[step]["loss"] for r in ranks) / WORLD
         assert got == pytest.approx(loss.item(), rel=1e-5)
+
+
+class FirstLoss(Callback):
+    """Test-only: each rank writes the loss of its first training step."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            path = Path(self.out, f"loss{trainer.global_rank}.txt")
+            path.write_text(repr(float(outputs["loss"])))
+
+
+class ShardedPretrain(PretrainTask):
+    """Pre-training with FSDP2: the encoders' parameters sharded over the ranks.
+
+    Every module the objective calls is its own FSDP unit (the objective calls the
+    backbones and projectors, not the encoder's ``forward``)."""
+
+    def configure_model(self) -> None:
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = self.device_mesh["data_parallel"]
+        for group in (self.encoder.backbones, self.encoder.projectors):
+            for module in group.values():
+                fully_shard(module, mesh=mesh)
+        fully_shard(self.encoder, mesh=mesh)
+
+
+def fsdp_run(out: str, devices: int) -> None:
+    """One step of multimodal NT-Xent on 8 synthetic samples: under FSDP2 (2 ranks of 4)
+    or in one process (devices=1); the weights start from the same seed."""
+    from lightning import Trainer
+    from lightning.pytorch.strategies import ModelParallelStrategy
+
+    from rsmm.datamodules import SyntheticDataModule
+
+    torch.manual_seed(0)
+    dm = SyntheticDataModule(
+        num_samples={"train": 8, "val": 8, "test": 8},
+        size=8,
+        batch_size=8 // devices,
+        views=2,
+        augment="eval",
+        seed=3,
+    )
+    task_class = ShardedPretrain if devices > 1 else PretrainTask
+    task = task_class(
+        in_channels={"s1": 2, "s2": 13},
+        backbone="tiny_cnn",
+        backbone_kwargs={"batch_norm": False},
+        projector_bn=False,
+        projection_dim=8,
+        hidden_dim=16,
+        temperature=0.5,
+    )
+    strategy = ModelParallelStrategy(data_parallel_size=devices, tensor_parallel_size=1)
+    Trainer(
+        accelerator="cpu",
+        devices=devices,
+        strategy=strategy if devices > 1 else "auto",
+        max_steps=1,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[FirstLoss(out)],
+    ).fit(task, dm)
+
+
+def test_fsdp2_pretraining_equals_one_process(tmp_path: Path) -> None:
+    """ModelParallelStrategy + fully_shard runs on CPU with gloo; the ranks' shares of
+    the all-gathered NT-Xent add up to the loss of one process on the whole batch."""
+    script = tmp_path / "fsdp.py"
+    script.write_text(f"from test_multinode import fsdp_run\nfsdp_run({str(tmp_path)!r}, 2)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           str(WORLD), str(script)]  # fmt: skip
+    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=540)
+    assert done.returncode == 0, done.stderr[-3000:]
+    shares = [float((tmp_path / f"loss{r}.txt").read_text()) for r in range(WORLD)]
+    single = tmp_path / "single"
+    single.mkdir()
+    fsdp_run(str(single), 1)
+    assert sum(shares) / WORLD == pytest.approx(float((single / "loss0.txt").read_text()), rel=1e-5)
