@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from lightning import Callback, Trainer
 
 from rsmm.cli.manifest import main as manifest_main
+from rsmm.cli.train import trainer_callbacks
 from rsmm.datamodules import CoRegisteredStackDataModule
 from rsmm.datamodules.streaming import ShardDataModule
 from rsmm.datasets import CoRegisteredStack
@@ -16,6 +18,7 @@ from rsmm.datasets.shards import MissingShardsError, ShardDataset, write_shards
 from rsmm.errors import ConfigError
 from rsmm.stacks import build_manifest, spec_from_dirs, write_manifest
 from rsmm.stacks.spec import LabelSpec
+from rsmm.tasks import PretrainTask
 
 SCENE = Path(__file__).parent / "data" / "stacks" / "scene"
 
@@ -187,3 +190,47 @@ def test_missing_shards_and_a_used_output_folder_are_user_errors(
     dm = ShardDataModule(str(tmp_path), batch_size=4)
     dm.setup("fit")
     assert dm.val_dataloader() == [] and not dm.has_test_split()
+
+
+class SeenIds(Callback):
+    """Records the ids of the training samples; saves a checkpoint after step ``save_at``
+    (as rsmm's step checkpoints do) to ``path``."""
+
+    def __init__(self, save_at: int = 0, path: Path | None = None) -> None:
+        self.ids: list[str] = []
+        self.save_at, self.path = save_at, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.ids.extend(batch["meta"]["id"])
+        if self.path is not None and trainer.global_step == self.save_at:
+            trainer.save_checkpoint(self.path)
+
+
+def test_lightning_resumes_the_streaming_epoch_from_a_checkpoint(
+    stack: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The loader's position goes into Lightning's checkpoint: a run resumed from the
+    checkpoint of its step 2 sees the rest of the same shuffled epoch."""
+    _, shards = stack
+
+    def fit(save: Path | None = None, ckpt: Path | None = None) -> list[str]:
+        torch.manual_seed(0)
+        dm = ShardDataModule(str(shards), batch_size=3, seed=5, views=2, augment="eval")
+        task = PretrainTask(backbone="tiny_cnn", projection_dim=8, hidden_dim=16)
+        seen = SeenIds(2, save)
+        trainer = Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[seen, *trainer_callbacks(0)[1:]],
+        )
+        trainer.fit(task, dm, ckpt_path=ckpt, weights_only=True)
+        return seen.ids
+
+    full = fit(save=tmp_path / "step2.ckpt")
+    rest = fit(ckpt=tmp_path / "step2.ckpt")
+    assert len(full) == 15 and rest == full[6:]
