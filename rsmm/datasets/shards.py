@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rsmm.atomic import atomic_dir
 from rsmm.datasets.base import MultiModalDataset, Sample
 from rsmm.errors import ConfigError, DatasetFileError
 from rsmm.manifests import DatasetManifest, parse_manifest
@@ -137,7 +138,9 @@ def write_shards(
     """Write every sample of ``dataset`` to ``out`` (LitData chunks + :data:`SHARDS_INFO`).
 
     Workers are forked (each reads its share of samples through its own file handles);
-    the order of the samples is kept.
+    the order of the samples is kept. The chunks are written into a temporary folder
+    beside ``out`` that becomes ``out`` once complete (a failed or killed run leaves no
+    partial shards).
 
     Args:
         dataset: the samples (all of its modalities and bands are written).
@@ -160,22 +163,29 @@ def write_shards(
     if len(dataset) == 0:
         raise ConfigError(f"no samples to write to {out} ({source or type(dataset).__name__})")
     channels = {m: len(dataset.bands[m]) for m in dataset.modalities}
-    previous = multiprocessing.get_start_method(allow_none=True)
-    try:
-        optimize(
-            fn=_Encoder(dataset, channels),
-            inputs=list(range(len(dataset))),
-            output_dir=str(out.absolute()),
-            chunk_bytes=chunk_bytes,
-            num_workers=num_workers,
-            keep_data_ordered=True,
-            start_method="fork",
-            verbose=False,
-        )
-    finally:  # optimize() sets the start method of the whole process
-        multiprocessing.set_start_method(previous, force=True)
+    with atomic_dir(out) as tmp:
+        previous = multiprocessing.get_start_method(allow_none=True)
+        try:
+            optimize(
+                fn=_Encoder(dataset, channels),
+                inputs=list(range(len(dataset))),
+                output_dir=str(tmp.absolute()),
+                chunk_bytes=chunk_bytes,
+                num_workers=num_workers,
+                keep_data_ordered=True,
+                start_method="fork",
+                verbose=False,
+            )
+        finally:  # optimize() sets the start method of the whole process
+            multiprocessing.set_start_method(previous, force=True)
+        (tmp / SHARDS_INFO).write_text(json.dumps(_info(dataset, source)))
+    return out
+
+
+def _info(dataset: MultiModalDataset, source: str) -> dict[str, Any]:
+    """The :data:`SHARDS_INFO` of ``dataset``'s shards."""
     targets = np.asarray(dataset.targets())
-    info = {
+    return {
         "format": SHARDS_FORMAT,
         "source": source,
         "num_samples": len(dataset),
@@ -186,8 +196,6 @@ def write_shards(
         "targets": targets.tolist(),
         "manifest": _stored_manifest(dataset),
     }
-    (out / SHARDS_INFO).write_text(json.dumps(info))
-    return out
 
 
 def _shapes(dataset: MultiModalDataset) -> dict[str, list[int]]:
