@@ -12,6 +12,7 @@ chips, augmented on the device the same way.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,10 @@ from torch.utils.data import DataLoader, Dataset, Subset, default_collate
 from rsmm.datamodules.base import MultiModalDataModule
 from rsmm.datasets.base import MultiModalDataset, Sample
 from rsmm.datasets.shards import MissingShardsError, ShardDataset
+
+# Lightning warns that an IterableDataset's __len__ may be wrong with several workers;
+# LitData deals the samples to the workers itself, so it is right
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 
 class PresenceCollate:
