@@ -346,12 +346,18 @@ class ShardDataset(MultiModalDataset):
         seed: int = 0,
         indices: Sequence[int] | None = None,
     ) -> Any:
-        """A ``litdata.StreamingDataset`` of the samples (only ``indices`` when given)."""
+        """A ``litdata.StreamingDataset`` of the samples (only ``indices`` when given).
+
+        Records are decoded one at a time (``batch_decode=0``): LitData's default
+        ("auto") decoded whole windows of a shuffled chunk for each record here, 10x
+        slower for rsmm's few large tensors per record.
+        """
         from litdata import StreamingDataset
 
         ds = StreamingDataset(
             self.root,
             cache_dir=self.cache_dir,
+            batch_decode=0,
             shuffle=shuffle,
             drop_last=drop_last,
             seed=seed,
