@@ -1,4 +1,5 @@
-"""``rsmm manifest build|stats``: chip indexes of user stacks, band statistics."""
+"""``rsmm manifest build|stats|shard``: chip indexes of user stacks, band statistics,
+streaming shards."""
 
 from __future__ import annotations
 
@@ -252,8 +253,37 @@ def _build(a: argparse.Namespace) -> int:
     return 0
 
 
+def _add_shard_parser(sub: Any) -> None:
+    s = sub.add_parser(
+        "shard",
+        help="write the chips of a chip manifest as LitData shards for streaming",
+        description="Read every chip of a chip manifest once (every modality at its own "
+        "GSD, labels, meta, band statistics) and write it with LitData into <out>/<split>/ "
+        "for rsmm.datamodules.streaming.ShardDataModule. Example: rsmm manifest shard "
+        "chips.parquet --out shards/ --split train --chunk-bytes 256MB",
+    )
+    s.add_argument("manifest", help="chip manifest (.parquet) of rsmm manifest build")
+    s.add_argument("--out", required=True, help="folder of the split folders")
+    s.add_argument("--split", choices=("train", "val", "test"), help="default: every split")
+    s.add_argument("--chunk-bytes", default="256MB", help="chunk size (default 256MB)")
+    s.add_argument("--workers", type=int, default=1, help="processes reading chips")
+    s.add_argument("--modalities", help="modalities to write, comma separated (default all)")
+
+
+def _shard(a: argparse.Namespace) -> int:
+    from rsmm.datasets.shards import shard_manifest
+
+    if a.workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {a.workers}")
+    modalities = a.modalities.split(",") if a.modalities else None
+    written = shard_manifest(a.manifest, a.out, a.split, a.chunk_bytes, a.workers, modalities)
+    for split, n in written.items():
+        print(f"wrote {n} {split} chips to {Path(a.out) / split}")
+    return 0
+
+
 def main(argv: Sequence[str]) -> int:
-    """Run ``rsmm manifest build|stats``."""
+    """Run ``rsmm manifest build|stats|shard``."""
     import json
 
     p = OptionParser(prog="rsmm manifest", description="Dataset manifests.")
@@ -267,9 +297,12 @@ def main(argv: Sequence[str]) -> int:
     s.add_argument("--max-samples", type=int, default=None, help="use at most this many samples")
     s.add_argument("--out", help="write an updated manifest JSON here (default: print the stats)")
     _add_build_parser(sub)
+    _add_shard_parser(sub)
     a = p.parse_args(argv)
     if a.action == "build":
         return _build(a)
+    if a.action == "shard":
+        return _shard(a)
 
     from rsmm.atomic import write_text
     from rsmm.datasets import dataset_class

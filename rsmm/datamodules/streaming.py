@@ -1,0 +1,140 @@
+"""Datamodule streaming shards (:mod:`rsmm.datasets.shards`) with LitData.
+
+The training loader is a ``litdata.StreamingDataLoader`` over a
+``litdata.StreamingDataset``: chunks are shuffled and dealt to the ranks (every rank
+gets the same number of samples, ``drop_last``: uneven counts hang DDP) and to the
+loader workers, read from a local folder or streamed from an object store with a local
+chunk cache. Its position is part of Lightning's checkpoints (the loader's
+``state_dict``), so a run resumes mid-epoch with the samples it had not seen. Batches
+are those of :class:`~rsmm.datamodules.stacks.CoRegisteredStackDataModule` on the same
+chips, augmented on the device the same way.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+
+from rsmm.datamodules.base import MultiModalDataModule
+from rsmm.datasets.base import MultiModalDataset, Sample
+from rsmm.datasets.shards import MissingShardsError, ShardDataset
+
+# Lightning warns that an IterableDataset's __len__ may be wrong with several workers;
+# LitData deals the samples to the workers itself, so it is right
+warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+
+
+class PresenceCollate:
+    """Collate samples that may lack modalities: absent entries zero-filled, and
+    ``batch["presence"] = {modality: bool (B,)}`` (rsmm's batch contract).
+
+    Args:
+        shapes: ``{modality: (C, H, W)}`` used when no sample of a batch has it.
+    """
+
+    def __init__(self, shapes: Mapping[str, Sequence[int]]) -> None:
+        self.shapes = {m: tuple(s) for m, s in shapes.items()}
+
+    def __call__(self, samples: list[Sample]) -> dict[str, Any]:
+        rest = [{k: v for k, v in s.items() if k not in self.shapes} for s in samples]
+        batch = default_collate(rest)
+        batch["presence"] = {}
+        for m, shape in self.shapes.items():
+            present = torch.tensor([m in s for s in samples])
+            x = next((s[m] for s in samples if m in s), None)
+            zero = torch.zeros(x.shape if x is not None else shape, dtype=torch.float32)
+            batch[m] = torch.stack([s[m] if m in s else zero for s in samples])
+            batch["presence"][m] = present
+        return batch
+
+
+def collate_function(dataset: ShardDataset) -> Any:
+    """The collate function of a shard dataset's loaders: torch's default, or
+    :class:`PresenceCollate` when the dataset may lack modalities."""
+    if not dataset.may_lack_modalities:
+        return default_collate
+    shapes = dataset.info.get("shapes", {})
+    return PresenceCollate({m: shapes[m] for m in dataset.modalities})
+
+
+class ShardDataModule(MultiModalDataModule):
+    """Train / val / test samples streamed from shards written by ``rsmm manifest shard``.
+
+    Args:
+        root: the folder (or ``s3://`` / ``gs://`` URI) of the split folders
+            (``train``, ``val``, ``test``); a missing val or test folder is left out.
+        modalities: modalities to load (default: all of the shards).
+        bands: optional ``{modality: band names}`` subsets.
+        cache_dir: local chunk cache for remote shards (default LitData's).
+        storage_options: object-store credentials and options, as LitData takes them
+            (e.g. ``{"key": ..., "secret": ..., "endpoint_url": ...}`` for S3).
+        **kwargs: see :class:`~rsmm.datamodules.base.MultiModalDataModule`.
+    """
+
+    dataset_class = ShardDataset
+
+    def __init__(
+        self,
+        root: str,
+        modalities: Sequence[str] | None = None,
+        bands: Mapping[str, Sequence[str]] | None = None,
+        cache_dir: str | None = None,
+        storage_options: dict | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            root=root,
+            modalities=modalities,
+            bands=bands,
+            cache_dir=cache_dir,
+            storage_options=storage_options,
+            **kwargs,
+        )
+
+    def make_dataset(self, split: str, **kwargs: Any) -> MultiModalDataset | None:
+        """The split's shards; ``None`` for a val or test split with none written."""
+        try:
+            return super().make_dataset(split, **kwargs)
+        except MissingShardsError:
+            if split == self.train_split:
+                raise
+            return None
+
+    def _build_splits(self, stage: str | None) -> dict[str, Dataset]:
+        return {k: v for k, v in super()._build_splits(stage).items() if v is not None}
+
+    def has_test_split(self) -> bool:
+        if "test" not in self.datasets:
+            self.setup("test")
+        return "test" in self.datasets
+
+    def val_dataloader(self) -> DataLoader | list:
+        """The val shards; an empty list (no validation) when none were written."""
+        if self.datasets and "val" not in self.datasets:
+            return []
+        return super().val_dataloader()
+
+    def _loader(self, key: str, shuffle: bool) -> DataLoader:
+        """A ``StreamingDataLoader``: shuffled by chunk, equal counts per rank and
+        resumable for training; in order for evaluation."""
+        from litdata import StreamingDataLoader
+
+        if key not in self.datasets:
+            raise RuntimeError(f"{type(self).__name__} has no {key} split (call setup first)")
+        ds, indices = self.datasets[key], None
+        if isinstance(ds, Subset):  # the label fraction
+            indices = list(ds.indices)
+            ds = ds.dataset
+        assert isinstance(ds, ShardDataset)
+        stream = ds.streaming(shuffle=shuffle, drop_last=shuffle, seed=self.seed, indices=indices)
+        return StreamingDataLoader(
+            stream,
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            collate_fn=collate_function(ds),
+        )

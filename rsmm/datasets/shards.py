@@ -1,0 +1,379 @@
+"""Streaming shards: a dataset's samples written once with LitData, read without decoding.
+
+``rsmm manifest shard chips.parquet --out shards/`` reads every chip of a stack
+(:class:`~rsmm.datasets.CoRegisteredStack`: every modality at its own GSD, label,
+meta) once and writes it with LitData's ``optimize`` into binary chunks, one folder
+per split (``shards/train``, ``shards/val``, ``shards/test``), beside a
+``rsmm-shards.json`` holding what a dataset needs without reading a chunk: the
+dataset manifest (classes, bands, units, band statistics), the modalities and the
+labels of every sample. :class:`ShardDataset` reads a split folder (or an object-store
+URI, ``s3://bucket/shards/train``, ``gs://...``, with the credentials LitData takes)
+into the very sample dicts the source dataset returned, bit for bit.
+
+LitData fixes the keys and each value's format from the first sample it writes: a
+modality absent from the first sample would be dropped from every sample, and a 1-D
+placeholder would make later C x H x W tensors come back flat. So every record holds
+every modality, an absent one as a float32 ``C x 0 x 0`` tensor (same rank, no
+bytes), and ``nodata`` (one count per modality) is ``-1`` where the modality is
+absent; reading gives back a sample without that modality's key, as the contract of
+rsmm's samples says.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rsmm.atomic import atomic_dir
+from rsmm.datasets.base import MultiModalDataset, Sample
+from rsmm.errors import ConfigError, DatasetFileError
+from rsmm.manifests import DatasetManifest, parse_manifest
+
+#: The file beside LitData's ``index.json`` that describes a split's shards.
+SHARDS_INFO = "rsmm-shards.json"
+#: Version of the record layout written by :func:`write_shards`.
+SHARDS_FORMAT = 1
+_REMOTE = ("s3://", "gs://", "azure://", "hf://", "http://", "https://")
+
+
+class MissingShardsError(DatasetFileError):
+    """A folder or URI without :data:`SHARDS_INFO` (no shards written there)."""
+
+
+def is_remote(root: str | Path) -> bool:
+    """Whether ``root`` is an object-store URI rather than a local folder."""
+    return str(root).startswith(_REMOTE)
+
+
+def _join(root: str | Path, *parts: str) -> str:
+    return "/".join([str(root).rstrip("/"), *parts]) if is_remote(root) else str(Path(root, *parts))
+
+
+# -- records -------------------------------------------------------------------------
+
+
+def encode_sample(sample: Mapping[str, Any], channels: Mapping[str, int]) -> dict[str, Any]:
+    """The flat record of one sample: every modality of ``channels`` present.
+
+    Args:
+        sample: an rsmm sample (``{modality: C x H x W, "label", "meta"}``); a modality
+            may be absent.
+        channels: ``{modality: number of bands}`` of every modality the shards hold.
+    """
+    meta = sample["meta"]
+    nodata = meta.get("nodata", {})
+    record: dict[str, Any] = {"id": str(meta["id"]), "label": torch.as_tensor(sample["label"])}
+    counts = []
+    for m, c in channels.items():
+        if m in sample:
+            record[m] = torch.as_tensor(sample[m])
+            counts.append(int(nodata.get(m, 0)))
+        else:
+            record[m] = torch.empty((c, 0, 0), dtype=torch.float32)
+            counts.append(-1)
+    record["nodata"] = torch.tensor(counts, dtype=torch.int64)
+    record["lonlat"] = torch.as_tensor(meta["lonlat"], dtype=torch.float32)
+    if "date" in meta:
+        record["date"] = torch.as_tensor(meta["date"], dtype=torch.float32)
+    return record
+
+
+class RecordDecoder:
+    """Turns a record back into the sample dict (picklable: runs in loader workers).
+
+    Args:
+        stored: the modalities of the records, in order.
+        keep: ``{modality: band indexes or None for all}`` of the modalities to return.
+    """
+
+    def __init__(self, stored: Sequence[str], keep: Mapping[str, list[int] | None]) -> None:
+        self.slots = [(i, m, keep[m]) for i, m in enumerate(stored) if m in keep]
+
+    def __call__(self, record: Mapping[str, Any]) -> Sample:
+        counts = record["nodata"].tolist()
+        sample: Sample = {}
+        nodata = {}
+        for i, m, bands in self.slots:
+            if counts[i] >= 0:
+                x = record[m]
+                sample[m] = x if bands is None else x[bands]
+                nodata[m] = counts[i]
+        sample["label"] = record["label"]
+        meta = {"id": record["id"], "nodata": nodata, "lonlat": record["lonlat"]}
+        if "date" in record:
+            meta["date"] = record["date"]
+        sample["meta"] = meta
+        return sample
+
+
+class _Encoder:
+    """``index -> record`` of a dataset, for LitData's ``optimize`` workers."""
+
+    def __init__(self, dataset: MultiModalDataset, channels: Mapping[str, int]) -> None:
+        self.dataset = dataset
+        self.channels = dict(channels)
+
+    def __call__(self, index: int) -> dict[str, Any]:
+        return encode_sample(self.dataset[index], self.channels)
+
+
+# -- writing -------------------------------------------------------------------------
+
+
+def write_shards(
+    dataset: MultiModalDataset,
+    out: str | Path,
+    chunk_bytes: str | int = "256MB",
+    num_workers: int = 1,
+    source: str = "",
+) -> Path:
+    """Write every sample of ``dataset`` to ``out`` (LitData chunks + :data:`SHARDS_INFO`).
+
+    Workers are forked (each reads its share of samples through its own file handles);
+    the order of the samples is kept. The chunks are written into a temporary folder
+    beside ``out`` that becomes ``out`` once complete (a failed or killed run leaves no
+    partial shards).
+
+    Args:
+        dataset: the samples (all of its modalities and bands are written).
+        out: a new or empty local folder.
+        chunk_bytes: chunk size (``"256MB"``, or bytes).
+        num_workers: processes reading and writing samples.
+        source: where the samples come from (recorded in :data:`SHARDS_INFO`).
+
+    Returns:
+        ``out``.
+
+    Raises:
+        ConfigError: ``out`` is a file or a non-empty folder, or ``dataset`` is empty.
+    """
+    from litdata import optimize
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ConfigError(f"--out: {out} exists and is not an empty folder")
+    if len(dataset) == 0:
+        raise ConfigError(f"no samples to write to {out} ({source or type(dataset).__name__})")
+    channels = {m: len(dataset.bands[m]) for m in dataset.modalities}
+    with atomic_dir(out) as tmp:
+        previous = multiprocessing.get_start_method(allow_none=True)
+        try:
+            optimize(
+                fn=_Encoder(dataset, channels),
+                inputs=list(range(len(dataset))),
+                output_dir=str(tmp.absolute()),
+                chunk_bytes=chunk_bytes,
+                num_workers=num_workers,
+                keep_data_ordered=True,
+                start_method="fork",
+                verbose=False,
+            )
+        finally:  # optimize() sets the start method of the whole process
+            multiprocessing.set_start_method(previous, force=True)
+        (tmp / SHARDS_INFO).write_text(json.dumps(_info(dataset, source)))
+    return out
+
+
+def _info(dataset: MultiModalDataset, source: str) -> dict[str, Any]:
+    """The :data:`SHARDS_INFO` of ``dataset``'s shards."""
+    targets = np.asarray(dataset.targets())
+    return {
+        "format": SHARDS_FORMAT,
+        "source": source,
+        "num_samples": len(dataset),
+        "modalities": list(dataset.modalities),
+        "may_lack_modalities": bool(getattr(dataset, "may_lack_modalities", False)),
+        "training_gsd": dataset.training_gsd(),
+        "shapes": _shapes(dataset),
+        "targets": targets.tolist(),
+        "manifest": _stored_manifest(dataset),
+    }
+
+
+def _shapes(dataset: MultiModalDataset) -> dict[str, list[int]]:
+    """``{modality: [C, H, W]}`` from the first samples that have each modality."""
+    shapes: dict[str, list[int]] = {}
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        shapes.update({m: list(sample[m].shape) for m in dataset.modalities if m in sample})
+        if len(shapes) == len(dataset.modalities):
+            break
+    return shapes
+
+
+def _stored_manifest(dataset: MultiModalDataset) -> dict[str, Any]:
+    """The dataset manifest restricted to the written bands (so band indexes match)."""
+    man = dataset.manifest.to_dict()
+    man["modalities"] = {m: man["modalities"][m] for m in dataset.modalities}
+    for m in dataset.modalities:
+        info = man["modalities"][m]
+        info["bands"] = list(dataset.bands[m])
+        if info.get("stats"):
+            info["stats"] = {b: info["stats"][b] for b in dataset.bands[m] if b in info["stats"]}
+    return man
+
+
+def shard_manifest(
+    manifest: str | Path,
+    out: str | Path,
+    split: str | None = None,
+    chunk_bytes: str | int = "256MB",
+    num_workers: int = 1,
+    modalities: Sequence[str] | None = None,
+) -> dict[str, int]:
+    """Write the chips of a stack manifest as shards, one folder per split under ``out``.
+
+    Args:
+        manifest: the chip manifest (``chips.parquet``).
+        out: the folder of the split folders.
+        split: only this split (default: every split with chips).
+        chunk_bytes: chunk size.
+        num_workers: processes reading chips.
+        modalities: modalities to write (default: all of the manifest).
+
+    Returns:
+        ``{split: samples written}``.
+    """
+    from rsmm.datasets.stacks import CoRegisteredStack
+    from rsmm.stacks.splits import SPLITS
+
+    written = {}
+    for name in [split] if split is not None else SPLITS:
+        ds = CoRegisteredStack(manifest, split=name, modalities=modalities)
+        if len(ds) == 0 and split is None:
+            continue
+        write_shards(ds, Path(out) / name, chunk_bytes, num_workers, f"{manifest} (split {name})")
+        written[name] = len(ds)
+    return written
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def read_shards_info(
+    root: str | Path, cache_dir: str | None = None, storage_options: dict | None = None
+) -> dict[str, Any]:
+    """The :data:`SHARDS_INFO` of a split folder or URI (downloaded into ``cache_dir``).
+
+    Raises:
+        MissingShardsError: there is none.
+    """
+    path = _join(root, SHARDS_INFO)
+    if is_remote(root):
+        from litdata.streaming.downloader import get_downloader
+
+        local_dir = cache_dir or tempfile.mkdtemp(prefix="rsmm-shards-")
+        local = os.path.join(local_dir, SHARDS_INFO)
+        try:
+            get_downloader(str(root), local_dir, [], storage_options).download_file(path, local)
+        except Exception as err:  # the storage client's own error types
+            raise MissingShardsError(f"{path}: cannot read it ({err})") from err
+        path = local
+    if not Path(path).is_file():
+        raise MissingShardsError(f"{path} not found: no rsmm shards there (rsmm manifest shard)")
+    info = json.loads(Path(path).read_text())
+    if info.get("format") != SHARDS_FORMAT:
+        raise DatasetFileError(f"{path}: shard format {info.get('format')!r} is not {SHARDS_FORMAT}")
+    return info
+
+
+class ShardDataset(MultiModalDataset):
+    """The samples of one split folder of shards (see :func:`shard_manifest`).
+
+    Indexing reads one sample (random access); :meth:`streaming` gives the
+    ``litdata.StreamingDataset`` that training loaders iterate (shuffled by chunk,
+    split across ranks and workers, resumable).
+
+    Args:
+        root: the folder of split folders (local, or ``s3://``, ``gs://`` ...).
+        split: the split folder to read; ``None``: ``root`` is a split folder itself.
+        modalities: modalities to return (default: all of the shards).
+        bands: optional ``{modality: band names}`` subsets.
+        cache_dir: where LitData caches remote chunks (default LitData's).
+        storage_options: credentials and options of the object store (LitData's).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str | None = None,
+        modalities: Sequence[str] | None = None,
+        bands: Mapping[str, Sequence[str]] | None = None,
+        cache_dir: str | None = None,
+        storage_options: dict | None = None,
+    ) -> None:
+        self.root = str(root) if split is None else _join(root, split)
+        self.split = split
+        self.cache_dir = cache_dir
+        self.storage_options = dict(storage_options or {})
+        self.info = read_shards_info(self.root, cache_dir, self.storage_options)
+        self.stored: tuple[str, ...] = tuple(self.info["modalities"])
+        super().__init__(modalities or self.stored, bands)
+        self.may_lack_modalities: bool = bool(self.info["may_lack_modalities"])
+        self._targets = np.asarray(self.info["targets"])
+        keep = {}
+        for m in self.modalities:
+            stored = self.manifest.modality(m).bands
+            chosen = self.bands[m]
+            keep[m] = None if chosen == stored else [stored.index(b) for b in chosen]
+        self.decoder = RecordDecoder(self.stored, keep)
+        self._reader: Any = None
+
+    def _load_manifest(self) -> DatasetManifest:
+        return parse_manifest(self.info["manifest"], _join(self.root, SHARDS_INFO))
+
+    def training_gsd(self) -> dict[str, float | None]:
+        return {m: self.info["training_gsd"].get(m) for m in self.modalities}
+
+    def __len__(self) -> int:
+        return int(self.info["num_samples"])
+
+    def targets(self) -> np.ndarray:
+        return self._targets.copy()
+
+    def streaming(
+        self,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        indices: Sequence[int] | None = None,
+    ) -> Any:
+        """A ``litdata.StreamingDataset`` of the samples (only ``indices`` when given).
+
+        Records are decoded one at a time (``batch_decode=0``): LitData's default
+        ("auto") decoded whole windows of a shuffled chunk for each record here, 10x
+        slower for rsmm's few large tensors per record.
+        """
+        from litdata import StreamingDataset
+
+        ds = StreamingDataset(
+            self.root,
+            cache_dir=self.cache_dir,
+            batch_decode=0,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            storage_options=self.storage_options,
+            transform=self.decoder,
+        )
+        return ds if indices is None else ds.subset(list(indices))
+
+    def __getitem__(self, index: int) -> Sample:
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+        if self._reader is None:
+            self._reader = self.streaming()
+        return self._reader[int(index)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_reader"] = None  # LitData's reader holds threads
+        return state

@@ -1,0 +1,236 @@
+"""Streaming shards: bit-exact round trip (absent modalities too), the datamodule's
+batches equal the stack datamodule's, and a mid-epoch resume sees the rest of the epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from lightning import Callback, Trainer
+
+from rsmm.cli.manifest import main as manifest_main
+from rsmm.cli.train import trainer_callbacks
+from rsmm.datamodules import CoRegisteredStackDataModule
+from rsmm.datamodules.streaming import ShardDataModule
+from rsmm.datasets import CoRegisteredStack
+from rsmm.datasets.shards import MissingShardsError, ShardDataset, write_shards
+from rsmm.errors import ConfigError
+from rsmm.stacks import build_manifest, spec_from_dirs, write_manifest
+from rsmm.stacks.spec import LabelSpec
+from rsmm.tasks import PretrainTask
+
+SCENE = Path(__file__).parent / "data" / "stacks" / "scene"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A chip manifest of the generated scene and its shards (every split)."""
+    spec = spec_from_dirs(
+        {"s2": SCENE / "s2", "s1": SCENE / "s1"},
+        chip_size="160m",
+        stride="80m",
+        block_size="320m",
+        split=(0.6, 0.2, 0.2),
+        seed=1,
+        labels=LabelSpec(str(SCENE / "labels.gpkg"), "landcover", "points"),
+    )
+    tmp = tmp_path_factory.mktemp("shards")
+    manifest = write_manifest(build_manifest(spec), tmp / "chips.parquet")
+    # small chunks: several per split, so shuffling and resuming cross chunks
+    args = ["shard", str(manifest), "--out", str(tmp / "shards"), "--chunk-bytes", "20kB"]
+    assert manifest_main(args) == 0
+    return manifest, tmp / "shards"
+
+
+def assert_same_sample(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        if k == "meta":
+            assert a[k].keys() == b[k].keys()
+            assert a[k]["id"] == b[k]["id"] and a[k]["nodata"] == b[k]["nodata"]
+            for key in ("lonlat", "date"):
+                if key in a[k]:
+                    assert a[k][key].dtype == b[k][key].dtype
+                    assert torch.equal(a[k][key], b[k][key])
+        else:
+            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
+            assert torch.equal(a[k], b[k]), k
+
+
+def test_every_split_round_trips_bit_exactly(stack: tuple[Path, Path]) -> None:
+    manifest, shards = stack
+    for split in ("train", "val", "test"):
+        source, ds = CoRegisteredStack(manifest, split=split), ShardDataset(shards, split)
+        assert len(ds) == len(source) > 0
+        assert ds.classes == source.classes and ds.bands == source.bands
+        assert ds.units == source.units and ds.training_gsd() == source.training_gsd()
+        for m, (mean, std) in source.band_stats().items():
+            assert torch.equal(ds.band_stats()[m][0], mean)
+            assert torch.equal(ds.band_stats()[m][1], std)
+        assert (ds.targets() == source.targets()).all()
+        for i in range(len(ds)):
+            assert_same_sample(source[i], ds[i])
+
+
+def test_modality_and_band_subsets_are_sliced_from_the_shards(stack: tuple[Path, Path]) -> None:
+    manifest, shards = stack
+    kw = {"modalities": ["s2"], "bands": {"s2": ["B08", "B04"]}}
+    source, ds = CoRegisteredStack(manifest, split="val", **kw), ShardDataset(shards, "val", **kw)
+    assert_same_sample(source[1], ds[1])
+    assert ds[1]["s2"].shape[0] == 2
+
+
+class Holes(CoRegisteredStack):
+    """The stack with S2 absent from every third chip, the first one included."""
+
+    may_lack_modalities = True
+
+    def __getitem__(self, index: int) -> dict:
+        sample = super().__getitem__(index)
+        if index % 3 == 0:
+            del sample["s2"]
+            del sample["meta"]["nodata"]["s2"]
+        return sample
+
+
+def test_a_modality_absent_from_the_first_sample_round_trips(
+    stack: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """LitData fixes keys and formats from the first sample: the C x 0 x 0 placeholder
+    keeps the key and the rank for the samples that have it."""
+    manifest, _ = stack
+    source = Holes(manifest, split="train")
+    ds = ShardDataset(write_shards(source, tmp_path / "holes", chunk_bytes="20kB"))
+    assert ds.may_lack_modalities
+    for i in range(len(ds)):
+        assert_same_sample(source[i], ds[i])
+    assert "s2" not in ds[0] and ds[1]["s2"].shape == (13, 16, 16)
+    # the batch contract: zero-filled absent rows and a presence vector per modality
+    dm = ShardDataModule(str(tmp_path), batch_size=4)
+    dm.datasets = {"val": ds}  # the folder is a split folder: evaluate it in order
+    batch = next(iter(dm._loader("val", shuffle=False)))
+    assert batch["presence"]["s2"].tolist() == [False, True, True, False]
+    assert batch["presence"]["s1"].all()
+    assert not batch["s2"][0].any() and torch.equal(batch["s2"][1], source[1]["s2"])
+
+
+def test_batches_equal_the_stack_datamodule_batches(stack: tuple[Path, Path]) -> None:
+    manifest, shards = stack
+    kw = {"batch_size": 5, "eval_batch_size": 5}
+    ref, dm = CoRegisteredStackDataModule(str(manifest), **kw), ShardDataModule(str(shards), **kw)
+    ref.setup("fit")
+    dm.setup("fit")
+    assert dm.stats.keys() == ref.stats.keys()
+    for m in ref.stats:
+        assert torch.equal(dm.stats[m][0], ref.stats[m][0])
+    got, want = list(dm.val_dataloader()), list(ref.val_dataloader())
+    assert len(got) == len(want) > 1
+    for a, b in zip(got, want):
+        assert a.keys() == b.keys() and a["meta"]["id"] == b["meta"]["id"]
+        for k in ("s1", "s2", "label"):
+            assert torch.equal(a[k], b[k])
+        assert torch.equal(a["meta"]["lonlat"], b["meta"]["lonlat"])
+    # the device-side pipeline is the same: identical normalised eval views
+    views = dm.apply_augment(got[0], train=False)
+    assert torch.equal(views["s2"][0], ref.apply_augment(want[0], train=False)["s2"][0])
+
+
+def ids(batches: list[dict]) -> list[str]:
+    return [i for b in batches for i in b["meta"]["id"]]
+
+
+def test_training_loader_resumes_mid_epoch(stack: tuple[Path, Path]) -> None:
+    """The loader's state_dict (what Lightning checkpoints) resumes the shuffled epoch
+    where it stopped: the samples seen before plus after equal an uninterrupted epoch."""
+    _, shards = stack
+
+    def loader(state: dict | None = None) -> object:
+        dm = ShardDataModule(str(shards), batch_size=3, seed=7)
+        dm.setup("fit")
+        out = dm.train_dataloader()
+        if state is not None:
+            out.load_state_dict(state)
+        return out
+
+    full = ids(list(loader()))
+    train = ShardDataset(shards, "train")
+    assert sorted(full) == sorted(train[i]["meta"]["id"] for i in range(len(train)))
+    first = loader()
+    it, seen = iter(first), []
+    for _ in range(2):
+        seen.append(next(it))
+    state = first.state_dict()
+    rest = list(loader(state))
+    assert ids(seen) + ids(rest) == full
+    assert full != sorted(full)  # shuffled
+
+
+def test_label_fraction_streams_the_stratified_subset(stack: tuple[Path, Path]) -> None:
+    manifest, shards = stack
+    kw = {"batch_size": 4, "label_fraction": 0.5, "seed": 2}
+    ref, dm = CoRegisteredStackDataModule(str(manifest), **kw), ShardDataModule(str(shards), **kw)
+    ref.setup("fit")
+    dm.setup("fit")
+    want = {ref.datasets["train"][i]["meta"]["id"] for i in range(len(ref.datasets["train"]))}
+    assert set(ids(list(dm.train_dataloader()))) <= want
+    assert len(dm.datasets["train"]) == len(want)
+
+
+def test_missing_shards_and_a_used_output_folder_are_user_errors(
+    stack: tuple[Path, Path], tmp_path: Path
+) -> None:
+    manifest, shards = stack
+    with pytest.raises(MissingShardsError, match=r"rsmm-shards\.json not found"):
+        ShardDataset(tmp_path, "train")
+    with pytest.raises(ConfigError, match="not an empty folder"):
+        manifest_main(["shard", str(manifest), "--out", str(shards), "--split", "val"])
+    # a pre-training set of train shards only: no validation, no test
+    assert manifest_main(["shard", str(manifest), "--out", str(tmp_path), "--split", "train"]) == 0
+    dm = ShardDataModule(str(tmp_path), batch_size=4)
+    dm.setup("fit")
+    assert dm.val_dataloader() == [] and not dm.has_test_split()
+
+
+class SeenIds(Callback):
+    """Records the ids of the training samples; saves a checkpoint after step ``save_at``
+    (as rsmm's step checkpoints do) to ``path``."""
+
+    def __init__(self, save_at: int = 0, path: Path | None = None) -> None:
+        self.ids: list[str] = []
+        self.save_at, self.path = save_at, path
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.ids.extend(batch["meta"]["id"])
+        if self.path is not None and trainer.global_step == self.save_at:
+            trainer.save_checkpoint(self.path)
+
+
+def test_lightning_resumes_the_streaming_epoch_from_a_checkpoint(
+    stack: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The loader's position goes into Lightning's checkpoint: a run resumed from the
+    checkpoint of its step 2 sees the rest of the same shuffled epoch."""
+    _, shards = stack
+
+    def fit(save: Path | None = None, ckpt: Path | None = None) -> list[str]:
+        torch.manual_seed(0)
+        dm = ShardDataModule(str(shards), batch_size=3, seed=5, views=2, augment="eval")
+        task = PretrainTask(backbone="tiny_cnn", projection_dim=8, hidden_dim=16)
+        seen = SeenIds(2, save)
+        trainer = Trainer(
+            accelerator="cpu",
+            max_epochs=1,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[seen, *trainer_callbacks(0)[1:]],
+        )
+        trainer.fit(task, dm, ckpt_path=ckpt, weights_only=True)
+        return seen.ids
+
+    full = fit(save=tmp_path / "step2.ckpt")
+    rest = fit(ckpt=tmp_path / "step2.ckpt")
+    assert len(full) == 15 and rest == full[6:]
