@@ -16,11 +16,11 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
-from torch.utils.data import DataLoader, Dataset, Subset, default_collate
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from rsmm.datamodules.base import MultiModalDataModule
-from rsmm.datasets.base import MultiModalDataset, Sample
+from rsmm.datamodules.collate import SampleCollate
+from rsmm.datasets.base import MultiModalDataset
 from rsmm.datasets.shards import MissingShardsError, ShardDataset
 
 # Lightning warns that an IterableDataset's __len__ may be wrong with several workers;
@@ -28,37 +28,16 @@ from rsmm.datasets.shards import MissingShardsError, ShardDataset
 warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
 
 
-class PresenceCollate:
-    """Collate samples that may lack modalities: absent entries zero-filled, and
-    ``batch["presence"] = {modality: bool (B,)}`` (rsmm's batch contract).
-
-    Args:
-        shapes: ``{modality: (C, H, W)}`` used when no sample of a batch has it.
-    """
-
-    def __init__(self, shapes: Mapping[str, Sequence[int]]) -> None:
-        self.shapes = {m: tuple(s) for m, s in shapes.items()}
-
-    def __call__(self, samples: list[Sample]) -> dict[str, Any]:
-        rest = [{k: v for k, v in s.items() if k not in self.shapes} for s in samples]
-        batch = default_collate(rest)
-        batch["presence"] = {}
-        for m, shape in self.shapes.items():
-            present = torch.tensor([m in s for s in samples])
-            x = next((s[m] for s in samples if m in s), None)
-            zero = torch.zeros(x.shape if x is not None else shape, dtype=torch.float32)
-            batch[m] = torch.stack([s[m] if m in s else zero for s in samples])
-            batch["presence"][m] = present
-        return batch
-
-
-def collate_function(dataset: ShardDataset) -> Any:
-    """The collate function of a shard dataset's loaders: torch's default, or
-    :class:`PresenceCollate` when the dataset may lack modalities."""
+def collate_function(dataset: ShardDataset) -> SampleCollate:
+    """The collate function of a shard dataset's loaders (rsmm's batch contract, see
+    :mod:`rsmm.datamodules.collate`): batches carry ``"presence"`` when the dataset may
+    lack modalities, a modality no sample of a batch has taking the shape the shards
+    recorded."""
+    modalities = tuple(dataset.modalities)
     if not dataset.may_lack_modalities:
-        return default_collate
+        return SampleCollate(modalities)
     shapes = dataset.info.get("shapes", {})
-    return PresenceCollate({m: shapes[m] for m in dataset.modalities})
+    return SampleCollate(modalities, {m: tuple(shapes[m]) for m in modalities}, presence=True)
 
 
 class ShardDataModule(MultiModalDataModule):
