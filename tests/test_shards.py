@@ -84,7 +84,9 @@ def test_modality_and_band_subsets_are_sliced_from_the_shards(stack: tuple[Path,
 class Holes(CoRegisteredStack):
     """The stack with S2 absent from every third chip, the first one included."""
 
-    may_lack_modalities = True
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.may_lack_modalities = True  # CoRegisteredStack sets it from its coverage
 
     def __getitem__(self, index: int) -> dict:
         sample = super().__getitem__(index)
