@@ -9,6 +9,6 @@ Speed is never asserted by the tests.
 Importing this package imports no benchmark (they import torch and the peers).
 """
 
-BENCHMARKS = ("augment", "step", "loss", "sinkhorn", "loaders", "stacks", "hyperbolic")
+BENCHMARKS = ("augment", "step", "loss", "sinkhorn", "loaders", "stacks", "hyperbolic", "missing")
 
 __all__ = ["BENCHMARKS"]
