@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning import Callback, Trainer
+from torch.utils.data import Subset
 
 from rsmm.cli.manifest import main as manifest_main
 from rsmm.cli.train import trainer_callbacks
@@ -157,7 +158,10 @@ def test_training_loader_resumes_mid_epoch(stack: tuple[Path, Path]) -> None:
 
     full = ids(list(loader()))
     train = ShardDataset(shards, "train")
-    assert sorted(full) == sorted(train[i]["meta"]["id"] for i in range(len(train)))
+    # drop_last, as the stack datamodule's training loader: the whole batches, of
+    # distinct samples (the split's count need not be a multiple of the batch size)
+    assert len(full) == len(set(full)) == len(train) // 3 * 3
+    assert set(full) <= {train[i]["meta"]["id"] for i in range(len(train))}
     first = loader()
     it, seen = iter(first), []
     for _ in range(2):
@@ -235,4 +239,70 @@ def test_lightning_resumes_the_streaming_epoch_from_a_checkpoint(
 
     full = fit(save=tmp_path / "step2.ckpt")
     rest = fit(ckpt=tmp_path / "step2.ckpt")
-    assert len(full) == 15 and rest == full[6:]
+    assert len(full) == len(ShardDataset(shards, "train")) // 3 * 3 > 6  # whole batches
+    assert rest == full[6:]
+
+
+@pytest.fixture(scope="module")
+def coarse(stack: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The train chips again, several to a chunk (the stack's shards hold one a chunk)."""
+    manifest, _ = stack
+    out = tmp_path_factory.mktemp("coarse")
+    write_shards(CoRegisteredStack(manifest, split="train"), out / "train", chunk_bytes="100kB")
+    return out
+
+
+@pytest.mark.parametrize(
+    ("layout", "subset", "batch_size", "num_workers"),
+    [
+        ("fine", None, 3, 0),  # every sample: a count that is no multiple of the batch
+        ("fine", slice(0, None, 2), 4, 0),  # a label-fraction-like subset (indices)
+        ("coarse", None, 2, 0),
+        ("coarse", slice(7, None), 5, 0),
+        ("coarse", None, 4, 2),  # two loader workers deal the batches
+    ],
+)
+def test_resuming_after_any_batch_of_any_epoch_gives_the_rest_of_it(
+    stack: tuple[Path, Path],
+    coarse: Path,
+    layout: str,
+    subset: slice | None,
+    batch_size: int,
+    num_workers: int,
+) -> None:
+    """Whatever the counts of samples, chunks, batch and workers: an epoch is the whole
+    batches of distinct samples, reshuffled each epoch, and a loader restored from the
+    state after any batch of the first or the second epoch yields the rest of it."""
+    root = stack[1] if layout == "fine" else coarse
+    train = ShardDataset(root, "train")
+    indices = list(range(len(train)))[subset] if subset is not None else None
+    chosen = [train[i]["meta"]["id"] for i in indices or range(len(train))]
+
+    def loader(state: dict | None = None) -> object:
+        dm = ShardDataModule(str(root), batch_size=batch_size, seed=3, num_workers=num_workers)
+        dm.setup("fit")
+        if indices is not None:
+            dm.datasets["train"] = Subset(dm.datasets["train"], indices)
+        out = dm.train_dataloader()
+        if state is not None:
+            out.load_state_dict(state)
+        return out
+
+    uninterrupted = loader()
+    epochs = [ids(list(uninterrupted)) for _ in range(2)]
+    num_batches = len(chosen) // batch_size
+    for epoch in epochs:
+        assert len(epoch) == len(set(epoch)) == num_batches * batch_size
+        assert set(epoch) <= set(chosen)
+    assert epochs[0] != epochs[1]
+    for done, epoch in enumerate(epochs):
+        for k in sorted({1, num_batches - 1}):
+            first = loader()
+            for _ in range(done):
+                list(first)
+            it, seen = iter(first), []
+            for _ in range(k):
+                seen.append(next(it))
+            state = first.state_dict()
+            del it
+            assert ids(seen) + ids(list(loader(state))) == epoch, (done, k)

@@ -4,8 +4,10 @@ The training loader is a ``litdata.StreamingDataLoader`` over a
 ``litdata.StreamingDataset``: chunks are shuffled and dealt to the ranks (every rank
 gets the same number of samples, ``drop_last``: uneven counts hang DDP) and to the
 loader workers, read from a local folder or streamed from an object store with a local
-chunk cache. Its position is part of Lightning's checkpoints (the loader's
-``state_dict``), so a run resumes mid-epoch with the samples it had not seen. Batches
+chunk cache. An epoch is whole batches: the ``len % batch_size`` samples left over
+(others each epoch) are dropped, as by the stack datamodule's training loader. Its
+position is part of Lightning's checkpoints (the loader's ``state_dict``), so a run
+resumes mid-epoch with the samples it had not seen. Batches
 are those of :class:`~rsmm.datamodules.stacks.CoRegisteredStackDataModule` on the same
 chips, augmented on the device the same way.
 """
