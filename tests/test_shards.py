@@ -306,3 +306,16 @@ def test_resuming_after_any_batch_of_any_epoch_gives_the_rest_of_it(
             state = first.state_dict()
             del it
             assert ids(seen) + ids(list(loader(state))) == epoch, (done, k)
+
+
+def test_a_training_split_smaller_than_one_batch_is_a_user_error(stack: tuple[Path, Path]) -> None:
+    """drop_last keeps whole batches: fewer samples than one batch would be an empty epoch."""
+    _, shards = stack
+    train = len(ShardDataset(shards, "train"))
+    dm = ShardDataModule(str(shards), batch_size=train + 1)
+    dm.setup("fit")
+    with pytest.raises(ConfigError, match=rf"train shards .* hold {train} samples.*batch_size"):
+        dm.train_dataloader()
+    ok = ShardDataModule(str(shards), batch_size=train)
+    ok.setup("fit")
+    assert sum(b["s2"].shape[0] for b in ok.train_dataloader()) == train  # one whole batch

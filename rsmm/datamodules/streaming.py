@@ -24,6 +24,7 @@ from rsmm.datamodules.base import MultiModalDataModule
 from rsmm.datamodules.collate import SampleCollate
 from rsmm.datasets.base import MultiModalDataset
 from rsmm.datasets.shards import MissingShardsError, ShardDataset
+from rsmm.errors import ConfigError
 
 # Lightning warns that an IterableDataset's __len__ may be wrong with several workers;
 # LitData deals the samples to the workers itself, so it is right
@@ -111,6 +112,13 @@ class ShardDataModule(MultiModalDataModule):
             indices = list(ds.indices)
             ds = ds.dataset
         assert isinstance(ds, ShardDataset)
+        count = len(indices) if indices is not None else len(ds)
+        if shuffle and count < self.batch_size:  # drop_last would give an empty epoch
+            raise ConfigError(
+                f"the {key} shards of {self.root} hold {count} samples, fewer than one batch "
+                f"(--data.init_args.batch_size {self.batch_size}): every training epoch would "
+                "be empty; lower the batch size"
+            )
         stream = ds.streaming(shuffle=shuffle, drop_last=shuffle, seed=self.seed, indices=indices)
         return StreamingDataLoader(
             stream,
