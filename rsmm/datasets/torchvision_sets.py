@@ -188,9 +188,13 @@ class TorchvisionDataset(RGBArrayDataset):
                 f"{type(self).__name__} file not found: {probe.rsmm_bad_file}"
             ) from err
         except FileNotFoundError as err:  # CIFAR's meta file
-            raise DatasetNotFoundError(f"{type(self).__name__} file not found: {err.filename}") from err
+            raise DatasetNotFoundError(
+                f"{type(self).__name__} file not found: {err.filename}"
+            ) from err
         except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
-            raise DatasetFileError(f"{folder}: cannot read the {self.split} split: {err!r}") from err
+            raise DatasetFileError(
+                f"{folder}: cannot read the {self.split} split: {err!r}"
+            ) from err
         self._data = np.ascontiguousarray(self._hwc(ds.data))
         self._labels = np.asarray(self._targets_of(ds), dtype=np.int64)
         self.ids = [f"{self.split}_{i}" for i in range(len(self._labels))]

@@ -41,7 +41,11 @@ def write_pickle(path: Path, obj: dict) -> None:
 
 
 def write_cifar(
-    folder: Path, train_files: list[str], test_file: str, meta: tuple[str, str, list[str]], label_key: str
+    folder: Path,
+    train_files: list[str],
+    test_file: str,
+    meta: tuple[str, str, list[str]],
+    label_key: str,
 ) -> None:
     """Write one CIFAR folder: training files, a test file, the meta file."""
     shutil.rmtree(folder, ignore_errors=True)
@@ -57,7 +61,11 @@ def main() -> None:
     here = Path(__file__).resolve().parent
     batches = [f"data_batch_{i}" for i in range(1, 6)]
     write_cifar(
-        here / "cifar-10-batches-py", batches, "test_batch", ("batches.meta", "label_names", CLASSES), "labels"
+        here / "cifar-10-batches-py",
+        batches,
+        "test_batch",
+        ("batches.meta", "label_names", CLASSES),
+        "labels",
     )
 
 

@@ -21,7 +21,9 @@ MANIFEST = HERE.parents[2] / "rsmm" / "data_manifests" / "cifar100.json"
 
 
 def _cifar10_generator():  # the sibling generator, without making tests/data a package
-    spec = importlib.util.spec_from_file_location("cifar10_data", HERE.parent / "cifar10" / "data.py")
+    spec = importlib.util.spec_from_file_location(
+        "cifar10_data", HERE.parent / "cifar10" / "data.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -34,11 +36,17 @@ def main() -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     for name, labels in (("train", gen.LABELS), ("test", gen.LABELS[: gen.TEST])):
-        entry = {"data": gen.fake_images(labels), "fine_labels": labels, "coarse_labels": [0] * len(labels)}
+        entry = {
+            "data": gen.fake_images(labels),
+            "fine_labels": labels,
+            "coarse_labels": [0] * len(labels),
+        }
         with open(folder / name, "wb") as f:
             pickle.dump(entry, f, protocol=2)
     with open(folder / "meta", "wb") as f:
-        pickle.dump({"fine_label_names": classes, "coarse_label_names": ["aquatic_mammals"]}, f, protocol=2)
+        pickle.dump(
+            {"fine_label_names": classes, "coarse_label_names": ["aquatic_mammals"]}, f, protocol=2
+        )
 
 
 if __name__ == "__main__":

@@ -43,11 +43,17 @@ def main() -> None:
         folder = folders[cls - 1]
         rel = f"{folder}/{classes[cls - 1]}_{image_id:04d}.jpg"
         (base / "images" / folder).mkdir(exist_ok=True)
-        Image.new(mode, (w, h), 20 * cls if mode == "L" else (20 * cls,) * 3).save(base / "images" / rel)
+        Image.new(mode, (w, h), 20 * cls if mode == "L" else (20 * cls,) * 3).save(
+            base / "images" / rel
+        )
         lines["images"].append(f"{image_id} {rel}")
         lines["labels"].append(f"{image_id} {cls}")
         lines["split"].append(f"{image_id} {train}")
-    for name, key in (("images.txt", "images"), ("image_class_labels.txt", "labels"), ("train_test_split.txt", "split")):
+    for name, key in (
+        ("images.txt", "images"),
+        ("image_class_labels.txt", "labels"),
+        ("train_test_split.txt", "split"),
+    ):
         (base / name).write_text("\n".join(lines[key]) + "\n")
 
 

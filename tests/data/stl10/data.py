@@ -42,7 +42,9 @@ def main() -> None:
         x = images([10 * k + n for n, k in enumerate(labels)])
         x.transpose(0, 1, 3, 2).tofile(folder / f"{name}_X.bin")  # stored column-major
         (np.array(labels, dtype=np.uint8) + 1).tofile(folder / f"{name}_y.bin")
-    images([200 + n for n in range(UNLABELED)]).transpose(0, 1, 3, 2).tofile(folder / "unlabeled_X.bin")
+    images([200 + n for n in range(UNLABELED)]).transpose(0, 1, 3, 2).tofile(
+        folder / "unlabeled_X.bin"
+    )
     (folder / "class_names.txt").write_text("\n".join(CLASSES) + "\n")
 
 
