@@ -171,3 +171,66 @@ def test_datamodules_hold_out_validation_and_batch_rgb() -> None:
         CIFAR10DataModule(str(DATA / "cifar10"), holdout_fraction=1.0)
     with pytest.raises(ConfigError, match="train_split"):
         STL10DataModule(str(DATA / "stl10"), train_split="test")
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+FAST = [
+    "--trainer.fast_dev_run",
+    "true",
+    "--trainer.precision",
+    "32",
+    "--trainer.accelerator",
+    "cpu",
+    "--trainer.enable_progress_bar",
+    "false",
+    "--data.init_args.num_workers",
+    "0",
+]
+
+
+@pytest.mark.parametrize(
+    ("command", "config", "data", "extra"),
+    [
+        (
+            "pretrain",
+            "chapter3/pretrain_cifar10_ot_sample.yaml",
+            "cifar10",
+            ["--data.init_args.batch_size", "4"],
+        ),
+        (
+            "finetune",
+            "hyperbolic/finetune_cifar10_horospherical_smart.yaml",
+            "cifar10",
+            ["--data.init_args.batch_size", "4", "--model.head_dim", "3"],
+        ),
+        (
+            "finetune",
+            "hyperbolic/finetune_cub200_busemann_uniform.yaml",
+            "cub200",
+            [
+                "--data.init_args.batch_size",
+                "2",
+                "--data.init_args.image_size",
+                "32",
+                "--model.head_dim",
+                "2",
+            ],
+        ),
+    ],
+    ids=["ot_cifar10", "horospherical_cifar10", "busemann_cub200"],
+)
+def test_thesis_configs_run_on_the_fake_copies(
+    command: str,
+    config: str,
+    data: str,
+    extra: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One step of an OT pre-training and of hyperbolic-head trainings (fast_dev_run)."""
+    from rsmm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = [command, "--config", str(CONFIGS / config), "--data.init_args.root", str(DATA / data)]
+    assert main([*args, *extra, *FAST]) == 0
+    assert (tmp_path / f"runs/{command}/checkpoints/last.ckpt").is_file()

@@ -25,7 +25,9 @@ class HeldOutValDataModule(MultiModalDataModule):
 
     val_split = None
 
-    def __init__(self, root: str, holdout_fraction: float = 0.0, **kwargs: Any) -> None:
+    def __init__(
+        self, root: str, holdout_fraction: float = 0.0, checksum: bool = False, **kwargs: Any
+    ) -> None:
         """Configure the datamodule.
 
         Args:
@@ -39,7 +41,7 @@ class HeldOutValDataModule(MultiModalDataModule):
         """
         if not 0 <= holdout_fraction < 1:
             raise ConfigError(f"holdout_fraction must be in [0, 1), got {holdout_fraction}")
-        super().__init__(root, **kwargs)
+        super().__init__(root, checksum=checksum, **kwargs)
         self.holdout_fraction = holdout_fraction
 
     def _build_splits(self, stage: str | None) -> dict[str, Dataset]:
@@ -101,3 +103,8 @@ class CUB200DataModule(HeldOutValDataModule):
     224) to resize the photographs; its label hierarchy is the packaged ``cub200``."""
 
     dataset_class = CUB200
+
+    def __init__(self, root: str, image_size: int = 224, **kwargs: Any) -> None:
+        """Args: ``image_size``: side of the square the photographs are resized to; the
+        rest as :class:`HeldOutValDataModule`."""
+        super().__init__(root, image_size=image_size, **kwargs)
