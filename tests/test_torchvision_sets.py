@@ -234,3 +234,24 @@ def test_thesis_configs_run_on_the_fake_copies(
     args = [command, "--config", str(CONFIGS / config), "--data.init_args.root", str(DATA / data)]
     assert main([*args, *extra, *FAST]) == 0
     assert (tmp_path / f"runs/{command}/checkpoints/last.ckpt").is_file()
+
+
+def test_sphere_probe_reads_the_table_3_4_pretraining(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Table 3.4's S^2 column: the linear probe on the projector's 3-d output loads the
+    projector an SSW-SSL pre-training config writes."""
+    from rsmm.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    data = ["--data.init_args.root", str(DATA / "cifar10"), "--data.init_args.batch_size", "4"]
+    pre = CONFIGS / "chapter3/pretrain_cifar10_s2_ssw_ssl_l3.yaml"
+    assert main(["pretrain", "--config", str(pre), *data, *FAST]) == 0
+    ckpt = tmp_path / "runs/pretrain/checkpoints/last.ckpt"
+    probe = CONFIGS / "chapter3/linear_probe_cifar10_s2_sphere.yaml"
+    assert (
+        main(
+            ["linear-probe", "--config", str(probe), *data, *FAST, "--model.pretrained", str(ckpt)]
+        )
+        == 0
+    )
