@@ -63,7 +63,7 @@ class CIFAR10DataModule(HeldOutValDataModule):
     """CIFAR-10 (:class:`~rsmm.datasets.torchvision_sets.CIFAR10`).
 
     Example:
-        >>> dm = CIFAR10DataModule("data/cifar", batch_size=512, views=2, augment="simclr_rgb")
+        >>> dm = CIFAR10DataModule("data/cifar", batch_size=512, views=2, augment="simclr_ms")
         >>> dm.setup("fit")
         >>> batch = next(iter(dm.train_dataloader()))  # batch["rgb"]: 512 x 3 x 32 x 32
     """
