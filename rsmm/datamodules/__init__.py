@@ -15,9 +15,18 @@ from rsmm.datamodules.sen12ms import SEN12MSDataModule
 from rsmm.datamodules.splits import stratified_split, stratified_subset
 from rsmm.datamodules.stacks import CoRegisteredStackDataModule
 from rsmm.datamodules.synthetic import SyntheticDataModule
+from rsmm.datamodules.torchvision_sets import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    CUB200DataModule,
+    STL10DataModule,
+)
 
 __all__ = [
     "BigEarthNetDataModule",
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "CUB200DataModule",
     "CoRegisteredStackDataModule",
     "DFC2020DataModule",
     "EuroSAT100DataModule",
@@ -27,6 +36,7 @@ __all__ = [
     "MultiModalDataModule",
     "RESISC45DataModule",
     "SEN12MSDataModule",
+    "STL10DataModule",
     "SyntheticDataModule",
     "multilabel_subset",
     "stratified_split",

@@ -14,6 +14,7 @@ What rsmm knows about a dataset is declared once, on its class:
 
 from rsmm.datasets.base import MultiModalDataset
 from rsmm.datasets.bigearthnet import BigEarthNet
+from rsmm.datasets.cub200 import CUB200
 from rsmm.datasets.dfc2020 import DFC2020
 from rsmm.datasets.eurosat import EuroSAT, EuroSAT100, EuroSATSpatial
 from rsmm.datasets.meterml import MeterML
@@ -21,6 +22,7 @@ from rsmm.datasets.resisc45 import RESISC45
 from rsmm.datasets.sen12ms import SEN12MS
 from rsmm.datasets.stacks import CoRegisteredStack
 from rsmm.datasets.synthetic import SyntheticMultiModal
+from rsmm.datasets.torchvision_sets import CIFAR10, CIFAR100, STL10
 from rsmm.errors import DatasetFileError, DatasetNotFoundError, UnknownNameError
 
 #: The public benchmark datasets by their command-line name (their manifest's name).
@@ -45,10 +47,14 @@ def dataset_class(name: str) -> type[MultiModalDataset]:
 
 
 __all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "CUB200",
     "DATASETS",
     "DFC2020",
     "RESISC45",
     "SEN12MS",
+    "STL10",
     "BigEarthNet",
     "CoRegisteredStack",
     "DatasetFileError",
