@@ -14,6 +14,7 @@ from rsmm.datamodules.resisc45 import RESISC45DataModule
 from rsmm.datamodules.sen12ms import SEN12MSDataModule
 from rsmm.datamodules.splits import stratified_split, stratified_subset
 from rsmm.datamodules.stacks import CoRegisteredStackDataModule
+from rsmm.datamodules.streaming import ShardDataModule
 from rsmm.datamodules.synthetic import SyntheticDataModule
 from rsmm.datamodules.torchvision_sets import (
     CIFAR10DataModule,
@@ -24,8 +25,8 @@ from rsmm.datamodules.torchvision_sets import (
 
 __all__ = [
     "BigEarthNetDataModule",
-    "CIFAR10DataModule",
     "CIFAR100DataModule",
+    "CIFAR10DataModule",
     "CUB200DataModule",
     "CoRegisteredStackDataModule",
     "DFC2020DataModule",
@@ -37,6 +38,7 @@ __all__ = [
     "RESISC45DataModule",
     "SEN12MSDataModule",
     "STL10DataModule",
+    "ShardDataModule",
     "SyntheticDataModule",
     "multilabel_subset",
     "stratified_split",
