@@ -209,6 +209,7 @@ def test_dense_queries_of_negative_images_are_left_out() -> None:
     left = ot_losses.dense_contrastive_loss(f1, f2, symmetric=False, anchors=~keep)
     # the images' terms partition the full mean; the negatives stay keys of the others
     assert (3 * kept + left).item() == pytest.approx(4 * full.item(), rel=1e-6)
+    torch.manual_seed(0)  # the encoder's weights: the masked loss differs visibly from the plain one
     task = PretrainTask(
         in_channels={"s2": 3},
         backbone="tiny_cnn",
@@ -218,6 +219,9 @@ def test_dense_queries_of_negative_images_are_left_out() -> None:
         dense_dim=8,
     )
     task.eval()
+    with torch.no_grad():  # spread the embeddings: at init every row's loss is about the same
+        for p in task.parameters():
+            p.normal_(0.0, 0.5)
     b = _batch()
     plain = task.shared_step(b)[0]
     task.negative_classes = (2,)
@@ -229,4 +233,4 @@ def test_dense_queries_of_negative_images_are_left_out() -> None:
         e.dense[0], e.dense[1], tau=task.hparams.temperature, anchors=LABELS != 2
     )
     assert masked.item() == pytest.approx((0.5 * glob + 0.5 * dense).item(), rel=1e-5)
-    assert masked.item() != pytest.approx(plain.item(), rel=1e-6)
+    assert abs(masked.item() - plain.item()) > 1e-3
