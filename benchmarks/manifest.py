@@ -11,9 +11,9 @@ both manifests are the same.
 peak resident memory of building the manifest of a generated three-modality scene of
 ``--extent`` metres a side (S2 at 10 m, S1 at 10 m, NAIP at ``--naip-gsd``), next to a
 ``--small`` scene built the same way: each build runs in a fresh process, which reports
-its own peak (``resource.getrusage(RUSAGE_SELF)``, the parent: listing, footprints,
-labels, split) and its worker processes' (``RUSAGE_CHILDREN``: the largest worker,
-including what it shares with the parent after ``fork``), and the memory the scene's
+its own peak (``VmHWM``; the parent lists files, lays chips, labels, splits) and how far
+each worker's peak rose above what it shared with the parent when forked (the pixels
+of the chips it reads), and the memory the scene's
 pixels would take decoded (float32). The goal: peaks bounded by a few chips per worker,
 the same for both scenes, far below the decoded scene.
 
@@ -38,14 +38,19 @@ from typing import Any
 MB = 2**20
 
 
-def scene_at(root: Path, extent: float, naip_gsd: float) -> Path:
+#: Parcel sides (min, max metres) of the speed scenes and of the memory scenes (larger
+#: parcels keep drawing a 20 km scene fast and label chips of 640 m).
+SMALL_FIELDS, LARGE_FIELDS = (60.0, 220.0), (800.0, 2500.0)
+
+
+def scene_at(
+    root: Path, extent: float, naip_gsd: float, fields: tuple[float, float] = SMALL_FIELDS
+) -> Path:
     """A generated S1 + S2 + NAIP scene of ``extent`` metres a side under ``root``."""
     from rsmm.stacks import generate_scene
 
-    folder = root / f"scene_{extent:g}m_naip{naip_gsd:g}m"
+    folder = root / f"scene_{extent:g}m_naip{naip_gsd:g}m_fields{fields[0]:g}m"
     if not (folder / "labels.gpkg").exists():
-        # large fields keep the ground-truth drawing fast on a large scene
-        fields = (60.0, 220.0) if extent <= 5120 else (800.0, 2500.0)
         generate_scene(
             folder, extent_m=(extent, extent), seed=0, naip_gsd=naip_gsd, field_size=fields
         )
@@ -145,30 +150,69 @@ def cold_reads() -> None:
         windows._HANDLES.popitem()[1].close()  # type: ignore[attr-defined]
 
 
+def _status_mb(field: str) -> float:
+    """``VmRSS`` / ``VmHWM`` (peak) of this process from ``/proc/self/status``, in MiB."""
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+#: ``[folder of the notes, VmRSS when this worker started]`` (see :func:`_watch_workers`).
+_WATCH: list[Any] = [None, 0.0]
+
+
+def _init_and_note(reader: Any) -> None:
+    _WATCH[1] = _status_mb("VmRSS")
+    _WATCH_INIT[0](reader)
+
+
+def _read_and_note(item: Any) -> Any:
+    out = _WATCH_READ[0](item)
+    Path(_WATCH[0], str(os.getpid())).write_text(f"{_status_mb('VmHWM') - _WATCH[1]}")
+    return out
+
+
+_WATCH_INIT: list[Any] = [None]
+_WATCH_READ: list[Any] = [None]
+
+
+def _watch_workers(folder: str) -> None:
+    """Make every worker record, after each chip, how far its peak memory rose above
+    what it had when it started (the parent's pages it shares after ``fork``)."""
+    from rsmm.stacks import parallel
+
+    _WATCH[0] = folder
+    _WATCH_INIT[0], _WATCH_READ[0] = parallel._init_worker, parallel._read_one
+    parallel._init_worker, parallel._read_one = _init_and_note, _read_and_note
+
+
 def _peak(argv: list[str]) -> None:
     """(Child process) build one manifest, print its peak memory as JSON."""
-    import resource
-
     p = argparse.ArgumentParser()
     p.add_argument("folder")
     p.add_argument("--chip", type=float)
     p.add_argument("--workers", type=int)
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
+    import geopandas  # noqa: F401  (what the build imports, before the baseline)
+    import torchgeo.datasets  # noqa: F401
+
     from rsmm.stacks import build_manifest
 
     spec = spec_for(Path(a.folder), a.chip)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t = time.perf_counter()
-    m = build_manifest(spec, workers=a.workers)
-    seconds = time.perf_counter() - t
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    with tempfile.TemporaryDirectory() as notes:
+        _watch_workers(notes)
+        base = _status_mb("VmRSS")
+        t = time.perf_counter()
+        m = build_manifest(spec, workers=a.workers)
+        seconds = time.perf_counter() - t
+        rises = [float(f.read_text()) for f in Path(notes).iterdir()]
     read = len(m.chips) + sum(m.meta["dropped"].values())
     print(
         json.dumps(
-            {"imports_mb": base, "parent_mb": own, "worker_mb": kids, "chips": read,
-             "kept": len(m.chips), "seconds": seconds}
+            {"imports_mb": base, "parent_mb": _status_mb("VmHWM"), "worker_mb": max(rises),
+             "chips": read, "kept": len(m.chips), "seconds": seconds}
         )
     )  # fmt: skip
 
@@ -177,7 +221,7 @@ def memory(argv: list[str]) -> dict[str, dict[str, float]]:
     """Peak memory of building a large and a small scene's manifests."""
     p = argparse.ArgumentParser(prog="benchmarks/manifest.py memory")
     p.add_argument("--extent", type=float, default=20000.0, help="large scene side in metres")
-    p.add_argument("--small", type=float, default=2560.0, help="small scene side in metres")
+    p.add_argument("--small", type=float, default=5120.0, help="small scene side in metres")
     p.add_argument("--chip", type=float, default=640.0, help="chip side in metres")
     p.add_argument("--naip-gsd", type=float, default=5.0)
     p.add_argument("--workers", type=int, default=2)
@@ -186,7 +230,7 @@ def memory(argv: list[str]) -> dict[str, dict[str, float]]:
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         for extent in (a.small, a.extent):
-            folder = scene_at(Path(a.root or tmp), extent, a.naip_gsd)
+            folder = scene_at(Path(a.root or tmp), extent, a.naip_gsd, LARGE_FIELDS)
             cmd = [sys.executable, __file__, "_peak", str(folder), "--chip", f"{a.chip:g}"]
             cmd += ["--workers", str(a.workers)]
             done = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -200,8 +244,8 @@ def memory(argv: list[str]) -> dict[str, dict[str, float]]:
         f"S2 13 x {chip_px:g}^2, S1 2 x {chip_px:g}^2, NAIP 4 x {a.chip / a.naip_gsd:g}^2 "
         f"pixels; load {load()})"
     )
-    print("| scene | chips read | scene decoded (MiB) | after imports | parent peak | "
-          "largest worker peak | seconds |")  # fmt: skip
+    print("| scene | chips read | scene decoded (MiB) | parent after imports | parent peak | "
+          "worker peak rise | seconds |")  # fmt: skip
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, r in out.items():
         print(

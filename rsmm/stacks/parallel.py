@@ -9,9 +9,10 @@ band *sums* (count, sum, sum of squares) in the same order, so they are bit-iden
 
 Each worker receives the reader once (inherited with ``fork``, pickled with ``spawn``)
 and opens the GeoTIFFs itself (:func:`~rsmm.stacks.windows.open_cached` never shares a
-GDAL handle across processes). A worker holds one chip's pixels at a time and returns
-only its manifest row and ``3 x bands`` sums per modality, so memory grows with the
-number of workers, not with the scene.
+GDAL handle across processes). A worker holds one chip's pixels at a time, a GDAL
+block cache of :data:`WORKER_GDAL_CACHE_MB` (unless ``GDAL_CACHEMAX`` is set) and
+returns only its manifest row and ``3 x bands`` sums per modality, so memory grows with
+the number of workers, not with the scene.
 
 :class:`ProgressBar` is the ``progress(done, total)`` callback of the command line: a
 tqdm bar in the format of Lightning's ``TQDMProgressBar``, off when standard error is
@@ -34,6 +35,9 @@ BAR_FORMAT = (
 )
 #: Most chips in one batch sent to a worker.
 MAX_BATCH = 16
+#: GDAL block cache of a worker, in MiB, unless ``GDAL_CACHEMAX`` is set (GDAL's
+#: default, 5 % of the RAM per process, would let each worker grow with the scene).
+WORKER_GDAL_CACHE_MB = 32
 
 #: The reader of this worker process (set by :func:`_init_worker`).
 _READER: Any = None
@@ -65,8 +69,16 @@ def batch_size(chips: int, workers: int) -> int:
 
 
 def _init_worker(reader: Any) -> None:
+    """Keep ``reader`` for :func:`_read_one`; bound this worker's GDAL block cache."""
     global _READER
     _READER = reader
+    if "GDAL_CACHEMAX" not in os.environ:  # never raises: a failing initializer
+        try:  # makes the pool start workers forever
+            from rasterio.env import set_gdal_config
+
+            set_gdal_config("GDAL_CACHEMAX", WORKER_GDAL_CACHE_MB * 2**20)  # bytes
+        except Exception:  # only memory is at stake
+            pass
 
 
 def _read_one(item: tuple[str, Any]) -> Any:
