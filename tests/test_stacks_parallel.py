@@ -17,6 +17,7 @@ from rsmm.errors import ConfigError
 from rsmm.stacks import build_manifest, spec_from_dirs
 from rsmm.stacks.parallel import (
     BAR_FORMAT,
+    WORKER_GDAL_CACHE_MB,
     ProgressBar,
     available_cpus,
     batch_size,
@@ -157,3 +158,18 @@ def test_progress_bar_draws_lightnings_format(monkeypatch: pytest.MonkeyPatch) -
     off(0, 3)
     off.close()
     assert quiet.getvalue() == "" and off.bar is None
+
+
+class _CacheProbe:
+    """A reader returning its process's GDAL block cache limit."""
+
+    def read(self, chip_id: str, chip: int) -> object:
+        from rasterio.env import get_gdal_config
+
+        return get_gdal_config("GDAL_CACHEMAX")
+
+
+def test_workers_bound_their_gdal_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GDAL_CACHEMAX", raising=False)
+    got = set(read_chips(_CacheProbe(), ["a", "b", "c"], [1, 2, 3], workers=2))
+    assert got == {WORKER_GDAL_CACHE_MB * 2**20}
