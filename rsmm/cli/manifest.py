@@ -138,6 +138,13 @@ def _add_build_parser(sub: Any) -> None:
         metavar="K",
         help="drop chips covered by fewer than K modalities (default: no limit)",
     )
+    b.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="processes reading chips (default: the CPUs available to this process); "
+        "the manifest is the same for any number",
+    )
     b.add_argument("--out", required=True, help="output chip index (.parquet)")
     b.add_argument("--map", help="also write a PNG map of the chips coloured by split")
     b.add_argument("--overwrite", action="store_true", help="replace existing --out / --map")
@@ -225,6 +232,7 @@ def _build(a: argparse.Namespace) -> int:
     from rsmm.atomic import commit
     from rsmm.stacks import build_manifest, write_manifest
     from rsmm.stacks.manifest import check_output_path, render_figure
+    from rsmm.stacks.parallel import ProgressBar, available_cpus, check_workers
 
     outputs = {"--out": a.out, "--map": a.map}
     for option, path in outputs.items():
@@ -233,8 +241,10 @@ def _build(a: argparse.Namespace) -> int:
         check_output_path(path, option)
         if Path(path).exists() and not a.overwrite:
             raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    workers = check_workers(available_cpus() if a.workers is None else a.workers)
     spec = _spec_from_args(a)
-    manifest = build_manifest(spec)
+    with ProgressBar("Indexing chips") as bar:
+        manifest = build_manifest(spec, bar, workers=workers)
     # both outputs are rendered before either is moved into place
     figure = None
     if a.map:

@@ -18,6 +18,8 @@
 5. :class:`~rsmm.stacks.chips.ChipReader`: per chip, one acquisition per modality
    (with ``max_days``, Sentinel-1/-2 acquisitions at most that many days apart), read
    at each modality's GSD; nodata and cloud filters; the ``modalities`` covering it.
+   With ``workers`` > 1 the chips are read in that many processes
+   (:mod:`rsmm.stacks.parallel`), in the same order.
 6. :func:`~rsmm.stacks.labels.label_chips` (one class per chip, or multi-label; labels
    that label no chip are an error, a single class a warning), :func:`split_chips`
    (spatial blocks with a guard band; a split without a class or a guard band dropping
@@ -103,13 +105,15 @@ __all__ = [
 
 
 def build_manifest(
-    spec: StackSpec, progress: Callable[[int, int], None] | None = None
+    spec: StackSpec, progress: Callable[[int, int], None] | None = None, workers: int = 1
 ) -> ChipManifest:
     """Build the chip index described by ``spec`` (the steps of the module docstring).
 
     Args:
         spec: the stack description.
         progress: optional ``callback(done, total)`` over candidate chips.
+        workers: processes reading chips (:mod:`rsmm.stacks.parallel`); the manifest
+            is the same, row for row, for any number.
 
     Returns:
         The :class:`~rsmm.stacks.manifest.ChipManifest` (not yet written); its
@@ -125,14 +129,14 @@ def build_manifest(
 
     sources, cloud_files = open_sources(spec)
     if is_auto(spec.crs):
-        return build_zones(spec, sources, cloud_files, progress)
+        return build_zones(spec, sources, cloud_files, progress, workers)
     crs, crs_note = choose_crs(spec, sources)
     feet = find_footprints(spec, sources, crs)
     grid = chip_grid(spec, sources, feet.required)
     anchor = grid_anchor(sources[grid.reference], crs)
     layout = lay_chips(grid, feet.common, anchor, crs.to_string())
     reader = ChipReader(spec, sources, feet.index, crs, grid, feet.required, cloud_files)
-    reads = reader.read_all(layout, progress)
+    reads = reader.read_all(layout, progress, workers=workers)
     chips = gpd.GeoDataFrame(reads.rows, geometry="geometry", crs=crs.to_string())
     classes, label_source, label_warnings = label_chips(
         chips, spec.labels, crs.to_string(), grid.reference
@@ -156,6 +160,7 @@ def build_zones(
     sources: Mapping[str, ModalitySource],
     cloud_files: Sequence[str],
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 1,
 ) -> ChipManifest:
     """The ``--crs auto`` build: every chip in the UTM zone of its centre.
 
@@ -217,7 +222,7 @@ def build_zones(
         f = feet[z]
         reader = ChipReader(spec, sources, f.index, crs, grid, f.required, cloud_files)
         step = None if progress is None else (lambda i, _n, d=done: progress(d + i, total))
-        part = reader.read_all(layout, step, require=False)
+        part = reader.read_all(layout, step, require=False, workers=workers)
         done += len(zb)
         reads.dropped.update(part.dropped)
         reads.sums += part.sums

@@ -30,6 +30,7 @@ from rsmm.stacks.crs import gsd_in_crs
 from rsmm.stacks.files import band_path
 from rsmm.stacks.labels import raster_labels
 from rsmm.stacks.layout import ChipGrid, ChipLayout
+from rsmm.stacks.parallel import read_chips
 from rsmm.stacks.sources import ModalitySource
 from rsmm.stacks.spec import StackSpec
 from rsmm.stacks.stats import band_sums
@@ -125,19 +126,18 @@ class ChipReader:
         layout: ChipLayout,
         progress: Callable[[int, int], None] | None = None,
         require: bool = True,
+        workers: int = 1,
     ) -> ChipReads:
-        """Read every chip of ``layout``; ``progress(done, total)`` before each.
+        """Read every chip of ``layout``, in ``workers`` processes
+        (:func:`~rsmm.stacks.parallel.read_chips`: the same result, in the same order,
+        as one); ``progress(done, total)`` first with 0, then after each chip.
 
         Raises:
             ConfigError: if no chip is left (with ``require``), naming how many each
                 reason dropped.
         """
         out = ChipReads()
-        boxes = layout.boxes
-        for n_done, (cid, chip) in enumerate(zip(layout.chip_ids(), boxes)):
-            if progress is not None:
-                progress(n_done, len(boxes))
-            result = self.read(cid, chip)
+        for result in read_chips(self, layout.chip_ids(), layout.boxes, workers, progress):
             if isinstance(result, str):
                 out.dropped[result] += 1
                 continue
