@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,20 @@ def test_read_chips_keeps_chip_order_across_batches() -> None:
 def test_a_worker_error_reaches_the_caller() -> None:
     with pytest.raises(ConfigError, match="bad chip c7"):
         list(read_chips(_Echo(), [f"c{i}" for i in range(10)], [1] * 7 + [-1, 1, 1], workers=2))
+
+
+class _Dies(_Echo):
+    """A reader whose worker process dies (as if killed for memory) at chip ``c5``."""
+
+    def read(self, chip_id: str, chip: int) -> tuple[str, int]:
+        if chip_id == "c5":
+            os._exit(9)
+        return super().read(chip_id, chip)
+
+
+def test_a_worker_that_dies_is_an_error_not_a_hang() -> None:
+    with pytest.raises(RuntimeError, match=r"worker process died .* of 10 chips.*--workers 1"):
+        list(read_chips(_Dies(), [f"c{i}" for i in range(10)], [1] * 10, workers=2))
 
 
 def test_batches_and_workers() -> None:

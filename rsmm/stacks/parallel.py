@@ -25,6 +25,8 @@ import multiprocessing as mp
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from rsmm.errors import ConfigError
@@ -124,12 +126,25 @@ def read_chips(
                 progress(done, total)
         return
     chunk = batch_size(total, workers)
-    with _context().Pool(workers, initializer=_init_worker, initargs=(reader,)) as pool:
-        results = pool.imap(_read_one, items, chunksize=chunk)
-        for done, result in enumerate(results, 1):
-            yield result
-            if progress is not None:
-                progress(done, total)
+    # concurrent.futures rather than multiprocessing.Pool: a worker that dies (killed
+    # for memory, a crash in GDAL) breaks the executor with an error instead of leaving
+    # the pool waiting for its results forever
+    with ProcessPoolExecutor(
+        workers, mp_context=_context(), initializer=_init_worker, initargs=(reader,)
+    ) as pool:
+        done = 0
+        try:
+            for result in pool.map(_read_one, items, chunksize=chunk):
+                yield result
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+        except BrokenProcessPool as e:
+            raise RuntimeError(
+                "a chip-reading worker process died (killed, e.g. for memory, or crashed) "
+                f"after {done} of {total} chips; run again with fewer --workers, or with "
+                "--workers 1 to see the error in this process"
+            ) from e
 
 
 class ProgressBar:
