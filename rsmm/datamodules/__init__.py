@@ -25,8 +25,8 @@ from rsmm.datamodules.torchvision_sets import (
 
 __all__ = [
     "BigEarthNetDataModule",
-    "CIFAR100DataModule",
     "CIFAR10DataModule",
+    "CIFAR100DataModule",
     "CUB200DataModule",
     "CoRegisteredStackDataModule",
     "DFC2020DataModule",
