@@ -156,7 +156,9 @@ class ChipManifest:
         zones = self.meta.get("zones")
         where = f"{len(zones)} UTM zone(s)" if zones else self.meta["crs"]
         lines = [f"{len(c)} chips of {self.meta['chip_size_m']:g} m in {where} ({px})"]
-        if self.meta.get("crs_source"):
+        if zones:  # the geometry's CRS is only for maps; each chip is in its zone
+            lines.append(f"crs: {self.meta['crs_source']}; geometry in {self.meta['crs']}")
+        elif self.meta.get("crs_source"):
             lines.append(f"crs: {self.meta['crs']} = {self.meta['crs_source']}")
         per_split = ", ".join(f"{s} {int((c['split'] == s).sum())}" for s in SPLITS)
         lines.append(f"splits: {per_split}")
