@@ -97,3 +97,13 @@ def test_hyperbolic(capsys: pytest.CaptureFixture) -> None:
     assert norms is not None, out
     values = [float(v) for v in norms[1].split("|") if v.strip() != "nan"]
     assert values and all(0.0 < v < 1.0 for v in values), out
+
+
+def test_missing_modalities(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """The missing-modality experiment through ``rsmm benchmark missing`` (tiny scene, one
+    seed, one setting): a run per protocol, its table, and runs kept by setting name."""
+    args = ["missing", "--mode", "tiny", "--seeds", "0", "--settings", "(c) s1 only"]
+    out = _run(capsys, *args, "--out", str(tmp_path))
+    assert "seed 0  (c) s1 only, fine-tuned: test OA" in out, out
+    assert re.search(r"\| \(c\) s1 only \| linear probe \| 0\.\d+ ± 0\.000 \| – \|", out), out
+    assert (tmp_path / "seed0" / "c_s1_only").is_dir()

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import shutil
 import statistics
 import tempfile
@@ -213,8 +214,8 @@ def main(argv: list[str] | None = None) -> dict[tuple[str, str], list[dict[str, 
             manifest = root / f"seed{seed}" / "chips.parquet"
             if not manifest.is_file():
                 manifest = build_scene_manifest(root / f"seed{seed}", side, stride, seed)
-            for i, name in enumerate(a.settings):
-                run = root / f"seed{seed}" / f"run{i}"
+            for name in a.settings:  # a run's folder is named after its setting (resumable)
+                run = root / f"seed{seed}" / re.sub(r"\W+", "_", name).strip("_")
                 got = _run(run, manifest, seed, SETTINGS[name], drops, (pre_epochs, down_epochs))
                 if not got:
                     print(f"seed {seed}  {name}: fewer than two training chips, not run")
