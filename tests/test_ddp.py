@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from lightning import Callback, Trainer
+from torch.multiprocessing.spawn import ProcessExitedException
 
 from rsmm.datamodules import SyntheticDataModule
 from rsmm.tasks import PretrainTask
@@ -75,6 +76,20 @@ def run(tmp: Path, devices: int, batch_size: int, loss: str) -> None:
     trainer.fit(task, dm)
 
 
+def run_two_ranks(tmp: Path, **kwargs) -> None:
+    """:func:`run` on 2 ranks. A rank may abort in gloo's teardown at interpreter exit,
+    after training and after its results are saved ("terminate called without an active
+    exception", SIGABRT; seen once in a CI rehearsal on Python 3.12 under CPU load): the
+    saved results are then judged like any others. Any other failure, or an abort
+    before both ranks saved theirs, fails the test."""
+    try:
+        run(tmp, devices=2, **kwargs)
+    except ProcessExitedException as e:
+        saved = all((tmp / f"rank{r}.pt").is_file() for r in range(2))
+        if e.signal_name != "SIGABRT" or not saved:
+            raise
+
+
 #: losses whose rank-local value is the rank's share (mean over ranks = global loss);
 #: the others compute the loss of the gathered global batch on every rank
 SHARED = ("ntxent", "supcon", "moco")
@@ -90,7 +105,7 @@ def test_ddp_two_ranks_equals_single_process(tmp_path: Path, loss: str) -> None:
     single.mkdir()
     ddp.mkdir()
     run(single, devices=1, batch_size=8, loss=loss)
-    run(ddp, devices=2, batch_size=4, loss=loss)
+    run_two_ranks(ddp, batch_size=4, loss=loss)
     ref = torch.load(single / "rank0.pt", weights_only=True)
     ranks = [torch.load(ddp / f"rank{r}.pt", weights_only=True) for r in range(2)]
     if loss in SHARED:
