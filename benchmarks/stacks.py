@@ -49,15 +49,13 @@ def one_crs(manifest: Any, crs: str = ONE_CRS) -> Any:
 def zones(argv: list[str] | None = None) -> dict[str, float]:
     """Run the per-zone vs one-CRS benchmark; returns the rates and the ratio."""
     from rsmm.benchmarks._timing import cpu_name, median_seconds
+    from rsmm.benchmarks.stacks import scene_options
     from rsmm.datasets import CoRegisteredStack
     from rsmm.quickstart import ZONE_BORDER_X
     from rsmm.stacks import build_manifest, generate_scene, spec_from_dirs
 
     p = argparse.ArgumentParser(prog="benchmarks/stacks.py zones", description=__doc__)
-    p.add_argument("--extent", type=float, default=2560.0, help="S2 scene side in metres")
-    p.add_argument("--chip", type=float, default=320.0, help="chip side in metres")
-    p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--repeats", type=int, default=3)
+    scene_options(p)
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory() as tmp:

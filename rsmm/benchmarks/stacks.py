@@ -19,6 +19,14 @@ import warnings
 from rsmm.benchmarks._timing import cpu_name, median_seconds
 
 
+def scene_options(p: argparse.ArgumentParser) -> None:
+    """The options of the stack benchmarks: scene side, chip side, samples, repeats."""
+    p.add_argument("--extent", type=float, default=2560.0, help="S2 scene side in metres")
+    p.add_argument("--chip", type=float, default=320.0, help="chip side in metres")
+    p.add_argument("--samples", type=int, default=200)
+    p.add_argument("--repeats", type=int, default=3)
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     import pandas as pd
     from torchgeo.datasets import IntersectionDataset
@@ -37,10 +45,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(
         prog="rsmm benchmark stacks", allow_abbrev=False, description=__doc__
     )
-    p.add_argument("--extent", type=float, default=2560.0, help="S2 scene side in metres")
-    p.add_argument("--chip", type=float, default=320.0, help="chip side in metres")
-    p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--repeats", type=int, default=3)
+    scene_options(p)
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     rates: dict[str, float] = {}
