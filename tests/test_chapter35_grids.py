@@ -4,6 +4,7 @@ their printed tables have, with the numbers the thesis reports there (read from
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from test_thesis_grids import TABLES_MD, Cells, dry_run_cells, printed_tables
 
-from rsmm.grid import load_grid
+from rsmm.grid import load_grid, run_grid
 from rsmm.grid.spec import reported_value
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,3 +190,32 @@ def test_every_new_config_names_its_table_row_and_reported_numbers() -> None:
             if not path.name.startswith("grid"):
                 assert re.search(r"row|column", head[0] + head[1]), path
                 assert "Reported" in text and "data/" in path.read_text(), path
+
+
+@pytest.mark.parametrize("spec", ["chapter3/grid_table_3_1.yaml", "chapter3/grid_table_3_2.yaml"])
+def test_acc5_cells_are_reproduced_from_the_logged_top5_accuracy(spec: str, tmp_path: Path) -> None:
+    """Tables 3.1 and 3.2: the Acc@5 cells read ``test/Acc@5`` (FinetuneTask's top-5
+    accuracy) as the Acc@1 cells read ``test/OA``; a run prints them beside the reported
+    numbers."""
+    grid = load_grid(CONFIGS / spec, out=tmp_path / "out")
+    assert grid.metrics == ("OA", "Acc@5")
+    cells, _ = dry_run_cells(CONFIGS / spec, tmp_path / "out")
+    assert sum(column.endswith(" Acc@5") for _, column in cells) == 12
+
+    def fake(command: str, args: list[str], workdir: Path) -> None:
+        run = workdir / f"runs/{command}/version_0"
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints/last.ckpt").write_bytes(b"weights")
+        (run / "metrics.csv").write_text("test/OA,test/Acc@5,test/kappa\n0.5,0.9,0.4\n")
+
+    out: list[str] = []
+    run_grid(grid, fake, echo=out.append)
+    table = "3.1" if spec.endswith("3_1.yaml") else "3.2"
+    reported = TABLES[table]["SimCLR", "CIFAR10 Acc@5"][0]
+    assert (
+        f"SimCLR | CIFAR10 Acc@5: reported {reported:g}, reproduced 90.00 (n=1), "
+        f"difference {90.0 - reported:+.2f}"
+    ) in out
+    with (grid.out / "comparison.csv").open() as fh:
+        rows = {(r["row"], r["column"]): r for r in csv.DictReader(fh)}
+    assert len(rows) == 24 and float(rows["L_COOT", "STL10 Acc@5"]["mean"]) == 90.0

@@ -15,7 +15,8 @@ to the working directory)::
     name: eurosat                  # the table's title; default: the spec's file name
     out: results/eurosat           # default: results/<name>
     seeds: [0, 1, 2]               # seed_everything and data.seed of each downstream run
-    metrics: [OA, kappa]           # test metrics reported (the task logs test/<metric>)
+    metrics: [OA, kappa]           # test metrics reported (the task logs test/<metric>:
+                                   # OA, Acc@5, kappa, AA, ...)
     scale: 100                     # Markdown shows metric x scale (the CSV is unscaled)
     data_root: data/eurosat        # optional: --data.root of every run
     pretrain_per_seed: false       # also repeat the pre-training per seed

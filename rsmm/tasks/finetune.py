@@ -24,6 +24,12 @@ default, ``masked_mean`` or ``concat_missing``), which never reads an absent row
 every subset; the test reports the metrics of every available-modality subset
 (``test/OA@s1``, ``test/OA@s1+s2``, ...).
 
+Single-label metrics are computed from the head's scores (logits, or a hyperbolic head's
+scores: larger = more likely, as the cross-entropy reads them): OA, kappa and the
+confusion matrix from their argmax, the top-k accuracies ``Acc@k`` (``top_k``, default
+``Acc@5`` as the thesis' Tables 3.1 and 3.2 report it) from their k largest
+(``val/Acc@5``, ``test/Acc@5``, and ``test/Acc@5@<subset>`` per subset).
+
 ``head_input="projector"`` keeps the pre-training's embedding space: the head reads the
 pre-trained projectors' outputs instead of the backbone features, fused by their mean
 (after the hyperbolic head's feature clipping, so that with a hyperbolic head the fused
@@ -64,7 +70,14 @@ from rsmm.models.fusion import FUSIONS, build_fusion, masked_mean, presence_mask
 from rsmm.models.multimodal import MultiModalEncoder
 from rsmm.models.weights_info import describe_weights, resolve_weights_path
 from rsmm.tasks.base import MultiModalTask, encoder_inputs
-from rsmm.tasks.metrics import SubsetMetrics, classification_metrics, save_confusion, summarise
+from rsmm.tasks.metrics import (
+    DEFAULT_TOP_K,
+    SubsetMetrics,
+    check_top_k,
+    classification_metrics,
+    save_confusion,
+    summarise,
+)
 from rsmm.tasks.missing import MissingModalities
 
 # kept importable from here: the pre-trained weights API lives in rsmm.checkpoints
@@ -157,6 +170,9 @@ class FinetuneTask(MissingModalities, MultiModalTask):
         subset_metrics: test metrics of every non-empty subset of the modalities the
             test batches carry (``test/<metric>@<subset>``): ``None`` = when some test
             sample lacks a modality of the model, ``True`` = always, ``False`` = never.
+        top_k: the top-k accuracies ``Acc@k`` the single-label metrics report (default
+            ``[5]``; only those with ``1 < k < num_classes``: ``Acc@1`` is OA; ``[]`` =
+            none).
         data_info: filled from the datamodule.
     """
 
@@ -196,6 +212,7 @@ class FinetuneTask(MissingModalities, MultiModalTask):
         modality_dropout: float = 0.0,
         modality_dropout_seed: int = 0,
         subset_metrics: bool | None = None,
+        top_k: list[int] | None = None,
         data_info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -218,6 +235,7 @@ class FinetuneTask(MissingModalities, MultiModalTask):
             )
         if not 0 <= modality_dropout < 1:
             raise ConfigError(f"modality_dropout must be in [0, 1), got {modality_dropout}")
+        check_top_k(DEFAULT_TOP_K if top_k is None else top_k)
         self.save_hyperparameters()
         self.hparams[TASK_KEY] = FINETUNE  # what a checkpoint of this task is
         self._maybe_build()
@@ -391,9 +409,10 @@ class FinetuneTask(MissingModalities, MultiModalTask):
         if hp.freeze_backbone:
             for p in self._frozen().parameters():
                 p.requires_grad_(False)
-        self.val_metrics = classification_metrics(hp.num_classes, hp.multilabel)
-        self.test_metrics = classification_metrics(hp.num_classes, hp.multilabel)
-        self.subset_test_metrics = SubsetMetrics(hp.num_classes, hp.multilabel)
+        top_k = self._top_k()
+        self.val_metrics = classification_metrics(hp.num_classes, hp.multilabel, top_k)
+        self.test_metrics = classification_metrics(hp.num_classes, hp.multilabel, top_k)
+        self.subset_test_metrics = SubsetMetrics(hp.num_classes, hp.multilabel, top_k)
         if self.tree is not None:
             from rsmm.hyperbolic import AverageHierarchicalCost
 
@@ -406,6 +425,11 @@ class FinetuneTask(MissingModalities, MultiModalTask):
             )
         else:
             self.class_weight = None
+
+    def _top_k(self) -> tuple[int, ...]:
+        """The ``top_k`` option (``None``, and checkpoints that predate it: ``Acc@5``)."""
+        top_k = self.hparams.get("top_k")
+        return check_top_k(DEFAULT_TOP_K if top_k is None else top_k)
 
     @property
     def _on_projector(self) -> bool:
@@ -553,9 +577,11 @@ class FinetuneTask(MissingModalities, MultiModalTask):
         return loss
 
     def _predictions(self, logits: Tensor) -> Tensor:
+        """What the metrics read: sigmoid scores (multi-label), else the class scores
+        themselves (larger = more likely; the metrics take their argmax or top k)."""
         if self.hparams.multilabel:
             return torch.sigmoid(logits.float())
-        return logits.float().argmax(1)
+        return logits.float()
 
     def _target(self, y: Tensor) -> Tensor:
         return y.long() if self.hparams.multilabel else y

@@ -1,18 +1,24 @@
 """Classification metrics (torchmetrics) and the confusion-matrix report.
 
-Single-label: overall accuracy (OA), per-class accuracy, average accuracy over classes
-(AA, optionally excluding a class, as the thesis excludes Meter-ML's Negative), Cohen's
-kappa and the confusion matrix. Multi-label (multi-hot targets, sigmoid scores):
-per-class average precision (AUPRC, ``AP/<class>``), their mean over the classes with a
-positive (``mAP`` = ``mAP_macro``), the micro average over every (sample, class) pair
-(``mAP_micro``, what sklearn's ``average_precision_score(..., average="micro")`` gives and
-the number BigEarthNet papers such as SSL4EO-S12 usually report), and F1 at a 0.5
-threshold, micro and macro (``F1_micro``, ``F1_macro``; a class with neither positives
-nor predictions counts 0 in the macro average, as torchmetrics and sklearn count it).
+Single-label (updated with ``N x K`` class scores, larger = more likely: logits or a
+hyperbolic head's scores): overall accuracy (OA, the top-1 accuracy), top-k accuracies
+(``Acc@k``: the fraction of samples whose class is among the k largest scores, as the
+thesis' Tables 3.1 and 3.2 report ``Acc@5``), per-class accuracy, average accuracy over
+classes (AA, optionally excluding a class, as the thesis excludes Meter-ML's Negative),
+Cohen's kappa and the confusion matrix (OA, per-class accuracy, kappa and the confusion
+matrix read the argmax of the scores; class ids ``N`` are accepted too, without Acc@k).
+
+Multi-label (multi-hot targets, sigmoid scores): per-class average precision (AUPRC,
+``AP/<class>``), their mean over the classes with a positive (``mAP`` = ``mAP_macro``),
+the micro average over every (sample, class) pair (``mAP_micro``, what sklearn's
+``average_precision_score(..., average="micro")`` gives and the number BigEarthNet
+papers such as SSL4EO-S12 usually report), and F1 at a 0.5 threshold, micro and macro
+(``F1_micro``, ``F1_macro``; a class with neither positives nor predictions counts 0 in
+the macro average, as torchmetrics and sklearn count it).
 
 Per available-modality subset (:class:`SubsetMetrics`): the same scalars for a model
 predicting from one subset of its modalities, logged as ``<metric>@<subset>`` (e.g.
-``OA@s1``, ``OA@s1+s2``).
+``OA@s1``, ``OA@s1+s2``, ``Acc@5@s1``).
 """
 
 from __future__ import annotations
@@ -35,13 +41,44 @@ from torchmetrics.classification import (
 )
 
 from rsmm.atomic import atomic_open, atomic_path
+from rsmm.errors import ConfigError
 
 #: Scalars a multi-label collection reports (besides ``AP/<class>``), in table order.
 MULTILABEL_SCALARS = ("mAP_micro", "mAP_macro", "F1_micro", "F1_macro")
+#: The top-k accuracies a fine-tuning reports unless told otherwise (``Acc@5``).
+DEFAULT_TOP_K = (5,)
 
 
-def classification_metrics(num_classes: int, multilabel: bool = False) -> MetricCollection:
-    """The metric collection of a fine-tuning split."""
+def check_top_k(top_k: Sequence[int]) -> tuple[int, ...]:
+    """The ``top_k`` option as a tuple of positive ints (a :class:`ConfigError` names a
+    bad entry)."""
+    out = []
+    for k in top_k:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ConfigError(f"top_k: entries must be positive integers, got {k!r}")
+        out.append(k)
+    return tuple(out)
+
+
+def top_k_values(num_classes: int, top_k: Sequence[int]) -> tuple[int, ...]:
+    """The k of the ``Acc@k`` a collection of ``num_classes`` classes reports: the
+    entries of ``top_k`` with ``1 < k < num_classes``, sorted, each once (``Acc@1`` is
+    OA, and with k >= the number of classes every sample is a hit)."""
+    return tuple(sorted({k for k in check_top_k(top_k) if 1 < k < num_classes}))
+
+
+def classification_metrics(
+    num_classes: int, multilabel: bool = False, top_k: Sequence[int] = ()
+) -> MetricCollection:
+    """The metric collection of a fine-tuning split.
+
+    Args:
+        num_classes: number of classes (labels when ``multilabel``).
+        multilabel: multi-hot targets and sigmoid scores (AP and F1 metrics).
+        top_k: single-label only: report ``Acc@k`` for each k of ``top_k`` with
+            ``1 < k < num_classes`` (see :func:`top_k_values`); the collection must then
+            be updated with ``N x K`` scores.
+    """
     if multilabel:
         k = num_classes
         return MetricCollection(
@@ -54,16 +91,22 @@ def classification_metrics(num_classes: int, multilabel: bool = False) -> Metric
                 "stats": MultilabelStatScores(num_labels=k, threshold=0.5, average=None),
             }
         )
-    return MetricCollection(
-        {
-            "OA": MulticlassAccuracy(num_classes=num_classes, average="micro", ignore_index=-1),
-            "per_class": MulticlassAccuracy(num_classes=num_classes, average=None, ignore_index=-1),
-            "kappa": MulticlassCohenKappa(num_classes=num_classes, ignore_index=-1),
-            "confusion": ConfusionMatrix(
-                task="multiclass", num_classes=num_classes, ignore_index=-1
-            ),
-        }
-    )
+    metrics = {
+        "OA": MulticlassAccuracy(num_classes=num_classes, average="micro", ignore_index=-1),
+        "per_class": MulticlassAccuracy(num_classes=num_classes, average=None, ignore_index=-1),
+        "kappa": MulticlassCohenKappa(num_classes=num_classes, ignore_index=-1),
+        "confusion": ConfusionMatrix(task="multiclass", num_classes=num_classes, ignore_index=-1),
+    }
+    for k in top_k_values(num_classes, top_k):
+        # torchmetrics' top-k: a hit when the class is among torch.topk's k indices (a
+        # tie at the k-th score is broken as torch.topk breaks it)
+        metrics[f"Acc@{k}"] = MulticlassAccuracy(
+            num_classes=num_classes, top_k=k, average="micro", ignore_index=-1
+        )
+    # no compute groups: torchmetrics merges metrics whose states agree after the first
+    # batch, and a top-k accuracy's per-class states agree with per_class's whenever the
+    # first batch's top-1 predictions are all right (per_class would then count top-k hits)
+    return MetricCollection(metrics, compute_groups=False)
 
 
 def summarise(
@@ -84,6 +127,7 @@ def summarise(
                 out[f"AP/{classes[i]}"] = v
         return out
     out["OA"] = float(values["OA"])
+    out.update({k: float(v) for k, v in values.items() if k.startswith("Acc@")})
     if "AHC" in values:
         out["AHC"] = float(values["AHC"])
     out["kappa"] = float(values["kappa"])
@@ -159,19 +203,23 @@ class SubsetMetrics:
     Args:
         num_classes: number of classes.
         multilabel: multi-hot targets.
+        top_k: the ``Acc@k`` to report (single-label; see :func:`classification_metrics`).
     """
 
-    def __init__(self, num_classes: int, multilabel: bool = False) -> None:
+    def __init__(
+        self, num_classes: int, multilabel: bool = False, top_k: Sequence[int] = ()
+    ) -> None:
         self.num_classes = num_classes
         self.multilabel = multilabel
+        self.top_k = check_top_k(top_k)
         self.collections: dict[str, MetricCollection] = {}
 
     def update(self, subset: Sequence[str], preds: Tensor, target: Tensor) -> None:
-        """Add a batch's predictions (class ids, or sigmoid scores when multi-label) made
-        from ``subset``."""
+        """Add a batch's predictions made from ``subset``: ``N x K`` class scores (class
+        ids ``N`` when no ``Acc@k`` is asked for), or sigmoid scores when multi-label."""
         name = subset_name(subset)
         if name not in self.collections:
-            metrics = classification_metrics(self.num_classes, self.multilabel)
+            metrics = classification_metrics(self.num_classes, self.multilabel, self.top_k)
             self.collections[name] = metrics.to(preds.device)
         if target.shape[0]:
             self.collections[name].update(preds, target)
@@ -179,8 +227,8 @@ class SubsetMetrics:
     def compute(
         self, classes: Sequence[str], exclude_class: int | None = None
     ) -> dict[str, float]:
-        """``{"<metric>@<subset>": value}`` for the whole-split scalars (OA, AA, kappa;
-        mAP, F1 when multi-label) of every subset seen, then reset."""
+        """``{"<metric>@<subset>": value}`` for the whole-split scalars (OA, Acc@k, AA,
+        kappa; mAP, F1 when multi-label) of every subset seen, then reset."""
         out: dict[str, float] = {}
         for name, metrics in self.collections.items():
             if not any(m.update_count for m in metrics.values()):
