@@ -6,11 +6,11 @@ training and validation chips lose Sentinel-2 at rate ``--drop-s2`` (0.5) and NA
 same chips in every setting); the test chips keep every modality. Three settings, each
 pre-trained (multimodal NT-Xent, eq. 4.1) then linear-probed and fine-tuned:
 
-- (a) ``complete only``: today's behaviour, the chips that lack a modality are dropped;
-  concatenation fusion.
+- (a) ``complete only``: today's behaviour, the chips that lack a modality are dropped
+  (the datamodules' ``complete_only=True``); concatenation fusion.
 - (b) ``all chips, presence``: every chip, absent modalities left out of the loss (their
   rows never used); masked-mean fusion with ``modality_dropout=0.3``.
-- (c) ``<m> only``: one modality, on every chip that has it.
+- (c) ``<m> only``: one modality, on every chip that has it (``complete_only=[m]``).
 
 Each model is tested with every subset of its modalities available (``test/OA@s1``, ...,
 on the whole test split); the table gives OA and Cohen's kappa, mean and std over the
@@ -42,47 +42,40 @@ from rsmm.benchmarks._timing import cpu_name
 
 #: (scene side m, chip stride m, pre-training epochs, downstream epochs) per mode
 SIZES = {"tiny": (1600.0, 80.0, 1, 2), "fast": (1600.0, 80.0, 1, 4), "full": (2560.0, 40.0, 3, 25)}
-#: the settings compared: name -> (modalities trained, which training chips, fusion options)
-SETTINGS: dict[str, tuple[tuple[str, ...], str, dict[str, Any]]] = {
-    "(a) complete only": (("s1", "s2", "naip"), "complete", {"fusion": "concat"}),
+#: the settings compared: name -> (modalities trained, ``complete_only`` of the training
+#: and validation chips, fusion options)
+SETTINGS: dict[str, tuple[tuple[str, ...], bool | tuple[str, ...], dict[str, Any]]] = {
+    "(a) complete only": (("s1", "s2", "naip"), True, {"fusion": "concat"}),
     "(b) all chips, presence": (
         ("s1", "s2", "naip"),
-        "all",
+        False,
         {"fusion": "masked_mean", "modality_dropout": 0.3},
     ),
-    "(c) s1 only": (("s1",), "s1", {}),
-    "(c) s2 only": (("s2",), "s2", {}),
-    "(c) naip only": (("naip",), "naip", {}),
+    "(c) s1 only": (("s1",), ("s1",), {}),
+    "(c) s2 only": (("s2",), ("s2",), {}),
+    "(c) naip only": (("naip",), ("naip",), {}),
 }
 
 
-def _datamodule(manifest: Path, seed: int, keep: str, drops: dict[str, float], **kw: Any) -> Any:
-    """The scene's datamodule; training and validation chips filtered by ``keep``:
-    ``all``, ``complete`` (every modality) or a modality (chips that have it)."""
-    import numpy as np
-    from torch.utils.data import Subset
-
-    from rsmm.datamodules.absence import dataset_presence
+def _datamodule(
+    manifest: Path,
+    seed: int,
+    complete_only: bool | tuple[str, ...],
+    drops: dict[str, float],
+    **kw: Any,
+) -> Any:
+    """The scene's datamodule, every modality loaded; with ``complete_only``, the chips
+    that have each required modality once the ``drops`` are drawn (see
+    :class:`~rsmm.datamodules.base.MultiModalDataModule`)."""
     from rsmm.quickstart import MODALITIES, SceneDataModule
 
-    class Filtered(SceneDataModule):
-        def setup(self, stage: str | None = None) -> None:
-            super().setup(stage)
-            for key in ("train", "val"):
-                ds = self.datasets.get(key)
-                presence = None if ds is None or keep == "all" else dataset_presence(ds)
-                if presence is None:
-                    continue
-                wanted = MODALITIES if keep == "complete" else (keep,)
-                idx = np.flatnonzero(np.all([presence[m] for m in wanted], axis=0))
-                self.datasets[key] = Subset(ds, idx.tolist())
-
-    return Filtered(
+    return SceneDataModule(
         root=str(manifest),
         modalities=MODALITIES,
         batch_size=32,
         seed=seed,
         drop_modalities=drops or None,
+        complete_only=complete_only,
         **kw,
     )
 
@@ -99,18 +92,19 @@ def _run(
     out: Path,
     manifest: Path,
     seed: int,
-    setting: tuple[tuple[str, ...], str, dict[str, Any]],
+    setting: tuple[tuple[str, ...], bool | tuple[str, ...], dict[str, Any]],
     drops: dict[str, float],
     epochs: tuple[int, int],
 ) -> dict[str, dict[str, float]]:
-    """Pre-train, then linear-probe and fine-tune; ``{protocol: test metrics}`` (empty
-    when the setting has fewer than two training chips)."""
+    """Pre-train, then linear-probe and fine-tune; ``{protocol: test metrics}`` (empty,
+    with the reason printed, when the setting has fewer than two training chips)."""
     from lightning import seed_everything
 
+    from rsmm.errors import ConfigError
     from rsmm.quickstart import PROTOCOLS, _trainer
     from rsmm.tasks import FinetuneTask, PretrainTask
 
-    modalities, keep, fusion = setting
+    modalities, complete_only, fusion = setting
     pre_epochs, down_epochs = epochs
     done = {p: _logged(out / p.replace(" ", "_")) for p, _ in PROTOCOLS}
     if all(done.values()):
@@ -118,9 +112,13 @@ def _run(
     shutil.rmtree(out, ignore_errors=True)  # an unfinished run starts again
     chips: dict[str, dict[int, Any]] = {}
     seed_everything(seed, verbose=False)
-    dm = _datamodule(manifest, seed, keep, drops, views=2, augment="mm_pretrain")
+    dm = _datamodule(manifest, seed, complete_only, drops, views=2, augment="mm_pretrain")
     dm.chips = chips
-    dm.setup("fit")
+    try:
+        dm.setup("fit")
+    except ConfigError as err:  # complete_only left a split without any chip
+        print(f"    {err}")
+        return {}
     if len(dm.datasets["train"]) < 2:  # batch norm needs two samples per batch
         return {}
     pre = PretrainTask(
@@ -139,9 +137,9 @@ def _run(
     results = {}
     for protocol, options in PROTOCOLS:
         seed_everything(seed + 1, verbose=False)
-        dmf = _datamodule(manifest, seed, keep, drops)
+        dmf = _datamodule(manifest, seed, complete_only, drops)
         dmf.chips = chips
-        test_dm = _datamodule(manifest, seed, "all", {})
+        test_dm = _datamodule(manifest, seed, False, {})
         test_dm.chips = chips  # the test split is never dropped: the same chips
         ft = FinetuneTask(
             modalities=list(modalities),

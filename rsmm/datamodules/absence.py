@@ -5,7 +5,9 @@ experiments, any rsmm datamodule can also simulate absence with
 ``drop_modalities={"s2": 0.3}``: :class:`DroppedModalities` removes the key of each named
 modality from a seeded fraction of a split's samples. The draw depends on the seed, the
 split name and the modality only, so it is the same in every run, epoch and worker,
-and one modality's rate does not change another's draw.
+and one modality's rate does not change another's draw. With ``complete_only``, a
+datamodule then keeps only the samples that have every loaded modality (or each of the
+named ones): :func:`complete_samples`, setting (a) of the missing-modality experiment.
 
 The helpers below walk ``Subset`` wrappers to the :class:`~rsmm.datasets.MultiModalDataset`
 underneath: whether a split may lack a modality (the loader's batches then carry
@@ -28,9 +30,11 @@ from rsmm.errors import ConfigError
 __all__ = [
     "DroppedModalities",
     "check_drop_rates",
+    "complete_samples",
     "dataset_presence",
     "may_lack_modalities",
     "modality_shapes",
+    "required_modalities",
 ]
 
 
@@ -103,6 +107,39 @@ class DroppedModalities(Subset):
         """``{modality: N booleans}`` of the samples after the drop."""
         had = dataset_presence(self.dataset)
         return {m: k & (True if had is None else had[m]) for m, k in self.keep.items()}
+
+
+def required_modalities(
+    complete_only: bool | str | Sequence[str], modalities: Sequence[str]
+) -> tuple[str, ...]:
+    """The modalities a sample must have under ``complete_only``: none (``False``), every
+    one of ``modalities`` (``True``), or the named ones (a name or a list of names).
+
+    Raises:
+        ConfigError: for a name that is not one of ``modalities``, or an empty list.
+    """
+    if isinstance(complete_only, bool):
+        return tuple(modalities) if complete_only else ()
+    names = (complete_only,) if isinstance(complete_only, str) else tuple(complete_only)
+    if not names:
+        raise ConfigError("complete_only: give true, false or a non-empty list of modalities")
+    unknown = [m for m in names if m not in modalities]
+    if unknown:
+        raise ConfigError(
+            f"complete_only: {unknown} not among the loaded modalities ({', '.join(modalities)})"
+        )
+    return names
+
+
+def complete_samples(ds: Dataset, modalities: Sequence[str]) -> Dataset:
+    """The samples of ``ds`` that have each of ``modalities``, found without reading
+    images: ``ds`` itself when every sample has every modality, else a ``Subset`` (in
+    ``ds``'s order; empty when no sample qualifies)."""
+    presence = dataset_presence(ds)
+    if presence is None or not modalities:
+        return ds
+    keep = np.all([presence[m] for m in modalities], axis=0)
+    return Subset(ds, np.flatnonzero(keep).tolist())
 
 
 def _base(ds: Dataset) -> MultiModalDataset:

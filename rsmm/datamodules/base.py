@@ -30,8 +30,10 @@ from torchdata.stateful_dataloader import StatefulDataLoader
 from rsmm.datamodules.absence import (
     DroppedModalities,
     check_drop_rates,
+    complete_samples,
     may_lack_modalities,
     modality_shapes,
+    required_modalities,
 )
 from rsmm.datamodules.collate import PRESENCE_KEY, SampleCollate
 from rsmm.datamodules.splits import stratified_subset
@@ -120,6 +122,7 @@ class MultiModalDataModule(LightningDataModule):
         shared_geometry: bool = True,
         pin_memory: bool = False,
         drop_modalities: Mapping[str, float] | None = None,
+        complete_only: bool | Sequence[str] = False,
         **dataset_kwargs: Any,
     ) -> None:
         """Configure the datamodule.
@@ -144,6 +147,17 @@ class MultiModalDataModule(LightningDataModule):
                 each split's samples lose the named modality at that rate (seeded by
                 ``seed`` and the split name, the same in every run; see
                 :class:`~rsmm.datamodules.absence.DroppedModalities`).
+            complete_only: keep only the samples that have every loaded modality
+                (``True``) or each of the named ones (a list, e.g. ``[s1]`` to train on
+                S1 alone with the samples that have it), once the ``drop_modalities``
+                absence is drawn (and with the absence a stack's manifest records):
+                setting (a) of the missing-modality experiment, a pipeline that cannot
+                use incomplete samples. Every split is filtered, validation and test
+                too, as a stack without ``min_modalities`` drops incomplete chips from
+                every split: the monitored metrics then measure the model on the
+                inputs it was built for. To test such a model on incomplete samples
+                too, use a second datamodule without the option. The ``label_fraction``
+                is drawn from the kept samples.
             **dataset_kwargs: passed to the dataset class (e.g. ``s2_bands``).
         """
         super().__init__()
@@ -173,6 +187,9 @@ class MultiModalDataModule(LightningDataModule):
         self.drop_modalities = dict(drop_modalities or {})
         for m, rate in self.drop_modalities.items():  # modalities are checked in setup
             check_drop_rates({m: rate}, [m])
+        if not isinstance(complete_only, bool):  # names are checked here when known
+            complete_only = required_modalities(complete_only, self.modalities or complete_only)
+        self.complete_only = complete_only
         self.dataset_kwargs = dataset_kwargs
         self.datasets: dict[str, Dataset] = {}
         self._stats: Stats | None = None
@@ -233,10 +250,22 @@ class MultiModalDataModule(LightningDataModule):
         return out
 
     def setup(self, stage: str | None = None) -> None:
-        """Build the split datasets and draw the ``label_fraction`` subset of train."""
+        """Build the split datasets, draw the simulated absence, keep the complete
+        samples (``complete_only``) and draw the ``label_fraction`` subset of train."""
         for key, ds in self._build_splits(stage).items():
             if self.drop_modalities:
                 ds = DroppedModalities(ds, self.drop_modalities, self.seed, key)
+            required = required_modalities(self.complete_only, base_dataset(ds).modalities)
+            if required:
+                ds = complete_samples(ds, required)
+                if len(ds) == 0:
+                    drawn = f" after drop_modalities {self.drop_modalities}"
+                    raise ConfigError(
+                        f"complete_only: no sample of the {key} split of "
+                        f"{type(self).__name__} (root {self.root}) has "
+                        f"{' + '.join(required)}{drawn if self.drop_modalities else ''}; "
+                        "lower the drop rates or turn complete_only off"
+                    )
             if key == "train" and self.label_fraction < 1:
                 idx = self.label_subset(subset_targets(ds))
                 ds = Subset(ds, idx.tolist())

@@ -11,7 +11,10 @@ anchors see the whole global batch: the loss on 2 ranks x N samples equals the l
 
 While pre-training, a leave-one-out k-nearest-neighbour accuracy on the labelled
 validation split (when there is one) is logged every epoch as ``val/knn_acc``, so that
-a collapsed run shows early.
+a collapsed run shows early. Its features are the pooled backbone features of the
+task's modalities, concatenated; where samples may lack a modality, each sample's
+features come from its present modalities only (computed on those rows alone), two
+samples are compared on the modalities both have, and a sample with none is skipped.
 
 Samples may lack a modality (a stack with ``min_modalities``, ``drop_modalities``): the
 batch's ``"presence"`` becomes :attr:`SampleInfo.presence
@@ -23,7 +26,7 @@ samples seen per modality are logged every epoch as ``train/samples_<modality>``
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -47,20 +50,72 @@ from rsmm.tasks.objectives import (
 )
 
 
-def knn_accuracy(features: Tensor, labels: Tensor, k: int = 20) -> float:
-    """Leave-one-out cosine k-NN accuracy (majority vote weighted by similarity)."""
+def shared_modality_cosine(features: Tensor, presence: Tensor, widths: Sequence[int]) -> Tensor:
+    """``N x N`` cosine similarities of samples compared on the modalities both have.
+
+    ``features`` concatenates one block per modality (``widths`` columns each, in the
+    order of ``presence``'s columns); the similarity of samples ``i`` and ``j`` is the
+    cosine of their concatenated blocks of the modalities both have, so an absent
+    modality's block (whatever it holds) is never read, and two samples with every
+    modality get the cosine of their whole features. Pairs that share no modality get
+    ``-inf`` (never neighbours).
+
+    Args:
+        features: ``N x sum(widths)``.
+        presence: ``N x M`` booleans, True where the sample has the modality.
+        widths: the ``M`` block widths.
+    """
+    blocks = features.float().split(list(widths), dim=1)
+    p = presence.to(torch.float32)
+    z = torch.cat([torch.where(presence[:, i, None], b, 0.0) for i, b in enumerate(blocks)], 1)
+    sq = torch.stack([b.pow(2).sum(1) for b in blocks], 1) * p
+    norm2 = sq @ p.T  # [i, j]: squared norm of i's blocks of the modalities i and j share
+    sim = (z @ z.T) / (norm2 * norm2.T).sqrt().clamp_min(1e-12)
+    return sim.masked_fill((p @ p.T) == 0, float("-inf"))
+
+
+def knn_accuracy(
+    features: Tensor,
+    labels: Tensor,
+    k: int = 20,
+    presence: Tensor | None = None,
+    widths: Sequence[int] | None = None,
+) -> float:
+    """Leave-one-out cosine k-NN accuracy (majority vote weighted by similarity).
+
+    Args:
+        features: ``N x F``.
+        labels: ``N`` class ids; ``-1`` rows are left out.
+        k: neighbours.
+        presence: ``N x M`` booleans (``features`` = ``M`` modality blocks of ``widths``
+            columns) when samples may lack a modality: samples with none are left out,
+            similarities are :func:`shared_modality_cosine`, and a sample that shares no
+            modality with any other counts as a miss. When every sample has every
+            modality it is the plain cosine, as without ``presence``.
+        widths: the block widths (with ``presence``).
+    """
     keep = labels >= 0
-    f, y = F.normalize(features[keep].float(), dim=1), labels[keep]
+    if presence is not None:
+        presence = presence.to(torch.bool)
+        keep &= presence.any(1)
+    f, y = features[keep].float(), labels[keep]
     n = f.shape[0]
     if n < 2:
         return float("nan")
     k = min(k, n - 1)
-    sim = f @ f.T
+    if presence is None or bool(presence[keep].all()):
+        f = F.normalize(f, dim=1)
+        sim = f @ f.T
+    else:
+        if widths is None or sum(widths) != f.shape[1]:
+            raise ValueError(f"widths {widths} do not split {f.shape[1]} feature columns")
+        sim = shared_modality_cosine(f, presence[keep], widths)
     sim.fill_diagonal_(float("-inf"))
     top, idx = sim.topk(k, dim=1)
+    real = torch.isfinite(top)  # -inf: a sample sharing no modality, not a neighbour
     votes = torch.zeros(n, int(y.max()) + 1, device=f.device)
-    votes.scatter_add_(1, y[idx], top.clamp_min(0) + 1e-6)
-    return float((votes.argmax(1) == y).float().mean())
+    votes.scatter_add_(1, y[idx], torch.where(real, top.clamp_min(0) + 1e-6, 0.0))
+    return float(((votes.argmax(1) == y) & real.any(1)).float().mean())
 
 
 class PretrainTask(MultiModalTask):
@@ -150,6 +205,7 @@ class PretrainTask(MultiModalTask):
             self.negative_classes = (negative_class,)
         self._val_feats: list[Tensor] = []
         self._val_labels: list[Tensor] = []
+        self._val_presence: list[Tensor] = []
         #: the objective (a submodule, so that its state is in the checkpoint)
         self.method: Objective | None = None
         self._maybe_build()
@@ -269,16 +325,43 @@ class PretrainTask(MultiModalTask):
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         views = self.batch_views(batch, self.modalities)
         b = views[self.modalities[0]][0].shape[0]
-        if sum(len(v) for v in views.values()) > 1:
+        info = self.sample_info(batch)
+        presence = info.presence
+        paired = sum(len(v) for v in views.values()) > 1
+        if paired and presence is not None:
+            paired = self._any_pair(views, info)
+        if paired:
             loss, per_modality = self.shared_step(batch)
-            feats = self.encoder.fuse_first_view(per_modality, self.modalities, b)
+            feats = {m: per_modality[m][:b] for m in self.modalities}  # the first view
             self.log("val/loss", loss, batch_size=b, sync_dist=True)
-        else:
-            feats = self.encoder.fused({m: v[0] for m, v in views.items()}, self.modalities)
+        else:  # each modality's encoder sees the rows of the samples that have it
+            feats = self.encoder.features({m: v[0] for m, v in views.items()}, presence)
         labels = batch.get("label")
         if labels is not None and labels.ndim == 1:
-            self._val_feats.append(feats.detach())
+            self._val_feats.append(torch.cat([feats[m] for m in self.modalities], 1).detach())
             self._val_labels.append(labels.detach())
+            self._val_presence.append(self._presence_matrix(presence, labels))
+
+    def _any_pair(self, views: Mapping[str, list[Tensor]], info: SampleInfo) -> bool:
+        """Whether a sample of the batch, on any rank, has two present (modality, view)
+        rows and is not negative-only: the validation loss needs one (a batch whose
+        samples all lack every modality but one has none), and every rank takes the
+        same decision (the objective gathers rows across ranks)."""
+        assert info.presence is not None
+        rows = sum(info.presence[m].long() * len(views[m]) for m in self.modalities)
+        ok = rows >= 2
+        if info.negative is not None:
+            ok &= ~info.negative.to(torch.bool)
+        count = ok.sum().float()
+        if self._trainer is not None and self.trainer.world_size > 1:
+            count = self.trainer.strategy.reduce(count, reduce_op="sum")
+        return bool(count > 0)
+
+    def _presence_matrix(self, presence: Mapping[str, Tensor] | None, labels: Tensor) -> Tensor:
+        """``B x M`` (0/1, uint8: gathered across ranks) of the task's modalities."""
+        if presence is None:
+            return labels.new_ones(labels.shape[0], len(self.modalities), dtype=torch.uint8)
+        return torch.stack([presence[m].to(torch.uint8) for m in self.modalities], 1)
 
     def _all_rows(self, t: Tensor) -> Tensor:
         """The rows of ``t`` of every rank (one process: ``t`` as it is)."""
@@ -288,7 +371,10 @@ class PretrainTask(MultiModalTask):
         if self._val_feats:
             feats = self._all_rows(torch.cat(self._val_feats))
             labels = self._all_rows(torch.cat(self._val_labels))
-            acc = knn_accuracy(feats, labels, self.hparams.knn_k)
+            presence = self._all_rows(torch.cat(self._val_presence).to(labels.device))
+            widths = [self.encoder.backbones[m].num_features for m in self.modalities]
+            acc = knn_accuracy(feats, labels, self.hparams.knn_k, presence.bool(), widths)
             self.log("val/knn_acc", acc, prog_bar=True, rank_zero_only=True)
         self._val_feats.clear()
         self._val_labels.clear()
+        self._val_presence.clear()
