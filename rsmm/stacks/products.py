@@ -17,6 +17,12 @@ The band files of one product are named by one template (:func:`band_template`) 
 a ``{band}`` and, for L2A, a ``{gsd:s2}`` placeholder (the band's native GSD in
 metres), which :func:`rsmm.stacks.files.band_path` expands; so a product is one
 acquisition of a one-file-per-band modality (:mod:`rsmm.stacks.sources`).
+
+A folder holding SAFE products is read as products only; rasters beside them
+(:func:`loose_rasters`) are refused rather than read or skipped
+(:func:`refuse_loose_rasters`): they carry no product metadata, so neither their
+processing level nor their radiometric offset is known, and they are often a copy of
+a product's bands (an export, a crop) that would be read twice.
 """
 
 from __future__ import annotations
@@ -25,14 +31,14 @@ import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from rsmm.errors import DatasetFileError
 from rsmm.sensors import get_sensor
-from rsmm.stacks.files import BAND_PLACEHOLDER, band_path
+from rsmm.stacks.files import BAND_PLACEHOLDER, band_path, is_raster_name
 
 #: ``S2A_MSIL2A_20170613T101031_N0400_R022_T33UUP_20170613T101032``
 _PRODUCT = re.compile(
@@ -97,6 +103,15 @@ def is_product(path: str | Path) -> bool:
     return False
 
 
+def _walk_outside_products(root: str | Path) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``(folder, its *.SAFE folders, its files)`` for every folder under ``root`` that
+    is not inside a ``*.SAFE`` folder."""
+    for folder, dirs, files in os.walk(root):
+        safes = [d for d in dirs if d.upper().endswith(".SAFE")]
+        dirs[:] = [d for d in dirs if d not in safes]  # do not look inside a product
+        yield folder, safes, files
+
+
 def find_products(root: str | Path) -> list[str]:
     """The SAFE products at ``root`` (itself one) or anywhere under it, sorted."""
     if is_product(root):
@@ -104,13 +119,56 @@ def find_products(root: str | Path) -> list[str]:
     if not Path(root).is_dir():
         return []
     found = []
-    for folder, dirs, files in os.walk(root):
-        for d in list(dirs):
-            if d.upper().endswith(".SAFE"):
-                found.append(os.path.join(folder, d))
-                dirs.remove(d)  # do not look inside a product
+    for folder, safes, files in _walk_outside_products(root):
+        found += [os.path.join(folder, d) for d in safes]
         found += [os.path.join(folder, f) for f in files if f.lower().endswith(".zip")]
     return sorted(os.path.abspath(p) for p in found if is_product(p))
+
+
+def loose_rasters(root: str | Path) -> list[str]:
+    """The raster files under the folder ``root`` outside its SAFE products, sorted:
+    those :func:`~rsmm.stacks.files.list_files` would list by default
+    (:data:`~rsmm.stacks.files.RASTER_SUFFIXES`) that lie in no ``*.SAFE`` folder
+    (``[]`` when ``root`` is a product itself or no folder)."""
+    if is_product(root) or not Path(root).is_dir():
+        return []
+    return sorted(
+        os.path.abspath(os.path.join(folder, f))
+        for folder, _, files in _walk_outside_products(root)
+        for f in files
+        if is_raster_name(f)
+    )
+
+
+#: How many loose files :func:`refuse_loose_rasters` names (then a count of the rest).
+NAMED_LOOSE = 5
+
+
+def refuse_loose_rasters(root: str | Path, what: str) -> None:
+    """Refuse a folder of SAFE products that also holds rasters outside them.
+
+    Args:
+        root: the modality's folder (its products were found).
+        what: what the files are, for the message (the modality's key).
+
+    Raises:
+        DatasetFileError: naming the loose files (the first :data:`NAMED_LOOSE`, then
+            how many more) and what to do.
+    """
+    loose = loose_rasters(root)
+    if not loose:
+        return
+    named = ", ".join(loose[:NAMED_LOOSE])
+    if len(loose) > NAMED_LOOSE:
+        named += f" and {len(loose) - NAMED_LOOSE} more"
+    raise DatasetFileError(
+        f"{what}: {root} holds Sentinel-2 SAFE products and {len(loose)} raster file(s) "
+        f"outside them ({named}); a folder is read as SAFE products or as loose rasters, "
+        "not both (a loose raster has no product metadata: its processing level and "
+        "radiometric offset are unknown, and it may copy a product's bands): move the "
+        "loose rasters to a folder of their own (a modality or stack of their own) or the "
+        "products to another folder"
+    )
 
 
 def _listing(path: str) -> tuple[str, list[str]]:
@@ -294,12 +352,14 @@ def cloud_layer_files(root: str, glob: str, kind: str) -> list[str] | None:
     ``glob`` files are the layer then).
 
     Raises:
-        DatasetFileError: naming the products without an SCL file (L1C), or a kind
-            other than ``scl`` for products.
+        DatasetFileError: naming the products without an SCL file (L1C), a kind other
+            than ``scl`` for products, or rasters beside the products
+            (:func:`refuse_loose_rasters`).
     """
     products = [read_product(p) for p in find_products(root)]
     if not products:
         return None
+    refuse_loose_rasters(root, "cloud layer")
     lacking = [p.path for p in products if p.scl is None]
     if kind != "scl" or lacking:
         raise DatasetFileError(

@@ -3,7 +3,8 @@
 :class:`ModalitySource` lists a modality's rasters (any GDAL reads: GeoTIFF, JPEG2000,
 VRT, a GDAL dataset name; multi-band files, or one file per band with the band name as
 a token of the file name, ``scene_VV.tif``, ``T33UUP_20170613T101031_B02.jp2``), or its
-Sentinel-2 SAFE products (:mod:`rsmm.stacks.products`), checks that every file opens
+Sentinel-2 SAFE products (:mod:`rsmm.stacks.products`; a folder holding both products
+and loose rasters is refused, naming the loose files), checks that every file opens
 and reads (:mod:`rsmm.stacks.files`), parses acquisition dates from the file names,
 tells which bands the files hold (never guessed: from the file names, the files' band
 descriptions, the spec, or a band count that fixes the order), the radiometric offset
@@ -36,7 +37,13 @@ from rsmm.stacks.files import (
     parse_date,
     union_bounds,
 )
-from rsmm.stacks.products import Product, find_products, product_offsets, read_product
+from rsmm.stacks.products import (
+    Product,
+    find_products,
+    product_offsets,
+    read_product,
+    refuse_loose_rasters,
+)
 from rsmm.stacks.spec import SKIP_BAND, ModalitySpec
 
 __all__ = ["BAND_PLACEHOLDER", "DEFAULT_BANDS", "ModalitySource", "RasterItem", "band_path"]
@@ -97,6 +104,8 @@ class ModalitySource:
         self.products: list[Product] = []
         if spec.glob is None and sensor.name == "s2" and not is_gdal_name(spec.root):
             self.products = [read_product(p) for p in find_products(spec.root)]
+            if self.products:
+                refuse_loose_rasters(spec.root, spec.key)
         if self.products:
             self.separate_files = True
             self.items, self.bands = self._product_items(spec)

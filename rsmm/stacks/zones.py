@@ -18,9 +18,11 @@ more than :data:`OVERLAP_TOLERANCE` of its area is dropped, unless both lie on o
 grid (overlapping as the stride lays them; then only the same chip twice is dropped)
 (:func:`dedupe`, in lon/lat, so across zones too).
 
-Zones follow the regular 6-degree bands (the Norway and Svalbard exceptions are not
-applied). Block splits use :data:`BLOCK_CRS`, one equal-area grid for every zone
-(see :func:`equal_area`).
+Zones are the 6-degree bands with the standard exceptions (:data:`UTM_EXCEPTIONS`:
+zone 32 widened over south-west Norway, zones 31, 33, 35 and 37 over Svalbard), as
+Sentinel-2's MGRS tiles use them (a ``32V`` tile on the Norwegian coast at 4 E is in
+EPSG:32632, not 32631). Block splits use :data:`BLOCK_CRS`, one equal-area grid for
+every zone (see :func:`equal_area`).
 """
 
 from __future__ import annotations
@@ -49,10 +51,28 @@ def is_auto(crs: str | None) -> bool:
     return crs is None or str(crs).strip().lower() == AUTO
 
 
+#: The standard exceptions to the 6-degree UTM bands, ``(west, east, south, north,
+#: zone)`` in degrees: zone 32 widened to 3-12 E between 56 and 64 N (south-west
+#: Norway; zone 31 narrowed to 0-3 E there) and, between 72 and 84 N (Svalbard), zones
+#: 31, 33, 35 and 37 widened to 9 or 12 degrees (zones 32, 34 and 36 are not used).
+#: West and south edges belong to the exception, east and north edges do not, except
+#: 84 N, the top of UTM.
+UTM_EXCEPTIONS = ((3.0, 12.0, 56.0, 64.0, 32),
+                  (0.0, 9.0, 72.0, 84.0, 31), (9.0, 21.0, 72.0, 84.0, 33),
+                  (21.0, 33.0, 72.0, 84.0, 35), (33.0, 42.0, 72.0, 84.0, 37))  # fmt: skip
+#: The northern limit of UTM (a band ending there includes it).
+UTM_NORTH = 84.0
+
+
 def utm_epsg(lon: Any, lat: Any) -> np.ndarray:
-    """EPSG code of the WGS 84 UTM zone of every ``(lon, lat)`` (326zz north, 327zz south)."""
+    """EPSG code of the WGS 84 UTM zone of every ``(lon, lat)`` (326zz north, 327zz
+    south), with the Norway and Svalbard exceptions (:data:`UTM_EXCEPTIONS`)."""
     lon, lat = np.asarray(lon, np.float64), np.asarray(lat, np.float64)
     zone = np.clip(np.floor((lon + 180.0) / 6.0).astype(np.int64) + 1, 1, 60)
+    for west, east, south, north, number in UTM_EXCEPTIONS:
+        below = lat <= north if north >= UTM_NORTH else lat < north
+        inside = (lon >= west) & (lon < east) & (lat >= south) & below
+        zone = np.where(inside, number, zone)
     return np.where(lat >= 0, 32600, 32700) + zone
 
 
