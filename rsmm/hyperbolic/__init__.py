@@ -3,7 +3,9 @@
 Thesis chapter 5: features are mapped into the Poincaré ball (:class:`ToPoincare`) and
 classified against ideal prototypes on its boundary (:class:`HorosphericalClassifier`),
 placed by Gromov-Wasserstein according to the label tree (:func:`hierarchical_prototypes`)
-so that mistakes fall between related classes (:func:`average_hierarchical_cost`).
+so that mistakes fall between related classes (:func:`average_hierarchical_cost`). The
+Euclidean baseline of the same idea, Metric-Guided Prototypes (Garnot & Landrieu 2021),
+is :class:`MetricGuidedPrototypes` (``head: mgp``).
 """
 
 from typing import Any
@@ -19,6 +21,12 @@ from rsmm.hyperbolic.heads import (
     make_optimizer,
 )
 from rsmm.hyperbolic.hierarchy import LabelTree, available_hierarchies
+from rsmm.hyperbolic.metric_prototypes import (
+    MetricGuidedPrototypes,
+    distortion_loss,
+    optimal_scale,
+    prototype_distances,
+)
 from rsmm.hyperbolic.metrics import (
     AverageHierarchicalCost,
     average_hierarchical_cost,
@@ -40,18 +48,22 @@ __all__ = [
     "GyroplaneClassifier",
     "HorosphericalClassifier",
     "LabelTree",
+    "MetricGuidedPrototypes",
     "ToPoincare",
     "available_hierarchies",
     "average_hierarchical_cost",
     "build_head",
     "busemann",
+    "distortion_loss",
     "gaussian_uniformity",
     "gw_assignment",
     "hierarchical_prototypes",
     "make_optimizer",
     "mistake_severity",
+    "optimal_scale",
     "plot_poincare",
     "poincare_ball",
+    "prototype_distances",
     "radial_layout",
     "uniform_prototypes",
 ]

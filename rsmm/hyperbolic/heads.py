@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rsmm.hyperbolic.ball import BOUNDARY_EPS, ToPoincare, _compute_dtype, busemann, poincare_ball
+from rsmm.hyperbolic.metric_prototypes import MetricGuidedPrototypes
 from rsmm.hyperbolic.prototypes import uniform_prototypes
 
 
@@ -182,7 +183,10 @@ HEADS: dict[str, type[nn.Module]] = {
     "busemann": BusemannClassifier,
     "gyroplane": GyroplaneClassifier,
     "linear": EuclideanClassifier,
+    "mgp": MetricGuidedPrototypes,
 }
+#: heads that read Euclidean features (no :class:`~rsmm.hyperbolic.ball.ToPoincare` in front)
+EUCLIDEAN_HEADS = ("linear", "mgp")
 
 
 def build_head(
@@ -196,7 +200,9 @@ def build_head(
     """A classification head by name, taking Euclidean features.
 
     Args:
-        name: ``"horospherical"``, ``"busemann"``, ``"gyroplane"`` or ``"linear"``.
+        name: ``"horospherical"``, ``"busemann"``, ``"gyroplane"``, ``"linear"`` or
+            ``"mgp"`` (:class:`~rsmm.hyperbolic.metric_prototypes.MetricGuidedPrototypes`,
+            which needs ``cost=``).
         dim: feature dimension.
         num_classes: number of classes.
         c: curvature of the ball (hyperbolic heads).
@@ -204,13 +210,13 @@ def build_head(
         **kwargs: passed to the head's constructor.
 
     Returns:
-        ``nn.Sequential(ToPoincare(c, clip_r), head)`` for the hyperbolic heads, the
-        :class:`EuclideanClassifier` (an ``nn.Linear``) for ``"linear"``.
+        ``nn.Sequential(ToPoincare(c, clip_r), head)`` for the hyperbolic heads, the head
+        alone for the Euclidean ones (``"linear"``: an ``nn.Linear``; ``"mgp"``).
     """
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; choose one of {', '.join(HEADS)}")
-    if name == "linear":
-        return EuclideanClassifier(dim, num_classes, **kwargs)
+    if name in EUCLIDEAN_HEADS:
+        return HEADS[name](dim, num_classes, **kwargs)
     head = HEADS[name](dim, num_classes, c=c, **kwargs)
     return nn.Sequential(ToPoincare(c=c, clip_r=clip_r), head)
 

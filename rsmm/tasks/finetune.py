@@ -98,6 +98,8 @@ HEAD_INPUTS = ("features", "projector")
 #: :func:`rsmm.hyperbolic.hierarchical_prototypes`); the thesis' procedure is
 #: ``{normalise: false, n_init: 1, rounding: argmax, pad: true}``
 GW_OPTIONS = ("n_init", "refine", "normalise", "rounding", "pad", "steps", "seed")
+#: ``head_kwargs`` of ``head: mgp`` (see :class:`rsmm.hyperbolic.MetricGuidedPrototypes`)
+MGP_OPTIONS = ("distortion_weight", "scale_free", "init_std")
 
 
 class FinetuneTask(MissingModalities, MultiModalTask):
@@ -125,7 +127,11 @@ class FinetuneTask(MissingModalities, MultiModalTask):
         projection_dim: SupCon embedding size (projectors are loaded from the
             checkpoint when it has them).
         hidden_dim: projector hidden width.
-        head: ``"linear"``, or a hyperbolic head name (see :mod:`rsmm.hyperbolic`).
+        head: ``"linear"``, a hyperbolic head name (see :mod:`rsmm.hyperbolic`), or
+            ``"mgp"``: Metric-Guided Prototypes (Garnot & Landrieu 2021; needs
+            ``hierarchy``, whose path lengths guide the prototypes; ``head_kwargs:
+            {distortion_weight: 1.0}`` weighs its distortion term, added to the
+            training loss and logged as ``train/distortion``).
         head_input: ``"features"`` (concatenated backbone features) or ``"projector"``
             (the mean of the projectors' outputs, loaded from ``pretrained``, which must
             have projectors of sizes ``projection_dim`` / ``hidden_dim``; frozen with the
@@ -495,6 +501,8 @@ class FinetuneTask(MissingModalities, MultiModalTask):
             return nn.Sequential(*bottleneck, linear) if bottleneck else linear
         from rsmm.hyperbolic import build_head, hierarchical_prototypes
 
+        if hp.head == "mgp":
+            kw = self._mgp_kwargs(kw)
         gw = dict(kw.pop("gw", None) or {})
         if kw.get("prototypes") == "hierarchical":
             if self.tree is None:
@@ -512,6 +520,33 @@ class FinetuneTask(MissingModalities, MultiModalTask):
             raise ConfigError("head_kwargs.gw needs head_kwargs.prototypes: hierarchical")
         head = build_head(hp.head, dim, hp.num_classes, **kw)
         return nn.Sequential(*bottleneck, head) if bottleneck else head
+
+    def _mgp_kwargs(self, kw: dict[str, Any]) -> dict[str, Any]:
+        """``head: mgp``'s arguments: ``head_kwargs`` and the tree's cost matrix."""
+        if self.tree is None:
+            raise ConfigError(
+                "head: 'mgp' (Metric-Guided Prototypes) needs `hierarchy` and single-label "
+                "data: its prototypes follow the label tree's path lengths"
+            )
+        unknown = sorted(set(kw) - set(MGP_OPTIONS))
+        if unknown:
+            raise ConfigError(
+                f"head_kwargs: {unknown} are not options of head 'mgp' "
+                f"(it takes {', '.join(MGP_OPTIONS)})"
+            )
+        return {**kw, "cost": self.tree.distance_matrix(self.class_names)}
+
+    def _head_regularisation(self, batch_size: int) -> Tensor | None:
+        """The head's own training term (``head: mgp``: its weighted distortion), logged
+        as ``train/distortion``; ``None`` for the other heads."""
+        if self.hparams.head != "mgp":
+            return None
+        from rsmm.hyperbolic import MetricGuidedPrototypes
+
+        (mgp,) = [m for m in self.head.modules() if isinstance(m, MetricGuidedPrototypes)]
+        disto = mgp.distortion()
+        self.log("train/distortion", disto, batch_size=batch_size)
+        return mgp.distortion_weight * disto
 
     def param_groups(self) -> list[dict[str, Any]]:
         hp = self.hparams
@@ -573,6 +608,9 @@ class FinetuneTask(MissingModalities, MultiModalTask):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> Tensor:
         loss, _ = self._loss(batch)
+        penalty = self._head_regularisation(batch["label"].shape[0])
+        if penalty is not None:
+            loss = loss + penalty
         self.log("train/loss", loss, prog_bar=True, batch_size=batch["label"].shape[0])
         return loss
 
