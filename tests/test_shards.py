@@ -5,6 +5,8 @@ stack datamodule's, and a mid-epoch resume sees the rest of the epoch."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -209,6 +211,31 @@ def test_values_a_dtype_cannot_hold_are_kept_bit_for_bit() -> None:
     assert stored is y and at.numel() == 0
     with pytest.raises(TypeError, match="float32"):
         encode_values(x.double(), torch.uint16)
+
+
+FORKED_WRITE = """
+import sys, torch
+from litdata import optimize
+from rsmm.datasets.shards import _Encoder
+torch.set_num_threads(2)
+torch.rand(10**6).round().sum()  # the parent's OpenMP pool runs
+class Chips:
+    def __getitem__(self, i):
+        x = torch.rand(12, 120, 120)  # ops on it are parallel (more than 32768 values)
+        assert torch.isfinite(x).all()
+        return {"s2": x, "label": torch.tensor(0), "meta": {"id": str(i), "lonlat": torch.zeros(2)}}
+encode = _Encoder(Chips(), {"s2": 12}, {"s2": torch.uint16})
+optimize(fn=encode, inputs=[0, 1], output_dir=sys.argv[1], chunk_bytes="1MB", num_workers=1,
+         start_method="fork", verbose=False)
+"""
+
+
+def test_writing_workers_forked_after_torch_ran_parallel_ops_do_not_hang(tmp_path: Path) -> None:
+    """LitData forks its workers; torch's OpenMP pool, started in the parent, hangs a
+    worker's first parallel op unless the worker runs torch on one thread."""
+    subprocess.run(
+        [sys.executable, "-c", FORKED_WRITE, str(tmp_path / "out")], check=True, timeout=120
+    )
 
 
 def test_float32_shards_of_format_1_read_as_before(

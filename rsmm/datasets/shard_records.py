@@ -54,21 +54,30 @@ def storage_dtype(source: np.dtype | str) -> torch.dtype:
 def encode_values(x: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     """A float32 tensor as ``(stored, indexes, values)``: ``stored`` of ``dtype`` (or
     ``x`` itself when that takes fewer bytes), the flat indexes of the pixels it does not
-    hold bit for bit and their values (:func:`decode_values` inverts it)."""
+    hold bit for bit and their values (:func:`decode_values` inverts it).
+
+    NumPy does the work: it runs in the processes LitData's ``optimize`` forks, where
+    torch's OpenMP pool, started in the parent, hangs.
+    """
     if x.dtype != torch.float32:
         raise TypeError(f"samples hold float32 modalities, got {x.dtype}")
     if dtype == torch.float32:
         return x, _NO_INDEXES, _NO_VALUES
-    flat = x.contiguous().reshape(-1)
-    info = torch.iinfo(dtype)
-    exact = (flat >= info.min) & (flat <= info.max) & (flat == flat.round())  # NaN: False
-    stored = torch.where(exact, flat, torch.zeros_like(flat)).to(dtype)
-    exact &= stored.to(torch.float32).view(torch.int32) == flat.view(torch.int32)  # -0.0
-    at = (~exact).nonzero().reshape(-1)
-    saved = flat.numel() * (flat.element_size() - stored.element_size())
-    if at.numel() * (_INDEX_BYTES + flat.element_size()) >= saved:
+    flat = np.ascontiguousarray(x.numpy()).reshape(-1)
+    target = torch.empty(0, dtype=dtype).numpy().dtype
+    info = np.iinfo(target)
+    exact = (flat >= info.min) & (flat <= info.max) & (flat == np.round(flat))  # NaN: False
+    stored = np.where(exact, flat, 0).astype(target)
+    exact &= stored.astype(np.float32).view(np.int32) == flat.view(np.int32)  # -0.0
+    at = np.flatnonzero(~exact)
+    saved = flat.size * (flat.itemsize - stored.itemsize)
+    if at.size * (_INDEX_BYTES + flat.itemsize) >= saved:
         return x, _NO_INDEXES, _NO_VALUES
-    return stored.reshape(x.shape), at.to(torch.int32), flat[at]
+    return (
+        torch.from_numpy(stored.reshape(x.shape)),
+        torch.from_numpy(at.astype(np.int32)),
+        torch.from_numpy(flat[at]),
+    )
 
 
 def decode_values(

@@ -76,8 +76,12 @@ class _Encoder:
         self.dataset = dataset
         self.channels = dict(channels)
         self.dtypes = dict(dtypes)
+        self.pid = os.getpid()
 
     def __call__(self, index: int) -> dict[str, Any]:
+        if os.getpid() != self.pid:  # a forked worker: torch's OpenMP pool, started in
+            torch.set_num_threads(1)  # the parent, would hang its parallel ops here
+            self.pid = os.getpid()
         return encode_sample(self.dataset[index], self.channels, self.dtypes)
 
 
