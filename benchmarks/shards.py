@@ -6,7 +6,10 @@ samples are) and NAIP chips of 240 m (4 bands, 240 x 240 at 1 m). Each set is re
 
 * from the GeoTIFFs (CoRegisteredStack, windowed reads, through a shuffled DataLoader);
 * from LitData shards written by rsmm.datasets.shards (ShardDataModule's loader: a
-  StreamingDataLoader, shuffled by chunk);
+  StreamingDataLoader, shuffled by chunk), in two layouts written in the same run: the
+  files' dtypes (uint16 S2, uint8 NAIP, float32 S1: what ``rsmm manifest shard``
+  writes) and float32 throughout (the layout of shard format 1), with the shard bytes
+  per sample of each;
 
 with batches of 32 and 0 (in the main process), 1 and 4 loader workers, after a
 warm-up epoch (the shards in the page cache; workers start at every epoch, as in
@@ -14,7 +17,7 @@ training). The shard rows also
 give the raw record rate (no collation) and the memory bandwidth of this machine, which
 bound what collation (one copy of every byte into the batch) can reach.
 
-    python benchmarks/shards.py [--extent 4800] [--stride 200] [--epochs 2]
+    python benchmarks/shards.py [--extent 4800] [--stride 200] [--epochs 2] [--workers 0,1,4]
 """
 
 from __future__ import annotations
@@ -39,6 +42,16 @@ def _rate(loader: Any, epochs: int) -> float:
         for batch in loader:
             n += len(batch["label"])
     return n / (time.perf_counter() - start)
+
+
+def _bytes_per_sample(root: Path, samples: int) -> float:
+    """Bytes of the chunks of a split folder per sample."""
+    return sum(p.stat().st_size for p in root.glob("*.bin")) / samples
+
+
+def _ratio(rates: dict[str, float], name: str, loader: str) -> float:
+    """Samples/s of the files' dtypes shards over the float32 ones."""
+    return rates[f"shards {name}, dtypes, {loader}"] / rates[f"shards {name}, float32, {loader}"]
 
 
 def _bandwidth_gb_s() -> float:
@@ -66,43 +79,49 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--stride", type=float, default=200.0, help="S1+S2 chip stride in metres")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs per loader")
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", default="0,1,4", help="loader worker counts (comma-separated)")
     a = p.parse_args(argv)
+    worker_counts = [int(w) for w in a.workers.split(",")]
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     rates: dict[str, float] = {}
+    sizes: dict[str, float] = {}
     s2_bands = [b for b in get_sensor("s2").band_names if b != "B10"]  # the 12 of L2A
     with tempfile.TemporaryDirectory() as tmp:
         scene = generate_scene(tmp, extent_m=a.extent, seed=0, s2_bands=s2_bands, clouds=False)
         sets = {
-            "S1+S2 120x120": ({"s1": scene.root / "s1", "s2": scene.root / "s2"}, "1200m", a.stride),
+            "S1+S2 120x120": (
+                {"s1": scene.root / "s1", "s2": scene.root / "s2"},
+                "1200m",
+                a.stride,
+            ),
             "NAIP 240x240": ({"naip": scene.root / "naip"}, "240m", 240.0),
         }
         for name, (dirs, chip, stride) in sets.items():
             spec = spec_from_dirs(dirs, chip_size=chip, stride=f"{stride:g}m", split=(1, 0, 0))
             stack = CoRegisteredStack(build_manifest(spec), split="train")
-            out = Path(tmp) / "shards" / name.split()[0]
-            start = time.perf_counter()
-            write_shards(stack, out / "train", chunk_bytes="64MB")
-            rates[f"write {name}"] = len(stack) / (time.perf_counter() - start)
+            layouts = {"dtypes": None, "float32": dict.fromkeys(stack.modalities, torch.float32)}
+            for layout, dtypes in layouts.items():
+                out = Path(tmp) / "shards" / layout / name.split()[0]
+                start = time.perf_counter()
+                write_shards(stack, out / "train", chunk_bytes="64MB", dtypes=dtypes)
+                rates[f"write {name}, {layout}"] = len(stack) / (time.perf_counter() - start)
+                sizes[f"{name}, {layout}"] = _bytes_per_sample(out / "train", len(stack))
+                dm = ShardDataModule(str(out), batch_size=a.batch_size)
+                dm.setup("fit")
+                records = dm.datasets["train"].streaming(shuffle=True, drop_last=True)
+                start = time.perf_counter()
+                n = sum(1 for _ in records)
+                key = f"shards {name}, {layout}"
+                rates[f"{key}, records, no collation"] = n / (time.perf_counter() - start)
+                for workers in worker_counts:
+                    dm.num_workers = workers
+                    rates[f"{key}, {workers} workers"] = _rate(dm._loader("train", True), a.epochs)
+            for workers in worker_counts:
+                tif = DataLoader(stack, batch_size=a.batch_size, shuffle=True, num_workers=workers)
+                rates[f"GeoTIFF windows {name}, {workers} workers"] = _rate(tif, 1)
             sample = stack[0]
             mb = sum(sample[m].numel() * 4 for m in stack.modalities) / 1e6
-            dm = ShardDataModule(str(out), batch_size=a.batch_size)
-            dm.setup("fit")
-            records = dm.datasets["train"].streaming(shuffle=True, drop_last=True)
-            start = time.perf_counter()
-            n = sum(1 for _ in records)
-            rates[f"shards {name}, records, no collation"] = n / (time.perf_counter() - start)
-            for workers in (0, 1, 4):
-                dm.num_workers = workers
-                loader = dm._loader("train", shuffle=True)
-                rates[f"shards {name}, {workers} workers"] = _rate(loader, a.epochs)
-                tif = DataLoader(
-                    stack,
-                    batch_size=a.batch_size,
-                    shuffle=True,
-                    num_workers=workers,
-                )
-                rates[f"GeoTIFF windows {name}, {workers} workers"] = _rate(tif, 1)
             rates[f"MB per sample {name}"] = mb
             print(f"{name}: {len(stack)} chips, {mb:.2f} MB per sample (float32)", flush=True)
     rates["memory copy GB/s, one thread"] = _bandwidth_gb_s()
@@ -114,15 +133,32 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     for key, value in rates.items():
         if not key.startswith(("MB", "memory")):
             print(f"| {key} | {value:.0f} |")
+    print("\n| shards | bytes per sample |")
+    print("| --- | --- |")
+    for key, value in sizes.items():
+        print(f"| {key} | {value:,.0f} |")
     bw = rates["memory copy GB/s, one thread"]
     print(f"\nmemory copy bandwidth, one thread: {bw:.1f} GB/s")
     for name in sets:
         mb = rates[f"MB per sample {name}"]
         ceiling = bw * 1e3 / 2 / mb  # collation reads and writes every byte once
-        ratio = rates[f"shards {name}, 0 workers"] / rates[f"GeoTIFF windows {name}, 0 workers"]
+        w = worker_counts[0]
+        ratio = (
+            rates[f"shards {name}, dtypes, {w} workers"]
+            / rates[f"GeoTIFF windows {name}, {w} workers"]
+        )
         print(
-            f"{name}: shards / GeoTIFF windows (main process) {ratio:.1f}x; one copy per "
+            f"{name}: shards / GeoTIFF windows ({w} workers) {ratio:.1f}x; one copy per "
             f"sample ({mb:.2f} MB) caps collation at {ceiling:.0f} samples/s"
+        )
+        size = sizes[f"{name}, dtypes"] / sizes[f"{name}, float32"]
+        speed = ", ".join(
+            f"{_ratio(rates, name, f'{n} workers'):.2f}x ({n} workers)" for n in worker_counts
+        )
+        records = _ratio(rates, name, "records, no collation")
+        print(
+            f"{name}: files' dtypes / float32 shards: {size:.2f}x the bytes; samples/s "
+            f"{speed}; records without collation {records:.2f}x"
         )
     return rates
 

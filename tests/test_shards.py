@@ -1,8 +1,12 @@
-"""Streaming shards: bit-exact round trip (absent modalities too), the datamodule's
-batches equal the stack datamodule's, and a mid-epoch resume sees the rest of the epoch."""
+"""Streaming shards: bit-exact round trip (absent modalities too; uint16 S2, uint8 NAIP,
+float32 S1 records; shards of the float32 format 1), the datamodule's batches equal the
+stack datamodule's, and a mid-epoch resume sees the rest of the epoch."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,8 +19,9 @@ from rsmm.cli.train import trainer_callbacks
 from rsmm.datamodules import CoRegisteredStackDataModule
 from rsmm.datamodules.streaming import ShardDataModule
 from rsmm.datasets import CoRegisteredStack
-from rsmm.datasets.shards import MissingShardsError, ShardDataset, write_shards
-from rsmm.errors import ConfigError
+from rsmm.datasets.shard_records import decode_values, encode_values
+from rsmm.datasets.shards import SHARDS_INFO, MissingShardsError, ShardDataset, write_shards
+from rsmm.errors import ConfigError, DatasetFileError
 from rsmm.stacks import build_manifest, spec_from_dirs, write_manifest
 from rsmm.stacks.spec import LabelSpec
 from rsmm.tasks import PretrainTask
@@ -56,7 +61,24 @@ def assert_same_sample(a: dict, b: dict) -> None:
                     assert torch.equal(a[k][key], b[k][key])
         else:
             assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, k
-            assert torch.equal(a[k], b[k]), k
+            assert torch.equal(bits(a[k]), bits(b[k])), k
+
+
+def bits(x: torch.Tensor) -> torch.Tensor:
+    """The bits of a float32 tensor (-0.0 is not 0.0, NaN equals itself)."""
+    return x.contiguous().view(torch.int32) if x.dtype == torch.float32 else x
+
+
+def records(root: Path) -> list[dict]:
+    """The raw records of a split folder (what LitData stored, not decoded)."""
+    from litdata import StreamingDataset
+
+    stream = StreamingDataset(str(root), batch_decode=0)
+    return [stream[i] for i in range(len(stream))]
+
+
+def chunk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.glob("*.bin"))
 
 
 def test_every_split_round_trips_bit_exactly(stack: tuple[Path, Path]) -> None:
@@ -70,8 +92,11 @@ def test_every_split_round_trips_bit_exactly(stack: tuple[Path, Path]) -> None:
             assert torch.equal(ds.band_stats()[m][0], mean)
             assert torch.equal(ds.band_stats()[m][1], std)
         assert (ds.targets() == source.targets()).all()
+        assert ds.stored_dtypes == {"s2": "uint16", "s1": "float32"}  # the files' dtypes
         for i in range(len(ds)):
             assert_same_sample(source[i], ds[i])
+    raw = records(shards / "val")[0]
+    assert raw["s2"].dtype == torch.uint16 and raw["s1"].dtype == torch.float32
 
 
 def test_modality_and_band_subsets_are_sliced_from_the_shards(stack: tuple[Path, Path]) -> None:
@@ -105,10 +130,12 @@ def test_a_modality_absent_from_the_first_sample_round_trips(
     manifest, _ = stack
     source = Holes(manifest, split="train")
     ds = ShardDataset(write_shards(source, tmp_path / "holes", chunk_bytes="20kB"))
-    assert ds.may_lack_modalities
+    assert ds.may_lack_modalities and ds.stored_dtypes["s2"] == "uint16"
     for i in range(len(ds)):
         assert_same_sample(source[i], ds[i])
     assert "s2" not in ds[0] and ds[1]["s2"].shape == (13, 16, 16)
+    placeholder = records(tmp_path / "holes")[0]["s2"]  # the uint16 one, zero-size
+    assert placeholder.dtype == torch.uint16 and placeholder.shape == (13, 0, 0)
     # the batch contract: zero-filled absent rows and a presence vector per modality
     dm = ShardDataModule(str(tmp_path), batch_size=4)
     dm.datasets = {"val": ds}  # the folder is a split folder: evaluate it in order
@@ -116,6 +143,123 @@ def test_a_modality_absent_from_the_first_sample_round_trips(
     assert batch["presence"]["s2"].tolist() == [False, True, True, False]
     assert batch["presence"]["s1"].all()
     assert not batch["s2"][0].any() and torch.equal(batch["s2"][1], source[1]["s2"])
+
+
+@pytest.fixture(scope="module")
+def naip(tmp_path_factory: pytest.TempPathFactory) -> tuple[CoRegisteredStack, Path]:
+    """S2 + S1 + optional NAIP chips (uint16, float32 and uint8 files; NAIP covers some
+    chips, with nodata pixels in some) and their shards."""
+    spec = spec_from_dirs(
+        {"s2": SCENE / "s2", "s1": SCENE / "s1", "naip": SCENE / "naip"},
+        chip_size="160m",
+        stride="160m",
+        optional=["naip"],
+        split=(1, 0, 0),
+    )
+    source = CoRegisteredStack(build_manifest(spec), min_modalities=2)
+    out = tmp_path_factory.mktemp("naip") / "train"
+    return source, write_shards(source, out, chunk_bytes="200kB")
+
+
+def test_uint8_naip_and_uint16_s2_records_round_trip_bit_exactly(
+    naip: tuple[CoRegisteredStack, Path], tmp_path: Path
+) -> None:
+    """Records hold the files' dtypes, with the filled nodata pixels beside them; the
+    samples are the stack's float32 ones bit for bit, in a quarter (NAIP) or half (S2)
+    of the float32 bytes."""
+    source, root = naip
+    ds = ShardDataset(root)
+    assert ds.stored_dtypes == {"s2": "uint16", "s1": "float32", "naip": "uint8"}
+    assert ds.may_lack_modalities and len(ds) == len(source)
+    for i in range(len(ds)):
+        assert_same_sample(source[i], ds[i])
+    raw = records(root)
+    present = [r for r in raw if r["naip"].numel()]
+    absent = [r for r in raw if not r["naip"].numel()]
+    assert present and absent  # NAIP covers some chips: the others hold a placeholder
+    assert {(r["naip"].dtype, r["naip"].shape) for r in absent} == {(torch.uint8, (4, 0, 0))}
+    assert all(r["s2"].dtype == torch.uint16 and not r["s2.at"].numel() for r in raw)
+    # the NAIP nodata pixels (filled with their band's mean) are stored as exceptions
+    filled = [r for r in present if r["naip"].dtype == torch.uint8 and r["naip.at"].numel()]
+    assert filled and all(r["naip.at"].dtype == torch.int32 for r in filled)
+    nodata = [s["meta"]["nodata"].get("naip", 0) for s in map(source.__getitem__, range(len(ds)))]
+    assert sum(r["naip.at"].numel() for r in raw) <= sum(nodata)
+    # the float32 layout of the same samples: a quarter of NAIP's bytes, half of S2's
+    floats = write_shards(
+        source, tmp_path / "f32", "200kB", dtypes=dict.fromkeys(ds.stored, torch.float32)
+    )
+    f32 = ShardDataset(floats)
+    assert f32.stored_dtypes == {"s2": "float32", "s1": "float32", "naip": "float32"}
+    assert_same_sample(f32[len(ds) - 1], ds[len(ds) - 1])
+    values = {m: sum(r[m].numel() for r in raw) for m in ds.stored}
+    want = 2 * values["s2"] + 4 * values["s1"] + values["naip"]
+    assert chunk_bytes(root) < 0.45 * chunk_bytes(floats)
+    assert chunk_bytes(root) - want < 0.1 * want  # headers, ids, labels and exceptions
+
+
+def test_values_a_dtype_cannot_hold_are_kept_bit_for_bit() -> None:
+    x = torch.arange(256, dtype=torch.float32).reshape(4, 8, 8)
+    odd = {3: 2.5, 70: -0.0, 100: -1.0, 150: 65536.0, 200: float("nan")}
+    for i, v in odd.items():
+        x.view(-1)[i] = v
+    stored, at, values = encode_values(x, torch.uint16)
+    assert stored.dtype == torch.uint16 and at.tolist() == sorted(odd)
+    assert torch.equal(bits(decode_values(stored, at, values)), bits(x))
+    # a bilinear chip: exceptions everywhere would outweigh float32, which is kept
+    y = torch.rand(2, 4, 4)
+    stored, at, _ = encode_values(y, torch.uint8)
+    assert stored is y and at.numel() == 0
+    with pytest.raises(TypeError, match="float32"):
+        encode_values(x.double(), torch.uint16)
+
+
+FORKED_WRITE = """
+import sys, torch
+from litdata import optimize
+from rsmm.datasets.shards import _Encoder
+torch.set_num_threads(2)
+torch.rand(10**6).round().sum()  # the parent's OpenMP pool runs
+class Chips:
+    def __getitem__(self, i):
+        x = torch.rand(12, 120, 120)  # ops on it are parallel (more than 32768 values)
+        assert torch.isfinite(x).all()
+        return {"s2": x, "label": torch.tensor(0), "meta": {"id": str(i), "lonlat": torch.zeros(2)}}
+encode = _Encoder(Chips(), {"s2": 12}, {"s2": torch.uint16})
+optimize(fn=encode, inputs=[0, 1], output_dir=sys.argv[1], chunk_bytes="1MB", num_workers=1,
+         start_method="fork", verbose=False)
+"""
+
+
+def test_writing_workers_forked_after_torch_ran_parallel_ops_do_not_hang(tmp_path: Path) -> None:
+    """LitData forks its workers; torch's OpenMP pool, started in the parent, hangs a
+    worker's first parallel op unless the worker runs torch on one thread."""
+    subprocess.run(
+        [sys.executable, "-c", FORKED_WRITE, str(tmp_path / "out")], check=True, timeout=120
+    )
+
+
+def test_float32_shards_of_format_1_read_as_before(
+    stack: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Shards written before dtypes were recorded: float32 records, format 1, no
+    ``dtypes`` in rsmm-shards.json."""
+    manifest, _ = stack
+    source = CoRegisteredStack(manifest, split="val")
+    root = write_shards(
+        source, tmp_path / "old", "20kB", dtypes=dict.fromkeys(source.modalities, torch.float32)
+    )
+    info = json.loads((root / SHARDS_INFO).read_text())
+    del info["dtypes"]
+    (root / SHARDS_INFO).write_text(json.dumps({**info, "format": 1}))
+    ds = ShardDataset(root)
+    assert ds.stored_dtypes == {"s2": "float32", "s1": "float32"}
+    keys = {"id", "label", "s2", "s1", "nodata", "lonlat"} | set(source[0]["meta"]) & {"date"}
+    assert set(records(root)[0]) == keys  # no exception keys
+    for i in range(len(ds)):
+        assert_same_sample(source[i], ds[i])
+    (root / SHARDS_INFO).write_text(json.dumps({**info, "format": 3}))
+    with pytest.raises(DatasetFileError, match="shard format 3 is none of 1, 2"):
+        ShardDataset(root)
 
 
 def test_batches_equal_the_stack_datamodule_batches(stack: tuple[Path, Path]) -> None:

@@ -10,13 +10,12 @@ labels of every sample. :class:`ShardDataset` reads a split folder (or an object
 URI, ``s3://bucket/shards/train``, ``gs://...``, with the credentials LitData takes)
 into the very sample dicts the source dataset returned, bit for bit.
 
-LitData fixes the keys and each value's format from the first sample it writes: a
-modality absent from the first sample would be dropped from every sample, and a 1-D
-placeholder would make later C x H x W tensors come back flat. So every record holds
-every modality, an absent one as a float32 ``C x 0 x 0`` tensor (same rank, no
-bytes), and ``nodata`` (one count per modality) is ``-1`` where the modality is
-absent; reading gives back a sample without that modality's key, as the contract of
-rsmm's samples says.
+Each modality is stored in its source files' dtype when that is an integer one
+smaller than float32 (Sentinel-2 uint16, NAIP uint8; Sentinel-1 dB stays float32),
+with the pixels of the float32 sample it does not hold exactly beside it; the dtypes
+are recorded in :data:`SHARDS_INFO` (see :mod:`rsmm.datasets.shard_records`: the
+record layout, absent modalities). Shards written before dtypes were recorded (format
+1, float32 throughout) read as they did.
 """
 
 from __future__ import annotations
@@ -34,13 +33,21 @@ import torch
 
 from rsmm.atomic import atomic_dir
 from rsmm.datasets.base import MultiModalDataset, Sample
+from rsmm.datasets.shard_records import (
+    RecordDecoder,
+    dtype_name,
+    encode_sample,
+    storage_dtype,
+)
 from rsmm.errors import ConfigError, DatasetFileError
 from rsmm.manifests import DatasetManifest, parse_manifest
 
 #: The file beside LitData's ``index.json`` that describes a split's shards.
 SHARDS_INFO = "rsmm-shards.json"
 #: Version of the record layout written by :func:`write_shards`.
-SHARDS_FORMAT = 1
+SHARDS_FORMAT = 2
+#: The formats :class:`ShardDataset` reads (1: float32 records, no ``"dtypes"``).
+READABLE_FORMATS = (1, 2)
 _REMOTE = ("s3://", "gs://", "azure://", "hf://", "http://", "https://")
 
 
@@ -57,72 +64,54 @@ def _join(root: str | Path, *parts: str) -> str:
     return "/".join([str(root).rstrip("/"), *parts]) if is_remote(root) else str(Path(root, *parts))
 
 
-# -- records -------------------------------------------------------------------------
-
-
-def encode_sample(sample: Mapping[str, Any], channels: Mapping[str, int]) -> dict[str, Any]:
-    """The flat record of one sample: every modality of ``channels`` present.
-
-    Args:
-        sample: an rsmm sample (``{modality: C x H x W, "label", "meta"}``); a modality
-            may be absent.
-        channels: ``{modality: number of bands}`` of every modality the shards hold.
-    """
-    meta = sample["meta"]
-    nodata = meta.get("nodata", {})
-    record: dict[str, Any] = {"id": str(meta["id"]), "label": torch.as_tensor(sample["label"])}
-    counts = []
-    for m, c in channels.items():
-        if m in sample:
-            record[m] = torch.as_tensor(sample[m])
-            counts.append(int(nodata.get(m, 0)))
-        else:
-            record[m] = torch.empty((c, 0, 0), dtype=torch.float32)
-            counts.append(-1)
-    record["nodata"] = torch.tensor(counts, dtype=torch.int64)
-    record["lonlat"] = torch.as_tensor(meta["lonlat"], dtype=torch.float32)
-    if "date" in meta:
-        record["date"] = torch.as_tensor(meta["date"], dtype=torch.float32)
-    return record
-
-
-class RecordDecoder:
-    """Turns a record back into the sample dict (picklable: runs in loader workers).
-
-    Args:
-        stored: the modalities of the records, in order.
-        keep: ``{modality: band indexes or None for all}`` of the modalities to return.
-    """
-
-    def __init__(self, stored: Sequence[str], keep: Mapping[str, list[int] | None]) -> None:
-        self.slots = [(i, m, keep[m]) for i, m in enumerate(stored) if m in keep]
-
-    def __call__(self, record: Mapping[str, Any]) -> Sample:
-        counts = record["nodata"].tolist()
-        sample: Sample = {}
-        nodata = {}
-        for i, m, bands in self.slots:
-            if counts[i] >= 0:
-                x = record[m]
-                sample[m] = x if bands is None else x[bands]
-                nodata[m] = counts[i]
-        sample["label"] = record["label"]
-        meta = {"id": record["id"], "nodata": nodata, "lonlat": record["lonlat"]}
-        if "date" in record:
-            meta["date"] = record["date"]
-        sample["meta"] = meta
-        return sample
-
-
 class _Encoder:
     """``index -> record`` of a dataset, for LitData's ``optimize`` workers."""
 
-    def __init__(self, dataset: MultiModalDataset, channels: Mapping[str, int]) -> None:
+    def __init__(
+        self,
+        dataset: MultiModalDataset,
+        channels: Mapping[str, int],
+        dtypes: Mapping[str, torch.dtype],
+    ) -> None:
         self.dataset = dataset
         self.channels = dict(channels)
+        self.dtypes = dict(dtypes)
+        self.pid = os.getpid()
 
     def __call__(self, index: int) -> dict[str, Any]:
-        return encode_sample(self.dataset[index], self.channels)
+        if os.getpid() != self.pid:  # a forked worker: torch's OpenMP pool, started in
+            torch.set_num_threads(1)  # the parent, would hang its parallel ops here
+            self.pid = os.getpid()
+        return encode_sample(self.dataset[index], self.channels, self.dtypes)
+
+
+def source_dtypes(dataset: MultiModalDataset) -> dict[str, torch.dtype]:
+    """``{modality: dtype of its records}``: the dtype of a stack's files (all of the
+    modality's files promoted to one) where :func:`storage_dtype` keeps it, else
+    float32 (every modality of a dataset other than a
+    :class:`~rsmm.datasets.CoRegisteredStack`)."""
+    from rsmm.datasets.stacks import CoRegisteredStack
+
+    if not isinstance(dataset, CoRegisteredStack):
+        return {m: torch.float32 for m in dataset.modalities}
+    return {m: storage_dtype(_files_dtype(dataset, m)) for m in dataset.modalities}
+
+
+def _files_dtype(stack: Any, modality: str) -> np.dtype:
+    """The dtype that holds the values of every file a stack reads for ``modality``
+    (float32 when it reads none)."""
+    from rsmm.stacks.files import band_path
+    from rsmm.stacks.windows import open_cached
+
+    info = stack.chip_manifest.meta["modalities"][modality]
+    first_band = info["bands"][0]
+    paths = {p for files in stack.chips[f"files_{modality}"] for p in json.loads(files)}
+    dtype = None
+    for path in sorted(paths):
+        src = open_cached(band_path(path, first_band) if info["separate_files"] else path)
+        for d in src.dtypes:
+            dtype = np.dtype(d) if dtype is None else np.promote_types(dtype, d)
+    return np.dtype(np.float32) if dtype is None else dtype
 
 
 # -- writing -------------------------------------------------------------------------
@@ -134,6 +123,7 @@ def write_shards(
     chunk_bytes: str | int = "256MB",
     num_workers: int = 1,
     source: str = "",
+    dtypes: Mapping[str, torch.dtype] | None = None,
 ) -> Path:
     """Write every sample of ``dataset`` to ``out`` (LitData chunks + :data:`SHARDS_INFO`).
 
@@ -148,6 +138,8 @@ def write_shards(
         chunk_bytes: chunk size (``"256MB"``, or bytes).
         num_workers: processes reading and writing samples.
         source: where the samples come from (recorded in :data:`SHARDS_INFO`).
+        dtypes: ``{modality: dtype of the records}`` (default :func:`source_dtypes`;
+            ``torch.float32`` for all: the layout of format 1).
 
     Returns:
         ``out``.
@@ -163,11 +155,12 @@ def write_shards(
     if len(dataset) == 0:
         raise ConfigError(f"no samples to write to {out} ({source or type(dataset).__name__})")
     channels = {m: len(dataset.bands[m]) for m in dataset.modalities}
+    dtypes = dict(source_dtypes(dataset) if dtypes is None else dtypes)
     with atomic_dir(out) as tmp:
         previous = multiprocessing.get_start_method(allow_none=True)
         try:
             optimize(
-                fn=_Encoder(dataset, channels),
+                fn=_Encoder(dataset, channels, dtypes),
                 inputs=list(range(len(dataset))),
                 output_dir=str(tmp.absolute()),
                 chunk_bytes=chunk_bytes,
@@ -178,11 +171,13 @@ def write_shards(
             )
         finally:  # optimize() sets the start method of the whole process
             multiprocessing.set_start_method(previous, force=True)
-        (tmp / SHARDS_INFO).write_text(json.dumps(_info(dataset, source)))
+        (tmp / SHARDS_INFO).write_text(json.dumps(_info(dataset, source, dtypes)))
     return out
 
 
-def _info(dataset: MultiModalDataset, source: str) -> dict[str, Any]:
+def _info(
+    dataset: MultiModalDataset, source: str, dtypes: Mapping[str, torch.dtype]
+) -> dict[str, Any]:
     """The :data:`SHARDS_INFO` of ``dataset``'s shards."""
     targets = np.asarray(dataset.targets())
     return {
@@ -190,6 +185,7 @@ def _info(dataset: MultiModalDataset, source: str) -> dict[str, Any]:
         "source": source,
         "num_samples": len(dataset),
         "modalities": list(dataset.modalities),
+        "dtypes": {m: dtype_name(dtypes.get(m, torch.float32)) for m in dataset.modalities},
         "may_lack_modalities": bool(getattr(dataset, "may_lack_modalities", False)),
         "training_gsd": dataset.training_gsd(),
         "shapes": _shapes(dataset),
@@ -280,8 +276,11 @@ def read_shards_info(
     if not Path(path).is_file():
         raise MissingShardsError(f"{path} not found: no rsmm shards there (rsmm manifest shard)")
     info = json.loads(Path(path).read_text())
-    if info.get("format") != SHARDS_FORMAT:
-        raise DatasetFileError(f"{path}: shard format {info.get('format')!r} is not {SHARDS_FORMAT}")
+    if info.get("format") not in READABLE_FORMATS:
+        raise DatasetFileError(
+            f"{path}: shard format {info.get('format')!r} is none of "
+            f"{', '.join(map(str, READABLE_FORMATS))} (written by a newer rsmm?)"
+        )
     return info
 
 
@@ -316,6 +315,10 @@ class ShardDataset(MultiModalDataset):
         self.storage_options = dict(storage_options or {})
         self.info = read_shards_info(self.root, cache_dir, self.storage_options)
         self.stored: tuple[str, ...] = tuple(self.info["modalities"])
+        #: ``{modality: dtype name}`` of the records (float32 in format 1 shards)
+        self.stored_dtypes: dict[str, str] = {
+            m: self.info.get("dtypes", {}).get(m, "float32") for m in self.stored
+        }
         super().__init__(modalities or self.stored, bands)
         self.may_lack_modalities: bool = bool(self.info["may_lack_modalities"])
         self._targets = np.asarray(self.info["targets"])
