@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for name, (dirs, chip, stride) in sets.items():
             spec = spec_from_dirs(dirs, chip_size=chip, stride=f"{stride:g}m", split=(1, 0, 0))
             stack = CoRegisteredStack(build_manifest(spec), split="train")
-            layouts = {"dtypes": None, "float32": dict.fromkeys(stack.modalities, torch.float32)}
+            layouts = {"dtypes": "source", "float32": "float32"}
             for layout, dtypes in layouts.items():
                 out = Path(tmp) / "shards" / layout / name.split()[0]
                 start = time.perf_counter()

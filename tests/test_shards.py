@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from lightning import Callback, Trainer
@@ -45,6 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     manifest = write_manifest(build_manifest(spec), tmp / "chips.parquet")
     # small chunks: several per split, so shuffling and resuming cross chunks
     args = ["shard", str(manifest), "--out", str(tmp / "shards"), "--chunk-bytes", "20kB"]
+    args += ["--dtypes", "source"]
     assert manifest_main(args) == 0
     return manifest, tmp / "shards"
 
@@ -121,6 +123,10 @@ class Holes(CoRegisteredStack):
             del sample["meta"]["nodata"]["s2"]
         return sample
 
+    def presence(self) -> dict:
+        n = len(self)
+        return {"s1": np.ones(n, dtype=bool), "s2": np.arange(n) % 3 != 0}
+
 
 def test_a_modality_absent_from_the_first_sample_round_trips(
     stack: tuple[Path, Path], tmp_path: Path
@@ -129,7 +135,7 @@ def test_a_modality_absent_from_the_first_sample_round_trips(
     keeps the key and the rank for the samples that have it."""
     manifest, _ = stack
     source = Holes(manifest, split="train")
-    ds = ShardDataset(write_shards(source, tmp_path / "holes", chunk_bytes="20kB"))
+    ds = ShardDataset(write_shards(source, tmp_path / "holes", "20kB", dtypes="source"))
     assert ds.may_lack_modalities and ds.stored_dtypes["s2"] == "uint16"
     for i in range(len(ds)):
         assert_same_sample(source[i], ds[i])
@@ -158,7 +164,7 @@ def naip(tmp_path_factory: pytest.TempPathFactory) -> tuple[CoRegisteredStack, P
     )
     source = CoRegisteredStack(build_manifest(spec), min_modalities=2)
     out = tmp_path_factory.mktemp("naip") / "train"
-    return source, write_shards(source, out, chunk_bytes="200kB")
+    return source, write_shards(source, out, chunk_bytes="200kB", dtypes="source")
 
 
 def test_uint8_naip_and_uint16_s2_records_round_trip_bit_exactly(
@@ -463,3 +469,49 @@ def test_a_training_split_smaller_than_one_batch_is_a_user_error(stack: tuple[Pa
     ok = ShardDataModule(str(shards), batch_size=train)
     ok.setup("fit")
     assert sum(b["s2"].shape[0] for b in ok.train_dataloader()) == train  # one whole batch
+
+
+def test_float32_records_by_default_and_an_unknown_layout_is_refused(
+    stack: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``rsmm manifest shard`` without ``--dtypes`` writes rsmm's float32 samples (no
+    conversion on read); the source layout is smaller and reads the same samples."""
+    from rsmm.datasets.shards import shard_manifest
+
+    manifest, small = stack
+    assert shard_manifest(manifest, tmp_path / "f32", split="val") == {
+        "val": len(CoRegisteredStack(manifest, split="val"))
+    }
+    ds = ShardDataset(tmp_path / "f32", "val")
+    assert ds.stored_dtypes == {"s2": "float32", "s1": "float32"}
+    assert records(tmp_path / "f32" / "val")[0]["s2"].dtype == torch.float32
+    other = ShardDataset(small, "val")
+    for i in range(len(ds)):
+        assert_same_sample(other[i], ds[i])
+    assert chunk_bytes(small / "val") < 0.8 * chunk_bytes(tmp_path / "f32" / "val")
+    with pytest.raises(ConfigError, match="--dtypes: 'int8'"):
+        write_shards(CoRegisteredStack(manifest, split="val"), tmp_path / "x", dtypes="int8")
+    assert not (tmp_path / "x").exists()
+
+
+def test_complete_only_streams_the_complete_samples_and_drops_are_refused(
+    stack: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """The shards record which samples lack a modality: ``complete_only`` (with a label
+    fraction on top) streams only complete samples; simulated drops are refused."""
+    manifest, _ = stack
+    source = Holes(manifest, split="train")
+    write_shards(source, tmp_path / "train", "20kB")
+    dm = ShardDataModule(str(tmp_path), batch_size=2, complete_only=True, label_fraction=0.8)
+    dm.setup("fit")
+    seen = [i for b in dm._loader("train", shuffle=False) for i in b["meta"]["id"]]
+    complete = {source[i]["meta"]["id"] for i in range(len(source)) if i % 3 != 0}
+    assert seen and set(seen) <= complete and len(set(seen)) == len(seen)
+    assert len(seen) == len(dm.datasets["train"])
+    info = json.loads((tmp_path / "train" / SHARDS_INFO).read_text())
+    del info["presence"]  # shards of an older rsmm
+    (tmp_path / "train" / SHARDS_INFO).write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match="do not record which samples"):
+        ShardDataModule(str(tmp_path), batch_size=2, complete_only=True).setup("fit")
+    with pytest.raises(ConfigError, match="drop_modalities"):
+        ShardDataModule(str(tmp_path), batch_size=2, drop_modalities={"s2": 0.5})

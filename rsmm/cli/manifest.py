@@ -278,6 +278,14 @@ def _add_shard_parser(sub: Any) -> None:
     s.add_argument("--chunk-bytes", default="256MB", help="chunk size (default 256MB)")
     s.add_argument("--workers", type=int, default=1, help="processes reading chips")
     s.add_argument("--modalities", help="modalities to write, comma separated (default all)")
+    s.add_argument(
+        "--dtypes",
+        choices=("float32", "source"),
+        default="float32",
+        help="float32 (default: rsmm's samples, the fastest to read) or source (each "
+        "modality in its files' dtype, S2 uint16 / NAIP uint8: 0.57x / 0.26x the bytes, "
+        "for object stores, a conversion per sample on read)",
+    )
 
 
 def _shard(a: argparse.Namespace) -> int:
@@ -286,7 +294,9 @@ def _shard(a: argparse.Namespace) -> int:
     if a.workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {a.workers}")
     modalities = a.modalities.split(",") if a.modalities else None
-    written = shard_manifest(a.manifest, a.out, a.split, a.chunk_bytes, a.workers, modalities)
+    written = shard_manifest(
+        a.manifest, a.out, a.split, a.chunk_bytes, a.workers, modalities, a.dtypes
+    )
     for split, n in written.items():
         print(f"wrote {n} {split} chips to {Path(a.out) / split}")
     return 0

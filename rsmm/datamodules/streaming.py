@@ -76,6 +76,12 @@ class ShardDataModule(MultiModalDataModule):
             storage_options=storage_options,
             **kwargs,
         )
+        if self.drop_modalities:  # a stream reads records, not the wrapped samples
+            raise ConfigError(
+                f"drop_modalities {self.drop_modalities}: ShardDataModule streams the "
+                "shards' samples as written and cannot drop modalities from them; simulate "
+                "absence in the datamodule the shards were written from, or train on that"
+            )
 
     def make_dataset(self, split: str, **kwargs: Any) -> MultiModalDataset | None:
         """The split's shards; ``None`` for a val or test split with none written."""
@@ -87,7 +93,15 @@ class ShardDataModule(MultiModalDataModule):
             return None
 
     def _build_splits(self, stage: str | None) -> dict[str, Dataset]:
-        return {k: v for k, v in super()._build_splits(stage).items() if v is not None}
+        splits = {k: v for k, v in super()._build_splits(stage).items() if v is not None}
+        for ds in splits.values():
+            if self.complete_only and not ds.presence_known:
+                raise ConfigError(
+                    f"complete_only: the shards at {ds.root} may lack modalities but do not "
+                    "record which samples do (written by an older rsmm); write them again "
+                    "with rsmm manifest shard"
+                )
+        return splits
 
     def has_test_split(self) -> bool:
         if "test" not in self.datasets:
@@ -108,9 +122,10 @@ class ShardDataModule(MultiModalDataModule):
         if key not in self.datasets:
             raise RuntimeError(f"{type(self).__name__} has no {key} split (call setup first)")
         ds, indices = self.datasets[key], None
-        if isinstance(ds, Subset):  # the label fraction
-            indices = list(ds.indices)
+        while isinstance(ds, Subset):  # complete_only, then the label fraction
+            indices = [ds.indices[i] for i in indices] if indices is not None else ds.indices
             ds = ds.dataset
+        indices = None if indices is None else [int(i) for i in indices]
         assert isinstance(ds, ShardDataset)
         count = len(indices) if indices is not None else len(ds)
         if shuffle and count < self.batch_size:  # drop_last would give an empty epoch

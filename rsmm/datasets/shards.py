@@ -10,10 +10,14 @@ labels of every sample. :class:`ShardDataset` reads a split folder (or an object
 URI, ``s3://bucket/shards/train``, ``gs://...``, with the credentials LitData takes)
 into the very sample dicts the source dataset returned, bit for bit.
 
-Each modality is stored in its source files' dtype when that is an integer one
-smaller than float32 (Sentinel-2 uint16, NAIP uint8; Sentinel-1 dB stays float32),
-with the pixels of the float32 sample it does not hold exactly beside it; the dtypes
-are recorded in :data:`SHARDS_INFO` (see :mod:`rsmm.datasets.shard_records`: the
+Records hold rsmm's float32 samples by default: read without a conversion, they are the
+fastest from a local disk or the page cache. With ``dtypes="source"`` (``rsmm manifest
+shard --dtypes source``) each modality is stored in its source files' dtype when that is
+an integer one smaller than float32 (Sentinel-2 uint16, NAIP uint8; Sentinel-1 dB stays
+float32), with the pixels of the float32 sample it does not hold exactly beside it:
+0.57x (S1 + S2) and 0.26x (NAIP) the bytes, for object stores and full disks, at the
+cost of a conversion per sample (0.64-0.77x the samples/s from the page cache, see
+``benchmarks/shards.py``). The dtypes are recorded in :data:`SHARDS_INFO` (see :mod:`rsmm.datasets.shard_records`: the
 record layout, absent modalities). Shards written before dtypes were recorded (format
 1, float32 throughout) read as they did.
 """
@@ -123,7 +127,7 @@ def write_shards(
     chunk_bytes: str | int = "256MB",
     num_workers: int = 1,
     source: str = "",
-    dtypes: Mapping[str, torch.dtype] | None = None,
+    dtypes: Mapping[str, torch.dtype] | str = "float32",
 ) -> Path:
     """Write every sample of ``dataset`` to ``out`` (LitData chunks + :data:`SHARDS_INFO`).
 
@@ -138,14 +142,16 @@ def write_shards(
         chunk_bytes: chunk size (``"256MB"``, or bytes).
         num_workers: processes reading and writing samples.
         source: where the samples come from (recorded in :data:`SHARDS_INFO`).
-        dtypes: ``{modality: dtype of the records}`` (default :func:`source_dtypes`;
-            ``torch.float32`` for all: the layout of format 1).
+        dtypes: ``{modality: dtype of the records}``, ``"float32"`` (every modality:
+            the layout of format 1, the fastest to read) or ``"source"``
+            (:func:`source_dtypes`: the fewest bytes).
 
     Returns:
         ``out``.
 
     Raises:
-        ConfigError: ``out`` is a file or a non-empty folder, or ``dataset`` is empty.
+        ConfigError: ``out`` is a file or a non-empty folder, ``dataset`` is empty, or
+            ``dtypes`` is an unknown name.
     """
     from litdata import optimize
 
@@ -155,7 +161,7 @@ def write_shards(
     if len(dataset) == 0:
         raise ConfigError(f"no samples to write to {out} ({source or type(dataset).__name__})")
     channels = {m: len(dataset.bands[m]) for m in dataset.modalities}
-    dtypes = dict(source_dtypes(dataset) if dtypes is None else dtypes)
+    dtypes = _record_dtypes(dataset, dtypes)
     with atomic_dir(out) as tmp:
         previous = multiprocessing.get_start_method(allow_none=True)
         try:
@@ -175,11 +181,28 @@ def write_shards(
     return out
 
 
+#: The names :func:`write_shards` takes for its ``dtypes``.
+DTYPE_LAYOUTS = ("float32", "source")
+
+
+def _record_dtypes(
+    dataset: MultiModalDataset, dtypes: Mapping[str, torch.dtype] | str
+) -> dict[str, torch.dtype]:
+    if not isinstance(dtypes, str):
+        return dict(dtypes)
+    if dtypes not in DTYPE_LAYOUTS:
+        raise ConfigError(f"--dtypes: {dtypes!r} is none of {', '.join(DTYPE_LAYOUTS)}")
+    if dtypes == "source":
+        return source_dtypes(dataset)
+    return dict.fromkeys(dataset.modalities, torch.float32)
+
+
 def _info(
     dataset: MultiModalDataset, source: str, dtypes: Mapping[str, torch.dtype]
 ) -> dict[str, Any]:
     """The :data:`SHARDS_INFO` of ``dataset``'s shards."""
     targets = np.asarray(dataset.targets())
+    presence = dataset.presence() if getattr(dataset, "may_lack_modalities", False) else None
     return {
         "format": SHARDS_FORMAT,
         "source": source,
@@ -190,6 +213,10 @@ def _info(
         "training_gsd": dataset.training_gsd(),
         "shapes": _shapes(dataset),
         "targets": targets.tolist(),
+        # {modality: per-sample booleans}, where the dataset knows it without reading
+        "presence": None
+        if presence is None
+        else {m: np.asarray(v, dtype=bool).tolist() for m, v in presence.items()},
         "manifest": _stored_manifest(dataset),
     }
 
@@ -224,6 +251,7 @@ def shard_manifest(
     chunk_bytes: str | int = "256MB",
     num_workers: int = 1,
     modalities: Sequence[str] | None = None,
+    dtypes: str = "float32",
 ) -> dict[str, int]:
     """Write the chips of a stack manifest as shards, one folder per split under ``out``.
 
@@ -234,6 +262,7 @@ def shard_manifest(
         chunk_bytes: chunk size.
         num_workers: processes reading chips.
         modalities: modalities to write (default: all of the manifest).
+        dtypes: ``"float32"`` or ``"source"`` (see :func:`write_shards`).
 
     Returns:
         ``{split: samples written}``.
@@ -246,7 +275,8 @@ def shard_manifest(
         ds = CoRegisteredStack(manifest, split=name, modalities=modalities)
         if len(ds) == 0 and split is None:
             continue
-        write_shards(ds, Path(out) / name, chunk_bytes, num_workers, f"{manifest} (split {name})")
+        source = f"{manifest} (split {name})"
+        write_shards(ds, Path(out) / name, chunk_bytes, num_workers, source, dtypes)
         written[name] = len(ds)
     return written
 
@@ -332,6 +362,20 @@ class ShardDataset(MultiModalDataset):
 
     def _load_manifest(self) -> DatasetManifest:
         return parse_manifest(self.info["manifest"], _join(self.root, SHARDS_INFO))
+
+    def presence(self) -> dict[str, np.ndarray] | None:
+        """The per-sample presence recorded when the shards were written (``None``: every
+        sample has every modality, or shards that recorded none, see
+        :attr:`presence_known`)."""
+        recorded = self.info.get("presence")
+        if not self.may_lack_modalities or recorded is None:
+            return None
+        return {m: np.asarray(recorded[m], dtype=bool) for m in self.modalities}
+
+    @property
+    def presence_known(self) -> bool:
+        """Whether :meth:`presence` is exact without reading the records."""
+        return not self.may_lack_modalities or self.info.get("presence") is not None
 
     def training_gsd(self) -> dict[str, float | None]:
         return {m: self.info["training_gsd"].get(m) for m in self.modalities}
