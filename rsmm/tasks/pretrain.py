@@ -48,6 +48,7 @@ from rsmm.tasks.objectives import (
     check_dense,
     check_objective,
 )
+from rsmm.tasks.sharding import shard_task
 
 
 def shared_modality_cosine(features: Tensor, presence: Tensor, widths: Sequence[int]) -> Tensor:
@@ -262,6 +263,11 @@ class PretrainTask(MultiModalTask):
                 stacklevel=2,
             )
         return chosen
+
+    def shard(self, mesh: Any) -> None:
+        """Shard the encoders (and the objective's parameters) over ``mesh`` with FSDP2:
+        :func:`rsmm.tasks.sharding.shard_task`."""
+        shard_task(self, mesh)
 
     # -- the objective -----------------------------------------------------------------
 
