@@ -1,6 +1,7 @@
 """``rsmm pretrain`` under torchrun (2 CPU processes, gloo), streaming shards: the ranks'
 samples are disjoint and cover the epoch less the dropped remainder, and the loss is the
-single-process loss of the batches the ranks received, concatenated."""
+single-process loss of the batches the ranks received, concatenated. The same under
+FSDP2 (``--trainer.strategy fsdp2``), with its checkpoints exported and resumed."""
 
 from __future__ import annotations
 
@@ -275,5 +276,15 @@ def test_fsdp2_pretraining_from_the_cli(tmp_path: Path) -> None:
     check_losses(task, second, range(2, 4))
     folder = tmp_path / "runs" / "version_1" / "checkpoints" / "last.ckpt"
     assert folder.is_dir() and (folder / "meta.pt").is_file()
+    assert {p.name for p in folder.iterdir()} == {
+        ".metadata", "meta.pt", *(f"__{r}_0.distcp" for r in range(WORLD))
+    }  # fmt: skip
     with pytest.raises(ExportError, match=re.escape(f"checkpoint {folder} is a distributed")):
         export_main([str(folder), str(tmp_path / "export2")])
+    # the error's advice: Lightning merges the shards into a file that rsmm exports
+    merge = [sys.executable, "-m", "lightning.fabric.utilities.consolidate_checkpoint", str(folder)]
+    subprocess.run(merge, check=True, capture_output=True, timeout=300)
+    assert export_main([f"{folder}.consolidated", str(tmp_path / "export2")]) == 0
+    s2_again = load_encoder(tmp_path / "export2", "s2")
+    for key, value in s2_again.state_dict().items():
+        assert torch.equal(value, s2.state_dict()[key]), key

@@ -21,6 +21,9 @@ batch's ``"presence"`` becomes :attr:`SampleInfo.presence
 <rsmm.models.views.SampleInfo.presence>`, the encoders see the present rows only and the
 contrastive objectives leave the absent rows out (the others refuse such batches). The
 samples seen per modality are logged every epoch as ``train/samples_<modality>``.
+
+Under ``--trainer.strategy fsdp2`` (Lightning's ModelParallelStrategy) the encoders are
+sharded over the ranks with FSDP2 (:meth:`PretrainTask.shard`, :mod:`rsmm.tasks.sharding`).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from rsmm.errors import ConfigError
 if TYPE_CHECKING:
     from torch.distributed.device_mesh import DeviceMesh
 
-    from rsmm.tasks.pretrain import PretrainTask
+    from rsmm.tasks.base import MultiModalTask
 
 #: the Lightning strategy name of :class:`FSDP2Strategy`
 STRATEGY_NAME = "fsdp2"
@@ -65,7 +65,7 @@ def block_units(backbone: nn.Module) -> list[tuple[str, nn.Module]]:
     return units
 
 
-def shard_units(task: PretrainTask) -> list[tuple[str, nn.Module]]:
+def shard_units(task: MultiModalTask) -> list[tuple[str, nn.Module]]:
     """``(name, module)`` of every FSDP unit of a pre-training task, each module after
     the units it contains (the order ``fully_shard`` must see them in)."""
     encoder = task.encoder
@@ -77,7 +77,7 @@ def shard_units(task: PretrainTask) -> list[tuple[str, nn.Module]]:
     for group in ("projectors", "dense_projectors"):
         for m, module in getattr(encoder, group).items():
             units.append((f"encoder.{group}.{m}", module))
-    method = task.method
+    method: nn.Module | None = getattr(task, "method", None)  # the objective
     if method is not None and any(p.requires_grad for p in method.parameters()):
         units.append(("method", method))
     return units
@@ -101,7 +101,7 @@ def data_parallel_mesh(mesh: DeviceMesh) -> DeviceMesh:
     return mesh["data_parallel"] if "data_parallel" in names else mesh
 
 
-def shard_task(task: PretrainTask, mesh: DeviceMesh) -> None:
+def shard_task(task: MultiModalTask, mesh: DeviceMesh) -> None:
     """Shard a built pre-training task's parameters over ``mesh`` with ``fully_shard``
     (:func:`shard_units`). A task already sharded is left as it is.
 
@@ -115,7 +115,8 @@ def shard_task(task: PretrainTask, mesh: DeviceMesh) -> None:
     from rsmm.tasks.momentum import MomentumTarget
 
     dp_mesh = data_parallel_mesh(mesh)
-    if task.method is not None and any(isinstance(m, MomentumTarget) for m in task.method.modules()):
+    method: nn.Module | None = getattr(task, "method", None)
+    if method is not None and any(isinstance(m, MomentumTarget) for m in method.modules()):
         raise ConfigError(
             f"loss {task.hparams.loss!r} keeps a momentum copy of the encoders, which rsmm "
             "does not shard: use --trainer.strategy ddp for it"
