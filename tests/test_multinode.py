@@ -1,11 +1,13 @@
 """``rsmm pretrain`` under torchrun (2 CPU processes, gloo), streaming shards: the ranks'
 samples are disjoint and cover the epoch less the dropped remainder, and the loss is the
-single-process loss of the batches the ranks received, concatenated."""
+single-process loss of the batches the ranks received, concatenated. The same under
+FSDP2 (``--trainer.strategy fsdp2``), with its checkpoints exported and resumed."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,89 +124,167 @@ def test_two_process_pretraining_on_shards(tmp_path: Path) -> None:
         assert got == pytest.approx(loss.item(), rel=1e-5)
 
 
-class FirstLoss(Callback):
-    """Test-only: each rank writes the loss of its first training step."""
+class RecordSharded(Callback):
+    """Test-only: each rank writes, in a folder named after the run's version, the local
+    share of every parameter when training starts, the FSDP units, and the batch (as
+    the task received it) and loss of each training step."""
 
     def __init__(self, out: str) -> None:
         self.out = out
 
+    def folder(self, trainer) -> Path:
+        path = Path(self.out, Path(trainer.log_dir).name)
+        path.mkdir(exist_ok=True)
+        return path
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        from torch.distributed.fsdp import FSDPModule
+        from torch.distributed.tensor import DTensor
+
+        shares = {
+            name: [p.to_local().numel() if isinstance(p, DTensor) else -1, p.numel(), len(p)]
+            for name, p in pl_module.named_parameters()
+        }
+        units = [n for n, m in pl_module.named_modules() if isinstance(m, FSDPModule)]
+        record = {"shares": shares, "units": units}
+        (self.folder(trainer) / f"rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if batch_idx == 0:
-            path = Path(self.out, f"loss{trainer.global_rank}.txt")
-            path.write_text(repr(float(outputs["loss"])))
+        step = {"batch": batch, "loss": outputs["loss"].detach()}
+        torch.save(step, self.folder(trainer) / f"rank{trainer.global_rank}-step{trainer.global_step}.pt")
 
 
-class ShardedPretrain(PretrainTask):
-    """Pre-training with FSDP2: the encoders' parameters sharded over the ranks.
-
-    Every module the objective calls is its own FSDP unit (the objective calls the
-    backbones and projectors, not the encoder's ``forward``)."""
-
-    def configure_model(self) -> None:
-        from torch.distributed.fsdp import fully_shard
-
-        mesh = self.device_mesh["data_parallel"]
-        for group in (self.encoder.backbones, self.encoder.projectors):
-            for module in group.values():
-                fully_shard(module, mesh=mesh)
-        fully_shard(self.encoder, mesh=mesh)
+#: a ViT small enough for CPU: two blocks (FSDP units of their own), LayerNorm only, so
+#: that the sharded run computes exactly what one process computes
+VIT = {"img_size": 8, "patch_size": 4, "embed_dim": 16, "depth": 2, "num_heads": 2}
 
 
-def fsdp_run(out: str, devices: int) -> None:
-    """One step of multimodal NT-Xent on 8 synthetic samples: under FSDP2 (2 ranks of 4)
-    or in one process (devices=1); the weights start from the same seed."""
-    from lightning import Trainer
-    from lightning.pytorch.strategies import ModelParallelStrategy
+def fsdp_config(tmp: Path) -> Path:
+    """Two steps per epoch of NT-Xent on 8 synthetic samples (2 per rank and step); lr 0
+    keeps the weights, so every step's loss can be checked from the checkpoint."""
+    cfg = {
+        "model": {
+            "backbone": "vit_tiny_patch16_224",
+            "backbone_kwargs": VIT,
+            "projector_bn": False,
+            "projection_dim": 8,
+            "hidden_dim": 16,
+            "loss": "ntxent",
+            "temperature": 0.5,
+            "lr": 0.0,
+            "weight_decay": 0.0,
+        },
+        "data": {
+            "class_path": "rsmm.datamodules.SyntheticDataModule",
+            "init_args": {
+                "num_samples": {"train": 8, "val": 8, "test": 8},
+                "size": 8,
+                "batch_size": 2,
+                "views": 2,
+                "augment": "eval",
+                "seed": 3,
+            },
+        },
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": WORLD,
+            "strategy": "fsdp2",
+            "max_epochs": 1,
+            "limit_val_batches": 0,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+            "default_root_dir": str(tmp / "runs"),
+            "callbacks": [
+                {"class_path": "test_multinode.RecordSharded", "init_args": {"out": str(tmp)}}
+            ],
+        },
+    }
+    path = tmp / "fsdp.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
 
-    from rsmm.datamodules import SyntheticDataModule
 
-    torch.manual_seed(0)
-    dm = SyntheticDataModule(
-        num_samples={"train": 8, "val": 8, "test": 8},
-        size=8,
-        batch_size=8 // devices,
-        views=2,
-        augment="eval",
-        seed=3,
-    )
-    task_class = ShardedPretrain if devices > 1 else PretrainTask
-    task = task_class(
-        in_channels={"s1": 2, "s2": 13},
-        backbone="tiny_cnn",
-        backbone_kwargs={"batch_norm": False},
-        projector_bn=False,
-        projection_dim=8,
-        hidden_dim=16,
-        temperature=0.5,
-    )
-    strategy = ModelParallelStrategy(data_parallel_size=devices, tensor_parallel_size=1)
-    Trainer(
-        accelerator="cpu",
-        devices=devices,
-        strategy=strategy if devices > 1 else "auto",
-        max_steps=1,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[FirstLoss(out)],
-    ).fit(task, dm)
-
-
-def test_fsdp2_pretraining_equals_one_process(tmp_path: Path) -> None:
-    """ModelParallelStrategy + fully_shard runs on CPU with gloo; the ranks' shares of
-    the all-gathered NT-Xent add up to the loss of one process on the whole batch."""
-    script = tmp_path / "fsdp.py"
-    script.write_text(f"from test_multinode import fsdp_run\nfsdp_run({str(tmp_path)!r}, 2)\n")
+def torchrun_pretrain(tmp: Path, *args: str) -> None:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-           str(WORLD), str(script)]  # fmt: skip
-    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=540)
+           str(WORLD), "-m", "rsmm.cli", "pretrain", "--config", str(fsdp_config(tmp)),
+           "--checkpoint_every_n_steps", "0", *args]  # fmt: skip
+    done = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=540)
     assert done.returncode == 0, done.stderr[-3000:]
-    shares = [float((tmp_path / f"loss{r}.txt").read_text()) for r in range(WORLD)]
-    single = tmp_path / "single"
-    single.mkdir()
-    fsdp_run(str(single), 1)
-    assert sum(shares) / WORLD == pytest.approx(float((single / "loss0.txt").read_text()), rel=1e-5)
+
+
+def concatenated(steps: list[dict]) -> dict:
+    """The ranks' batches of one step as one batch (rank 0's rows first)."""
+    return {
+        m: [torch.cat([s["batch"][m][v] for s in steps]) for v in range(2)] for m in ("s1", "s2")
+    }
+
+
+def check_losses(task: PretrainTask, folder: Path, steps: range) -> None:
+    """Each step's ranks' shares of the all-gathered NT-Xent add up to the loss of one
+    process on the concatenated batch."""
+    for step in steps:
+        ranks = [torch.load(folder / f"rank{r}-step{step + 1}.pt") for r in range(WORLD)]
+        with torch.no_grad():
+            loss, _ = task.shared_step(concatenated(ranks))
+        got = sum(float(r["loss"]) for r in ranks) / WORLD
+        assert got == pytest.approx(loss.item(), rel=1e-5)
+
+
+def test_fsdp2_pretraining_from_the_cli(tmp_path: Path) -> None:
+    """``rsmm pretrain --trainer.strategy fsdp2`` under torchrun (gloo, CPU): every
+    parameter sharded over the ranks, NT-Xent gathered across them, single-file
+    checkpoints that ``rsmm export`` reads and that resume the run; a resumed run saving
+    distributed checkpoints writes a folder that ``rsmm export`` refuses in one line."""
+    from rsmm.cli.export import main as export_main
+    from rsmm.errors import ExportError
+    from rsmm.export import load_encoder
+
+    torchrun_pretrain(tmp_path)
+    first = tmp_path / "version_0"
+    records = [json.loads((first / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    for name, (local, full, rows) in records[0]["shares"].items():
+        other = records[1]["shares"][name][0]
+        assert local >= 0 and local + other == full, name  # sharded, nothing duplicated
+        if rows >= WORLD:  # shards split the first dimension
+            assert 0 < local < full and 0 < other < full, name
+    units = set(records[0]["units"])
+    assert {"encoder.backbones.s1.blocks.0", "encoder.backbones.s2.blocks.1",
+            "encoder.backbones.s1", "encoder.projectors.s2"} <= units  # fmt: skip
+
+    # the checkpoint is one file gathered on rank 0; lr 0: its weights are the run's
+    ckpt = tmp_path / "runs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    task = PretrainTask.load_from_checkpoint(ckpt, map_location="cpu", weights_only=True).eval()
+    check_losses(task, first, range(2))
+    assert export_main([str(ckpt), str(tmp_path / "export")]) == 0
+    s2 = load_encoder(tmp_path / "export", "s2")
+    for key, value in s2.state_dict().items():
+        assert torch.equal(value, task.encoder.backbones["s2"].state_dict()[key]), key
+
+    # resume for a second epoch, now saving a distributed checkpoint (a folder)
+    torchrun_pretrain(
+        tmp_path, "--ckpt_path", str(ckpt), "--trainer.max_epochs", "2",
+        "--trainer.strategy", "rsmm.tasks.sharding.FSDP2Strategy",
+        "--trainer.strategy.save_distributed_checkpoint", "true",
+    )  # fmt: skip
+    second = tmp_path / "version_1"
+    assert sorted(p.name for p in second.glob("rank0-step*.pt")) == [
+        "rank0-step3.pt", "rank0-step4.pt"
+    ]  # resumed at step 2: the second epoch only
+    check_losses(task, second, range(2, 4))
+    folder = tmp_path / "runs" / "version_1" / "checkpoints" / "last.ckpt"
+    assert folder.is_dir() and (folder / "meta.pt").is_file()
+    assert {p.name for p in folder.iterdir()} == {
+        ".metadata", "meta.pt", *(f"__{r}_0.distcp" for r in range(WORLD))
+    }  # fmt: skip
+    with pytest.raises(ExportError, match=re.escape(f"checkpoint {folder} is a distributed")):
+        export_main([str(folder), str(tmp_path / "export2")])
+    # the error's advice: Lightning merges the shards into a file that rsmm exports
+    merge = [sys.executable, "-m", "lightning.fabric.utilities.consolidate_checkpoint", str(folder)]
+    subprocess.run(merge, check=True, capture_output=True, timeout=300)
+    assert export_main([f"{folder}.consolidated", str(tmp_path / "export2")]) == 0
+    s2_again = load_encoder(tmp_path / "export2", "s2")
+    for key, value in s2_again.state_dict().items():
+        assert torch.equal(value, s2.state_dict()[key]), key

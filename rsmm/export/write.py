@@ -41,6 +41,33 @@ def _native_gsd(sensor: str, bands: Sequence[str] | None) -> list[float | None] 
         return None
 
 
+def refuse_sharded_checkpoint(checkpoint: str | Path) -> None:
+    """Refuse a distributed checkpoint folder (one shard per rank) with one line.
+
+    ``ModelParallelStrategy(save_distributed_checkpoint=True)`` writes ``last.ckpt`` as
+    a folder of ``torch.distributed.checkpoint`` shards plus ``meta.pt``; rsmm reads
+    single-file checkpoints only.
+
+    Raises:
+        ExportError: ``checkpoint`` is a folder, named with how to get a file.
+    """
+    path = Path(checkpoint)
+    if not path.is_dir():
+        return
+    what = (
+        "a distributed checkpoint (one shard per rank, from ModelParallelStrategy with "
+        "save_distributed_checkpoint=True)"
+        if (path / "meta.pt").is_file()
+        else "a folder"
+    )
+    raise ExportError(
+        f"checkpoint {path} is {what}, not a checkpoint file: merge the shards into one "
+        f"file with `python -m lightning.fabric.utilities.consolidate_checkpoint {path}` "
+        f"(writes {path}.consolidated), or train with --trainer.strategy fsdp2, which "
+        "saves single files"
+    )
+
+
 def _check_target(out_dir: Path, overwrite: bool) -> None:
     if not out_dir.exists() and not out_dir.is_symlink():
         return
@@ -137,6 +164,7 @@ def export_encoders(
         raise ExportError(f"format: unknown {format!r}; use {' or '.join(FORMATS)}")
     out_dir = Path(out_dir)
     _check_target(out_dir, overwrite)
+    refuse_sharded_checkpoint(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     record = CheckpointRecord.from_checkpoint(checkpoint, ckpt)
     mods = list(modalities or record.modalities)

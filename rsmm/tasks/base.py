@@ -61,6 +61,24 @@ class MultiModalTask(LightningModule):
             self.configure_models()
             self._built = True
 
+    def configure_model(self) -> None:
+        """Lightning's hook (not :meth:`configure_models`, which builds the models): shard
+        them over the ranks when the strategy gives a device mesh (ModelParallelStrategy,
+        ``--trainer.strategy fsdp2``), through :meth:`shard`; nothing otherwise."""
+        if self.device_mesh is not None:
+            self.shard(self.device_mesh)
+
+    def shard(self, mesh: Any) -> None:
+        """Shard the models over ``mesh`` (FSDP2); idempotent.
+
+        Raises:
+            ConfigError: this task does not shard (the default).
+        """
+        raise ConfigError(
+            f"{type(self).__name__} does not shard its models (FSDP2, ModelParallelStrategy): "
+            "use --trainer.strategy ddp"
+        )
+
     def _datamodule(self) -> Any:
         trainer = self._trainer
         return None if trainer is None else getattr(trainer, "datamodule", None)

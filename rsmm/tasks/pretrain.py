@@ -21,6 +21,9 @@ batch's ``"presence"`` becomes :attr:`SampleInfo.presence
 <rsmm.models.views.SampleInfo.presence>`, the encoders see the present rows only and the
 contrastive objectives leave the absent rows out (the others refuse such batches). The
 samples seen per modality are logged every epoch as ``train/samples_<modality>``.
+
+Under ``--trainer.strategy fsdp2`` (Lightning's ModelParallelStrategy) the encoders are
+sharded over the ranks with FSDP2 (:meth:`PretrainTask.shard`, :mod:`rsmm.tasks.sharding`).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from rsmm.tasks.objectives import (
     check_dense,
     check_objective,
 )
+from rsmm.tasks.sharding import shard_task
 
 
 def shared_modality_cosine(features: Tensor, presence: Tensor, widths: Sequence[int]) -> Tensor:
@@ -262,6 +266,11 @@ class PretrainTask(MultiModalTask):
                 stacklevel=2,
             )
         return chosen
+
+    def shard(self, mesh: Any) -> None:
+        """Shard the encoders (and the objective's parameters) over ``mesh`` with FSDP2:
+        :func:`rsmm.tasks.sharding.shard_task`."""
+        shard_task(self, mesh)
 
     # -- the objective -----------------------------------------------------------------
 
