@@ -216,6 +216,21 @@ def torch_load_problem(err: BaseException) -> tuple[bool, str]:
     return False, first.rstrip(".") or type(err).__name__
 
 
+def folder_checkpoint_message(path: Path, what: str = "checkpoint") -> str:
+    """Why a folder is not a checkpoint file, and how to get one: a distributed checkpoint
+    (one shard per rank plus ``meta.pt``, what ``ModelParallelStrategy`` writes with
+    ``save_distributed_checkpoint=True``) is merged by Lightning's consolidation tool."""
+    if not (path / "meta.pt").is_file():
+        return f"{what} {path} is a folder, not a checkpoint file"
+    return (
+        f"{what} {path} is a distributed checkpoint (one shard per rank, from "
+        "ModelParallelStrategy with save_distributed_checkpoint=True), not a checkpoint "
+        "file: merge the shards into one file with `python -m "
+        f"lightning.fabric.utilities.consolidate_checkpoint {path}` (writes "
+        f"{path}.consolidated), or train with --trainer.strategy fsdp2, which saves single files"
+    )
+
+
 def load_weights_only(
     path: str | Path, what: str = "checkpoint", error: type[RsmmError] = CheckpointError
 ) -> Any:
@@ -231,6 +246,8 @@ def load_weights_only(
     import torch
 
     path = Path(path)
+    if path.is_dir():
+        raise error(folder_checkpoint_message(path, what))
     if not path.is_file():
         raise error(f"{what} not found: {path}")
     try:

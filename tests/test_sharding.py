@@ -133,3 +133,22 @@ def test_fsdp2_strategy_name() -> None:
     assert type(strategy) is FSDP2Strategy
     assert strategy._tensor_parallel_size == 1
     assert strategy._save_distributed_checkpoint is False
+
+
+def test_resuming_from_a_distributed_checkpoint_folder_says_how_to_merge_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """``--ckpt_path`` a folder of shards: one line naming it and Lightning's merge tool
+    (was "checkpoint not found"), and no run folder."""
+    from rsmm.cli import main
+
+    folder = tmp_path / "last.ckpt"
+    folder.mkdir()
+    (folder / "meta.pt").touch()
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).parents[1] / "configs" / "synthetic" / "pretrain.yaml"
+    assert main(["pretrain", "--config", str(config), "--ckpt_path", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"checkpoint {folder} is a distributed checkpoint" in err[0]
+    assert f"consolidate_checkpoint {folder}" in err[0]
+    assert not (tmp_path / "runs").exists()

@@ -25,6 +25,7 @@ from rsmm.export.card import method_description, model_card
 from rsmm.export.run import jsonable, last_logged_metrics, read_run_config, run_directory
 from rsmm.models.backbones import build_backbone
 from rsmm.models.timm_folder import write_timm_folder
+from rsmm.parsing import folder_checkpoint_message
 from rsmm.sensors import get_sensor
 
 FORMATS = ("safetensors", "torchgeo")
@@ -42,30 +43,15 @@ def _native_gsd(sensor: str, bands: Sequence[str] | None) -> list[float | None] 
 
 
 def refuse_sharded_checkpoint(checkpoint: str | Path) -> None:
-    """Refuse a distributed checkpoint folder (one shard per rank) with one line.
-
-    ``ModelParallelStrategy(save_distributed_checkpoint=True)`` writes ``last.ckpt`` as
-    a folder of ``torch.distributed.checkpoint`` shards plus ``meta.pt``; rsmm reads
-    single-file checkpoints only.
+    """Refuse a checkpoint folder (e.g. a distributed checkpoint: one shard per rank) in
+    one line, with how to merge it into a file.
 
     Raises:
-        ExportError: ``checkpoint`` is a folder, named with how to get a file.
+        ExportError: ``checkpoint`` is a folder.
     """
     path = Path(checkpoint)
-    if not path.is_dir():
-        return
-    what = (
-        "a distributed checkpoint (one shard per rank, from ModelParallelStrategy with "
-        "save_distributed_checkpoint=True)"
-        if (path / "meta.pt").is_file()
-        else "a folder"
-    )
-    raise ExportError(
-        f"checkpoint {path} is {what}, not a checkpoint file: merge the shards into one "
-        f"file with `python -m lightning.fabric.utilities.consolidate_checkpoint {path}` "
-        f"(writes {path}.consolidated), or train with --trainer.strategy fsdp2, which "
-        "saves single files"
-    )
+    if path.is_dir():
+        raise ExportError(folder_checkpoint_message(path))
 
 
 def _check_target(out_dir: Path, overwrite: bool) -> None:
