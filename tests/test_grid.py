@@ -28,6 +28,7 @@ from rsmm.grid import (
     mean_std,
     read_test_metrics,
     run_grid,
+    tabulated_lines,
 )
 from rsmm.grid.reported import has_reported, table_cells
 from rsmm.grid.table import csv_rows
@@ -254,6 +255,7 @@ def test_shipped_grids_pair_matching_configs(spec: Path) -> None:
     pre = sum(r.config is not None for rows, _ in grid.blocks for r in rows)
     cells = sum(len(rows) * len(protos) for rows, protos in grid.blocks) * len(grid.seeds)
     listed = len(table_cells(grid)) + 1 if has_reported(grid) else 0  # "# cell" lines
+    listed += len(tabulated_lines(grid))  # tested_with grids: what is tabulated
     assert len(lines) == pre + cells + listed
 
 

@@ -31,6 +31,9 @@ to the working directory)::
     layout: rows                   # rows | metrics_as_rows | protocols_as_rows: how the
                                    # cells sit in the printed table (rsmm.grid.reported)
     labels: {OA: Acc., kappa: 100×κ}   # a metric's name in the printed table
+    tested_with: all               # optional: test every run with each subset of the
+                                   # modalities it is trained with (or a list: [s1, s1+s2]);
+                                   # one column per tested subset and metric (OA@s1, ...)
     blocks:                        # or pretrain/downstream at the top level (one block)
       - pretrain:                  # rows; config null = random initialisation
           - {name: SimCLR, config: pretrain_ms_simclr.yaml, overrides: {}, key: simclr,
@@ -56,6 +59,14 @@ a run prints and writes (``results.md``, ``comparison.csv``) reported beside rep
 
 A pre-training cell is done when its ``done.json`` exists; a cell that is not done is
 started afresh (its stale ``runs/`` directory is removed first).
+
+Trained with X, tested with Y (``tested_with``): every downstream run gets
+``--model.subset_metrics true`` and so logs ``test/<metric>@<subset>`` for each non-empty
+subset of its modalities (the downstream config's ``data.init_args.modalities``, or the
+overrides'); the table's rows stay the grid's rows (what each is trained with), its
+columns are protocol x tested subset x metric (``FT OA@s1``), cells mean ± std over seeds,
+and a subset the row is not trained with is –. ``--dry-run`` lists, per row and protocol,
+the subsets tabulated and those left – (see :mod:`rsmm.grid.subsets`).
 """
 
 from __future__ import annotations
@@ -81,7 +92,15 @@ from rsmm.grid.spec import (
     Row,
     load_grid,
 )
-from rsmm.grid.table import Result, aggregate, markdown_table, mean_std, write_tables
+from rsmm.grid.subsets import subset_names
+from rsmm.grid.table import (
+    Result,
+    aggregate,
+    markdown_table,
+    mean_std,
+    tabulated_lines,
+    write_tables,
+)
 from rsmm.parsing import OptionParser
 
 __all__ = [
@@ -106,7 +125,9 @@ __all__ = [
     "read_test_metrics",
     "run_grid",
     "subprocess_runner",
+    "subset_names",
     "table_cells",
+    "tabulated_lines",
     "write_tables",
 ]
 

@@ -11,6 +11,9 @@ published rows rsmm does not run, such as numbers quoted from another paper), an
 * ``metrics_as_rows``: printed row = metric label (per-class accuracies, Overall,
   Average), printed column = protocol (prefixed by the grid row when there are several);
 * ``protocols_as_rows``: printed row = protocol, printed column = metric label.
+
+With ``tested_with`` the metrics are ``<metric>@<subset>`` (:mod:`rsmm.grid.subsets`);
+a cell whose row is not trained with the subset is not a cell (the printed table has –).
 """
 
 from __future__ import annotations
@@ -65,7 +68,8 @@ def _position(
 
 
 def table_cells(grid: Grid) -> list[Cell]:
-    """Every cell of the grid's table in grid order, then the published-only cells."""
+    """Every cell of the grid's table in grid order, then the published-only cells
+    (with ``tested_with``: the subsets each row is trained with)."""
     linked = {
         (pub.row, p, m): (v, pub.spreads.get(p, {}).get(m))
         for pub in grid.published
@@ -77,7 +81,7 @@ def table_cells(grid: Grid) -> list[Cell]:
     for rows, protos in grid.blocks:
         for r in rows:
             for p in protos:
-                for m in grid.metrics:
+                for m in grid.cell_columns(r.name, p.name):
                     value, spread = linked.get((r.name, p.name, m), (None, None))
                     cells.append(
                         Cell(r.name, p.name, m, *_position(grid, r.name, p.name, m), value, spread)
@@ -117,7 +121,7 @@ def comparison(
 ) -> list[tuple[Cell, tuple[float, float, int] | None, float | None]]:
     """``(cell, (mean, std, n) reproduced or None, reproduced - reported or None)`` for
     every cell rsmm runs; means and differences in the table's scale (x ``grid.scale``)."""
-    agg = aggregate(results, grid.metrics)
+    agg = aggregate(results, grid.columns)
     out = []
     for c in table_cells(grid):
         if not c.run:
@@ -156,7 +160,7 @@ def comparison_markdown(grid: Grid, results: Iterable[Result]) -> str:
 
 def layout_markdown(grid: Grid, results: Iterable[Result]) -> str:
     """The table as printed in the thesis (its rows and columns), reproduced values."""
-    agg = aggregate(results, grid.metrics)
+    agg = aggregate(results, grid.columns)
     cells = table_cells(grid)
     rows = list(dict.fromkeys(c.table_row for c in cells))
     cols = list(dict.fromkeys(c.table_column for c in cells))

@@ -25,7 +25,8 @@ from rsmm.grid.reported import (
     write_comparison,
 )
 from rsmm.grid.spec import Grid, GridError, Protocol, Row
-from rsmm.grid.table import Result, write_tables
+from rsmm.grid.subsets import canonical_metrics, modality_order
+from rsmm.grid.table import Result, tabulated_lines, write_tables
 
 
 def cli_value(value: Any) -> str:
@@ -234,8 +235,10 @@ class _GridRun:
         result_file = wd / "result.json"
         seeding = {"seed_everything": seed, "data.seed": seed}
         pretrained = {"model.pretrained": None if ckpt is None else str(ckpt)}
+        # tested with every subset of its modalities: test/<metric>@<subset>
+        subsets = {"model.subset_metrics": True} if self.grid.tested_with else {}
         options = self.options(
-            proto.config, row.downstream_overrides, proto.overrides, seeding, pretrained
+            proto.config, row.downstream_overrides, proto.overrides, subsets, seeding, pretrained
         )
         args = command_args(proto.config, options)
         if not result_file.is_file():
@@ -251,7 +254,8 @@ class _GridRun:
                 if not self.execute("test", test_args, wd):
                     return
                 metrics = read_test_metrics(wd / "runs" / "test" / "version_0" / "metrics.csv")
-            missing = [m for m in self.grid.metrics if m not in metrics]
+            metrics = self.canonical(metrics)
+            missing = [m for m in self.grid.cell_columns(row.name, proto.name) if m not in metrics]
             if missing:
                 self.fail(GridError(f"the run in {wd} logged no test metrics {missing}"))
                 return
@@ -260,7 +264,13 @@ class _GridRun:
         else:
             self.echo(f"# done, skipped: rsmm {proto.command} in {wd}")
         data = _recorded(result_file, proto.command, args, inputs_of(proto.config, ckpt))
-        self.results.append(Result(row.name, proto.name, seed, data["metrics"]))
+        self.results.append(Result(row.name, proto.name, seed, self.canonical(data["metrics"])))
+
+    def canonical(self, metrics: dict[str, float]) -> dict[str, float]:
+        """``<metric>@<subset>`` names in the grid's modality order (``OA@s1+s2``)."""
+        if not self.grid.tested_with:
+            return metrics
+        return canonical_metrics(metrics, modality_order(self.grid.trained_with.values()))
 
     def echo_comparison(self) -> None:
         """Print reported beside reproduced (mean ± std over seeds) and the difference."""
@@ -293,8 +303,8 @@ class _GridRun:
                         s = seed if grid.pretrain_per_seed else None
                         if s not in failed:
                             self.downstream(row, proto, seed, ckpts[s])
-        if self.dry_run and has_reported(grid):
-            for line in cell_lines(grid):
+        if self.dry_run:
+            for line in tabulated_lines(grid) + (cell_lines(grid) if has_reported(grid) else []):
                 self.echo(line)
         if not self.dry_run:
             md, table = write_tables(grid, self.results)

@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from rsmm.errors import GridError
+from rsmm.grid.subsets import modality_order, split_metric, tested_subsets, trained_modalities
+from rsmm.grid.subsets import within as subset_within
 from rsmm.parsing import read_yaml
 
 DOWNSTREAM_COMMANDS = ("finetune", "linear-probe")
 _SPEC_KEYS = {"name", "out", "seeds", "metrics", "scale", "data_root", "pretrain_per_seed"}
 _SPEC_KEYS |= {"overrides", "blocks", "pretrain", "downstream", "published"}
-_SPEC_KEYS |= {"table", "runs", "layout", "labels"}
+_SPEC_KEYS |= {"table", "runs", "layout", "labels", "tested_with"}
 #: How a thesis grid's cells are laid out as the printed table (see :class:`Grid`).
 LAYOUTS = ("rows", "metrics_as_rows", "protocols_as_rows")
 _SPREAD = re.compile(r"^\s*([-+]?[0-9.]+)\s*(?:±|\+-|\+/-)\s*([0-9.]+)\s*$")
@@ -81,6 +83,8 @@ class Grid:
     runs: int | None = None
     layout: str = "rows"
     labels: dict[str, str] = field(default_factory=dict)
+    tested_with: tuple[str, ...] = ()
+    trained_with: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def rows(self) -> list[str]:
@@ -89,6 +93,22 @@ class Grid:
     @property
     def protocols(self) -> list[str]:
         return list(dict.fromkeys(p.name for _, protos in self.blocks for p in protos))
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The metric names tabulated: ``metrics``, or with ``tested_with`` each metric
+        at each tested subset (``OA@s1``, ``kappa@s1``, ``OA@s2``, ...)."""
+        if not self.tested_with:
+            return self.metrics
+        return tuple(f"{m}@{s}" for s in self.tested_with for m in self.metrics)
+
+    def cell_columns(self, row: str, protocol: str) -> tuple[str, ...]:
+        """The tabulated metrics a (row, protocol) cell has: with ``tested_with``, those
+        of the tested subsets of the modalities it is trained with (the others are –)."""
+        if not self.tested_with:
+            return self.metrics
+        mods = self.trained_with[row, protocol]
+        return tuple(c for c in self.columns if subset_within(split_metric(c)[1] or "", mods))
 
 
 def slug(text: str) -> str:
@@ -172,7 +192,7 @@ def _check_reported(grid: Grid, where: str) -> None:
                 raise GridError(
                     f"{where}: published[{i}]: the grid runs no cell ({pub.row!r}, {p!r})"
                 )
-            unknown = sorted(set(mv) - set(grid.metrics))
+            unknown = sorted(set(mv) - set(grid.cell_columns(pub.row, p)))
             if unknown:
                 raise GridError(f"{where}: published[{i}]: metrics {unknown} are not reported")
 
@@ -261,6 +281,19 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
     if layout not in LAYOUTS:
         raise GridError(f"{path}: layout must be one of {LAYOUTS}, got {layout!r}")
     labels = _mapping(spec.get("labels"), f"{path}: labels")
+    overrides = _mapping(spec.get("overrides"), f"{path}: overrides")
+    trained: dict[tuple[str, str], tuple[str, ...]] = {}
+    tested: tuple[str, ...] = ()
+    if spec.get("tested_with") is not None:
+        for b, (rows, protos) in enumerate(blocks):
+            for r in rows:
+                for q in protos:
+                    layers = (overrides, r.downstream_overrides, q.overrides)
+                    where = f"{path}: blocks[{b}] row {r.name!r}, downstream {q.name!r}"
+                    trained[r.name, q.name] = trained_modalities(q.config, layers, where)
+        order = modality_order(trained.values())
+        tested = tested_subsets(spec["tested_with"], order, str(path))
+        trained = {k: tuple(sorted(v, key=order.index)) for k, v in trained.items()}
     grid = Grid(
         name=name,
         out=Path(out or spec.get("out") or Path("results") / slug(name)).resolve(),
@@ -270,12 +303,14 @@ def load_grid(path: str | Path, out: str | Path | None = None) -> Grid:
         scale=float(spec.get("scale", 100.0)),
         data_root=None if spec.get("data_root") is None else str(spec["data_root"]),
         pretrain_per_seed=bool(spec.get("pretrain_per_seed", False)),
-        overrides=_mapping(spec.get("overrides"), f"{path}: overrides"),
+        overrides=overrides,
         published=published,
         table=None if spec.get("table") is None else str(spec["table"]),
         runs=runs,
         layout=layout,
         labels={str(k): "" if v is None else str(v) for k, v in labels.items()},
+        tested_with=tested,
+        trained_with=trained,
     )
     _check_reported(grid, str(path))
     return grid

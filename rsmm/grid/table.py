@@ -13,6 +13,7 @@ import numpy as np
 
 from rsmm.atomic import atomic_open, write_text
 from rsmm.grid.spec import Grid
+from rsmm.grid.subsets import split_metric
 
 
 @dataclass
@@ -48,8 +49,8 @@ def aggregate(
 
 def markdown_table(grid: Grid, results: Iterable[Result]) -> str:
     """Rows = pre-trainings, columns = protocol x metric, cells ``mean ± std``."""
-    cells = aggregate(results, grid.metrics)
-    cols = [(p, m) for p in grid.protocols for m in grid.metrics]
+    cells = aggregate(results, grid.columns)
+    cols = [(p, m) for p in grid.protocols for m in grid.columns]
     scale = f" ×{grid.scale:g}" if grid.scale != 1 else ""
     lines = [
         f"## {grid.name}",
@@ -62,6 +63,7 @@ def markdown_table(grid: Grid, results: Iterable[Result]) -> str:
             else "the seeds vary the downstream runs only (one pre-training per row), so the"
             " ± leaves out the variance of pre-training."
         ),
+        *_tested_with_note(grid),
         "",
         "| method | " + " | ".join(f"{p} {m}" for p, m in cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -89,10 +91,45 @@ def markdown_table(grid: Grid, results: Iterable[Result]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _tested_with_note(grid: Grid) -> list[str]:
+    if not grid.tested_with:
+        return []
+    return [
+        "",
+        "Trained with the row's modalities, tested with each subset: a column "
+        "`<metric>@<subset>` is the model tested with only those modalities (on the test "
+        "samples that have them); – : the row is not trained with that subset.",
+    ]
+
+
+def tabulated_lines(grid: Grid) -> list[str]:
+    """The dry-run listing of a ``tested_with`` grid: the tested subsets, then for each
+    (row, protocol) cell the subsets tabulated and those left –."""
+    if not grid.tested_with:
+        return []
+    lines = [
+        f"# tabulated: {', '.join(grid.metrics)} of every run tested with each subset of "
+        f"its modalities ({len(grid.columns)} columns per protocol): " + ", ".join(grid.columns)
+    ]
+    for rows, protos in grid.blocks:
+        for r in rows:
+            for p in protos:
+                mods = grid.trained_with[r.name, p.name]
+                have = {split_metric(c)[1] for c in grid.cell_columns(r.name, p.name)}
+                tested = [s for s in grid.tested_with if s in have]
+                none = [s for s in grid.tested_with if s not in have]
+                lines.append(
+                    f"# {r.name} | {p.name}: trained with {'+'.join(mods)}, tested with "
+                    f"{', '.join(tested) or 'nothing'}"
+                    + (f"; – for {', '.join(none)}" if none else "")
+                )
+    return lines
+
+
 def csv_rows(grid: Grid, results: Iterable[Result]) -> list[list[Any]]:
     """The wide CSV table (unscaled): one row per method, ``<protocol>/<metric>/mean|std|n``."""
-    cells = aggregate(results, grid.metrics)
-    cols = [(p, m) for p in grid.protocols for m in grid.metrics]
+    cells = aggregate(results, grid.columns)
+    cols = [(p, m) for p in grid.protocols for m in grid.columns]
     header = ["method"] + [f"{p}/{m}/{s}" for p, m in cols for s in ("mean", "std", "n")]
     table: list[list[Any]] = [header]
     for row in grid.rows:
