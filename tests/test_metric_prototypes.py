@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from test_thesis_grids import dry_run_cells
+from test_torchvision_sets import FAST
 
 from rsmm.errors import ConfigError
 from rsmm.hyperbolic import (
@@ -171,19 +172,10 @@ def test_finetune_mgp_config_runs_on_the_fake_cifar10(
         "4",
         "--model.head_dim",
         "2",
-        "--trainer.fast_dev_run",
-        "true",
-        "--trainer.precision",
-        "32",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-        "--data.init_args.num_workers",
-        "0",
+        *FAST,
     ]
     assert main(args) == 0
-    ckpt = torch.load(tmp_path / "runs/finetune/checkpoints/last.ckpt", weights_only=False)
+    ckpt = torch.load(tmp_path / "runs/finetune/checkpoints/last.ckpt", weights_only=True)
     assert ckpt["hyper_parameters"]["head"] == "mgp"
     assert ckpt["state_dict"]["head.1.prototypes"].shape == (10, 2)
 

@@ -43,6 +43,46 @@ class RecordSteps(Callback):
         Path(self.out, f"rank{trainer.global_rank}.json").write_text(json.dumps(self.steps))
 
 
+#: what a rank prints when it aborts in gloo's teardown at interpreter exit
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def torchrun(tmp: Path, config: Path, saved: list[str], *args: str) -> None:
+    """``rsmm pretrain --config config`` as ``WORLD`` processes under torchrun, in ``tmp``.
+
+    A rank may abort in gloo's teardown at interpreter exit, after training and after its
+    results are saved (SIGABRT, :data:`TEARDOWN_ABORT`; see ``tests/test_ddp.py``): the
+    saved results (the files ``saved`` in ``tmp``, and the last checkpoint) are then judged
+    like any others. Any other failure fails the test with the processes' stderr."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
+           str(WORLD), "-m", "rsmm.cli", "pretrain", "--config", str(config),
+           "--checkpoint_every_n_steps", "0", *args]  # fmt: skip
+    done = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=540)
+    if done.returncode == 0:
+        return
+    finished = all((tmp / name).is_file() for name in saved) and any(
+        (tmp / "runs").glob("version_*/checkpoints/last.ckpt")
+    )
+    assert TEARDOWN_ABORT in done.stderr and finished, done.stderr[-3000:]
+
+
+def trainer_config(tmp: Path, strategy: str, callback: str) -> dict:
+    """The trainer section: one epoch on ``WORLD`` CPU processes, steps recorded by
+    ``callback`` (a class of this module) into ``tmp``."""
+    return {
+        "accelerator": "cpu",
+        "devices": WORLD,
+        "strategy": strategy,
+        "max_epochs": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "default_root_dir": str(tmp / "runs"),
+        "callbacks": [{"class_path": f"test_multinode.{callback}", "init_args": {"out": str(tmp)}}],
+    }
+
+
 def config(tmp: Path, shards: Path) -> Path:
     """Tiny pre-training: lr 0 keeps the weights, so every step's loss can be checked."""
     cfg = {
@@ -61,18 +101,7 @@ def config(tmp: Path, shards: Path) -> Path:
             "class_path": "rsmm.datamodules.streaming.ShardDataModule",
             "init_args": {"root": str(shards), "batch_size": 3, "views": 2, "augment": "eval"},
         },
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": WORLD,
-            "strategy": "ddp",
-            "max_epochs": 1,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp / "runs"),
-            "callbacks": [
-                {"class_path": "test_multinode.RecordSteps", "init_args": {"out": str(tmp)}}
-            ],
-        },
+        "trainer": trainer_config(tmp, "ddp", "RecordSteps"),
     }
     path = tmp / "pretrain.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -85,17 +114,18 @@ def test_two_process_pretraining_on_shards(tmp_path: Path) -> None:
     )
     manifest = write_manifest(build_manifest(spec), tmp_path / "chips.parquet")
     shards = tmp_path / "shards"
-    args = ["shard", str(manifest), "--out", str(shards), "--split", "train", "--chunk-bytes", "20kB"]
+    args = [
+        "shard",
+        str(manifest),
+        "--out",
+        str(shards),
+        "--split",
+        "train",
+        "--chunk-bytes",
+        "20kB",
+    ]
     assert manifest_main(args) == 0
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
-        "--nproc_per_node", str(WORLD), "-m", "rsmm.cli", "pretrain",
-        "--config", str(config(tmp_path, shards)), "--checkpoint_every_n_steps", "0",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=540)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(tmp_path, config(tmp_path, shards), [f"rank{r}.json" for r in range(WORLD)])
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
 
     # disjoint ranks covering the epoch less the remainder LitData drops (drop_last) so
@@ -151,7 +181,9 @@ class RecordSharded(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = {"batch": batch, "loss": outputs["loss"].detach()}
-        torch.save(step, self.folder(trainer) / f"rank{trainer.global_rank}-step{trainer.global_step}.pt")
+        torch.save(
+            step, self.folder(trainer) / f"rank{trainer.global_rank}-step{trainer.global_step}.pt"
+        )
 
 
 #: a ViT small enough for CPU: two blocks (FSDP units of their own), LayerNorm only, so
@@ -185,19 +217,7 @@ def fsdp_config(tmp: Path) -> Path:
                 "seed": 3,
             },
         },
-        "trainer": {
-            "accelerator": "cpu",
-            "devices": WORLD,
-            "strategy": "fsdp2",
-            "max_epochs": 1,
-            "limit_val_batches": 0,
-            "enable_progress_bar": False,
-            "enable_model_summary": False,
-            "default_root_dir": str(tmp / "runs"),
-            "callbacks": [
-                {"class_path": "test_multinode.RecordSharded", "init_args": {"out": str(tmp)}}
-            ],
-        },
+        "trainer": {**trainer_config(tmp, "fsdp2", "RecordSharded"), "limit_val_batches": 0},
     }
     path = tmp / "fsdp.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -205,13 +225,7 @@ def fsdp_config(tmp: Path) -> Path:
 
 
 def torchrun_pretrain(tmp: Path, *args: str) -> None:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-           str(WORLD), "-m", "rsmm.cli", "pretrain", "--config", str(fsdp_config(tmp)),
-           "--checkpoint_every_n_steps", "0", *args]  # fmt: skip
-    done = subprocess.run(cmd, env=env, cwd=tmp, capture_output=True, text=True, timeout=540)
-    assert done.returncode == 0, done.stderr[-3000:]
+    torchrun(tmp, fsdp_config(tmp), [], *args)
 
 
 def concatenated(steps: list[dict]) -> dict:
@@ -271,7 +285,8 @@ def test_fsdp2_pretraining_from_the_cli(tmp_path: Path) -> None:
     )  # fmt: skip
     second = tmp_path / "version_1"
     assert sorted(p.name for p in second.glob("rank0-step*.pt")) == [
-        "rank0-step3.pt", "rank0-step4.pt"
+        "rank0-step3.pt",
+        "rank0-step4.pt",
     ]  # resumed at step 2: the second epoch only
     check_losses(task, second, range(2, 4))
     folder = tmp_path / "runs" / "version_1" / "checkpoints" / "last.ckpt"
