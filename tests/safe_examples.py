@@ -12,10 +12,13 @@ GeoTIFFs; the builders re-encode them as lossless JPEG2000 (``QUALITY=100``,
   (``_TCI.jp2``) that carries no band name;
 - :func:`safe_product`: ``S2A_MSIL<level>_<date>_N<baseline>_R022_T33UUP_<date>.SAFE``
   with ``MTD_MSIL2A.xml`` / ``MTD_MSIL1C.xml`` (``BOA_ADD_OFFSET`` / ``RADIO_ADD_OFFSET``
-  of -1000 from baseline 04.00 on), ``GRANULE/<granule>/IMG_DATA``: L2A with
+  of -1000 from baseline 04.00 on) and the granule's ``MTD_TL.xml``, complete enough
+  for GDAL's SENTINEL2 driver to open the product and list its 10m / 20m / 60m
+  subdatasets (:mod:`safe_metadata`), ``GRANULE/<granule>/IMG_DATA``: L2A with
   ``R10m``/``R20m``/``R60m`` folders where, as in real L2A products, the coarser folders
   hold the finer bands again, resampled (2 x 2 / 6 x 6 block means, so a reader that
-  takes a band at the wrong GSD gets other values), plus TCI, AOT, WVP and SCL (B04's values modulo 12, so some pixels are cloud classes); L1C
+  takes a band at the wrong GSD gets other values), plus TCI, AOT, WVP and SCL (B04's values modulo
+  12, so some pixels are cloud classes); L1C
   with every band once, B10 (which L2A patches lack) a copy of B09. A ``QI_DATA`` mask
   named after a band is not a raster at all: reading it would fail. ``zipped=True``
   zips the product (``<name>.zip``) and removes the folder.
@@ -32,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.shutil import copy as rio_copy
+from safe_metadata import product_metadata, tile_metadata
 
 PATCH = "S2A_MSIL2A_20170613T101031_87_48"
 TILE, SENSING = "T33UUP", "20170613T101031"
@@ -112,22 +116,24 @@ def jp2_folder(tmp: Path, bands: dict[str, Path]) -> Path:
     return out
 
 
-def _metadata(level: str, baseline: str) -> str:
-    """A minimal ``MTD_MSIL<level>.xml``: the offset elements real products carry."""
-    tag, ns = ("BOA_ADD_OFFSET", "Level-2A") if level == "L2A" else ("RADIO_ADD_OFFSET", "Level-1C")
-    offsets = ""
-    if int(baseline) >= 400:
-        values = "".join(f'<{tag} band_id="{i}">-1000</{tag}>' for i in range(13))
-        wrapper = "BOA_ADD_OFFSET_VALUES_LIST" if level == "L2A" else "Radiometric_Offset_List"
-        offsets = f"<{wrapper}>{values}</{wrapper}>"
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<n1:{ns}_User_Product xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/'
-        f'User_Product_{ns}.xsd"><n1:General_Info><Product_Image_Characteristics>'
-        "<QUANTIFICATION_VALUES_LIST><BOA_QUANTIFICATION_VALUE>10000</BOA_QUANTIFICATION_VALUE>"
-        f"</QUANTIFICATION_VALUES_LIST>{offsets}</Product_Image_Characteristics>"
-        f"</n1:General_Info></n1:{ns}_User_Product>\n"
+def _write_metadata(
+    safe: Path, granule: Path, level: str, baseline: str, sensing: str, b02: Path
+) -> None:
+    """The product's ``MTD_MSI<level>.xml`` and its granule's ``MTD_TL.xml``
+    (:mod:`safe_metadata`: complete enough for GDAL's SENTINEL2 driver), the tile's
+    grid that of the patch's B02 file ``b02``."""
+    images = sorted(
+        f.relative_to(safe).with_suffix("").as_posix()
+        for f in (granule / "IMG_DATA").rglob("*.jp2")
     )
+    s = sensing
+    start = f"{s[:4]}-{s[4:6]}-{s[6:8]}T{s[9:11]}:{s[11:13]}:{s[13:15]}.024Z"
+    text = product_metadata(level, baseline, safe.stem, start, granule.name, images)
+    (safe / f"MTD_MSI{level}.xml").write_text(text)
+    with rasterio.open(b02) as src:
+        epsg, ulx, uly, size = src.crs.to_epsg(), src.transform.c, src.transform.f, src.width
+    tile = f"S2A_OPER_MSI_{level}_TL_{TILE}_N{baseline[:2]}.{baseline[2:]}"
+    (granule / "MTD_TL.xml").write_text(tile_metadata(level, tile, epsg, ulx, uly, size))
 
 
 def product_name(level: str = "L2A", baseline: str = "0400", sensing: str = SENSING) -> str:
@@ -148,7 +154,6 @@ def safe_product(
     name = product_name(level, baseline, sensing)
     safe = tmp / f"{name}.SAFE"
     safe.mkdir(parents=True)
-    (safe / f"MTD_MSI{level}.xml").write_text(_metadata(level, baseline))
     granule = safe / "GRANULE" / f"{level}_{TILE}_A010379_{sensing[:8]}T101032"
     img = granule / "IMG_DATA"
     qi = granule / "QI_DATA"
@@ -168,6 +173,7 @@ def safe_product(
     else:
         for b, path in {**bands, "B10": bands["B09"]}.items():
             to_jp2(path, img / f"{TILE}_{sensing}_{b}.jp2")
+    _write_metadata(safe, granule, level, baseline, sensing, bands["B02"])
     if not zipped:
         return safe
     archive = tmp / f"{name}.zip"

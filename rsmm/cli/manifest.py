@@ -59,10 +59,16 @@ def _add_build_parser(sub: Any) -> None:
     b.add_argument("--s1-units", choices=("db", "linear"), help="Sentinel-1 values (default db)")
     b.add_argument(
         "--s2-offset",
-        type=float,
-        help="added to every stored Sentinel-2 value before the x 1e4 reflectance scale "
-        "(default: each SAFE product's RADIO/BOA_ADD_OFFSET, -1000 since baseline 04.00; "
-        "else 0); given, it also lets L1C and L2A products share the modality",
+        action="append",
+        metavar="OFFSET|PATTERN=OFFSET",
+        help="added to the stored Sentinel-2 values before the x 1e4 reflectance scale "
+        "(default: each SAFE product's RADIO/BOA_ADD_OFFSET, -1000 since baseline 04.00, "
+        "also for a SENTINEL2_L1C/L2A subdataset; else 0): OFFSET for every file, or "
+        "PATTERN=OFFSET for the products and files a glob matches (product names, "
+        ".SAFE/.zip and file names; a pattern wins over OFFSET; repeatable or comma "
+        "separated, e.g. --s2-offset 'S2*_MSIL1C_*=0,S2*_MSIL2A_*=-1000', as offsets: in "
+        "the stack YAML; write --s2-offset=-1000,... when the list starts with -); the "
+        "offset of every product lets L1C and L2A products share the modality",
     )
     b.add_argument("--naip-gsd", type=float, help="NAIP target GSD in m (default: the files')")
     b.add_argument(
@@ -153,6 +159,7 @@ def _add_build_parser(sub: Any) -> None:
 def _spec_from_args(a: argparse.Namespace) -> Any:
     from dataclasses import replace
 
+    from rsmm.stacks.offsets import parse_offsets
     from rsmm.stacks.spec import (
         CloudSpec,
         LabelSpec,
@@ -173,8 +180,12 @@ def _spec_from_args(a: argparse.Namespace) -> Any:
             kw["bands"] = tuple(x.strip() for x in bands.split(","))
         if m == "s1" and a.s1_units:
             kw["units"] = a.s1_units
-        if m == "s2" and a.s2_offset is not None:
-            kw["offset"] = a.s2_offset
+        if m == "s2" and a.s2_offset:
+            offset, offsets = parse_offsets(a.s2_offset, "--s2-offset")
+            if offset is not None:
+                kw["offset"] = offset
+            if offsets:  # added to (and overriding) the stack YAML's
+                kw["offsets"] = {**((mods["s2"].offsets or {}) if "s2" in mods else {}), **offsets}
         if getattr(a, f"{m}_glob"):
             kw["glob"] = getattr(a, f"{m}_glob")
         if m == "naip" and a.naip_gsd:

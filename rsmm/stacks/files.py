@@ -70,11 +70,18 @@ def is_gdal_name(name: str | Path) -> bool:
 
 def split_gdal_name(name: str) -> tuple[str, str, str]:
     """``(prefix, file-system path, suffix)`` of a GDAL dataset name; a plain path (or a
-    name without a local file, ``/vsicurl/``) is ``("", name, "")``."""
+    name without a local file, ``/vsicurl/``) is ``("", name, "")``. A subdataset of
+    a file in an archive (``SENTINEL2_L2A:/vsizip//p/x.zip/x.SAFE/MTD_MSIL2A.xml:10m:
+    EPSG_32633``) has the archive as its path."""
     for pattern in (_VSI, _SUBDATASET):
         m = pattern.match(name)
         if m is not None:
-            return m.group("prefix"), m.group("path"), m.group("suffix")
+            prefix, path, suffix = m.group("prefix"), m.group("path"), m.group("suffix")
+            inner = _VSI.match(path) if pattern is _SUBDATASET else None
+            if inner is not None:
+                prefix += inner.group("prefix")
+                path, suffix = inner.group("path"), inner.group("suffix") + suffix
+            return prefix, path, suffix
     return "", name, ""
 
 

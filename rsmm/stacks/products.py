@@ -13,6 +13,13 @@ names, the processing level and the radiometric offset from ``MTD_MSIL1C.xml`` /
 04.00, none before). A zipped product is read through GDAL's ``/vsizip/`` without
 unpacking it.
 
+A subdataset of GDAL's SENTINEL2 driver given as a modality's source
+(``SENTINEL2_L2A:/p/<product>.SAFE/MTD_MSIL2A.xml:10m:EPSG_32633``) is read by the
+driver as one multi-band raster, but the driver applies no radiometric offset and
+reports none: :func:`read_subdataset` reads the product's level, date and offset
+from the metadata file the string names, as for a SAFE product. Offsets the user
+gives per product or file: :mod:`rsmm.stacks.offsets`.
+
 The band files of one product are named by one template (:func:`band_template`) with
 a ``{band}`` and, for L2A, a ``{gsd:s2}`` placeholder (the band's native GSD in
 metres), which :func:`rsmm.stacks.files.band_path` expands; so a product is one
@@ -31,14 +38,16 @@ import os
 import re
 import xml.etree.ElementTree as ET
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from rsmm.errors import DatasetFileError
 from rsmm.sensors import get_sensor
-from rsmm.stacks.files import BAND_PLACEHOLDER, band_path, is_raster_name
+from rsmm.stacks.files import BAND_PLACEHOLDER, band_path, is_raster_name, split_gdal_name
+from rsmm.stacks.offsets import offset_shifts as offset_shifts  # re-exported
+from rsmm.stacks.offsets import safe_name as safe_name  # re-exported
 
 #: ``S2A_MSIL2A_20170613T101031_N0400_R022_T33UUP_20170613T101032``
 _PRODUCT = re.compile(
@@ -49,6 +58,10 @@ _PRODUCT = re.compile(
 _BAND_FILE = re.compile(
     r"^T\d{2}[A-Z]{3}_\d{8}T\d{6}_(?P<band>B\d[0-9A]|SCL|TCI|AOT|WVP)(?:_(?P<gsd>\d{2})m)?\.jp2$",
     re.IGNORECASE,
+)
+#: ``SENTINEL2_L2A:<product>/MTD_MSIL2A.xml:10m:EPSG_32633``: GDAL's SENTINEL2 subdatasets
+_SUBDATASET = re.compile(
+    r'^SENTINEL2_(?P<level>L1C|L2A):"?(?P<xml>[^"]+?/MTD_MSIL(?:1C|2A)\.xml)"?:[^:]+:[^:]+$'
 )
 #: the metadata element holding the radiometric offset of each level
 OFFSET_TAGS = {"L1C": "RADIO_ADD_OFFSET", "L2A": "BOA_ADD_OFFSET"}
@@ -69,7 +82,8 @@ class Product:
         baseline: processing baseline (``"04.00"``).
         offset: radiometric offset added to stored values before the reflectance
             scale applies (-1000 since baseline 04.00; 0 before).
-        band_files: ``{band: GDAL path}`` of every spectral band at its native GSD.
+        band_files: ``{band: GDAL path}`` of every spectral band at its native GSD
+            (``{}`` for the product of a subdataset: the driver finds its files).
         scl: the L2A scene classification file (20 m), else ``None``.
     """
 
@@ -248,6 +262,68 @@ def read_product(path: str | Path) -> Product:
     )
 
 
+def read_subdataset(name: str) -> Product | None:
+    """The product of a subdataset of GDAL's SENTINEL2 driver
+    (``SENTINEL2_L2A:/p/<product>.SAFE/MTD_MSIL2A.xml:10m:EPSG_32633``, the product
+    folder or ``/vsizip/<product>.zip/<product>.SAFE``), ``None`` for any other name.
+
+    The driver reads the band files of one resolution as one multi-band raster
+    (band descriptions ``"B4, central wavelength 665 nm"``), but applies no radiometric
+    offset and reports none (every band's offset is 0): the offset, level and date come
+    from the metadata file the name points to and the product's name (or, renamed,
+    its ``PRODUCT_URI``). The product has no :attr:`Product.band_files` (the driver
+    finds them).
+
+    Raises:
+        DatasetFileError: naming the subdataset if its metadata file cannot be read or
+            its product is not a Sentinel-2 L1C/L2A product of the subdataset's level.
+    """
+    m = _SUBDATASET.match(name)
+    if m is None:
+        return None
+    level, xml = m.group("level"), m.group("xml")
+    prefix, path, member = split_gdal_name(xml)
+    try:
+        if prefix:  # /vsizip/<archive>.zip/<product>.SAFE/MTD_MSIL2A.xml
+            with zipfile.ZipFile(path) as z:
+                data = z.read(member.lstrip("/"))
+            product_path = path
+        else:
+            data = Path(xml).read_bytes()
+            product_path = str(Path(xml).parent)
+    except (OSError, KeyError, zipfile.BadZipFile) as err:
+        raise DatasetFileError(f"{name}: cannot read the product metadata {xml} ({err})") from None
+    folder = xml.rsplit("/", 2)[-2] if "/" in xml else ""
+    title = folder[: -len(".SAFE")] if folder.upper().endswith(".SAFE") else folder
+    found = _PRODUCT.match(title) or _PRODUCT.match(_element(data, "PRODUCT_URI", xml)[:-5])
+    if found is None or found.group("level") != level:
+        raise DatasetFileError(
+            f"{name}: not a subdataset of a Sentinel-2 {level} product (neither its folder "
+            f"{folder!r} nor the PRODUCT_URI of {xml} is named like "
+            f"S2A_MSI{level}_20170613T101031_N0400_R022_T33UUP_20170613T101032.SAFE)"
+        )
+    baseline = found.group("baseline")
+    return Product(
+        path=os.path.abspath(product_path),
+        name=found.group(0),
+        level=level,
+        date=datetime.strptime(found.group("date"), "%Y%m%d"),
+        tile=found.group("tile"),
+        baseline=f"{baseline[:2]}.{baseline[2:]}",
+        offset=product_offset(data, level, xml),
+        band_files={},
+    )
+
+
+def _element(xml: bytes, tag: str, where: str) -> str:
+    """The text of the first element ``tag`` of ``xml`` (any namespace), else ``""``."""
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError as err:
+        raise DatasetFileError(f"{where}: invalid XML ({err})") from None
+    return next((e.text or "" for e in root.iter() if e.tag.split("}")[-1] == tag), "")
+
+
 def product_offset(xml: bytes, level: str, where: str) -> float:
     """The radiometric offset a product's metadata declares (0 when none: baselines
     before 04.00).
@@ -285,65 +361,6 @@ def band_template(band_files: dict[str, str], where: str) -> str:
     if odd:
         raise DatasetFileError(f"{where}: band files named unlike the others: {', '.join(odd)}")
     return template
-
-
-def product_offsets(
-    products: list[Product],
-    what: str,
-    offset: float | None = None,
-    offsets: dict[str, float] | None = None,
-) -> dict[str, float]:
-    """``{product path: offset}``: the user's (``offset`` for all, or ``offsets`` by
-    product name), else each product's own.
-
-    Raises:
-        DatasetFileError: for L1C and L2A products in one modality (top-of-atmosphere
-            and surface reflectance are different quantities) unless the user gave the
-            offset of every product, naming the products of each level.
-    """
-    given = dict(offsets or {})
-
-    def user(p: Product) -> float | None:
-        if offset is not None:
-            return float(offset)
-        for key in (p.name, Path(p.path).name):
-            if key in given:
-                return float(given[key])
-        return None
-
-    levels: dict[str, list[str]] = {}
-    for p in products:
-        levels.setdefault(p.level, []).append(p.path)
-    if len(levels) > 1 and any(user(p) is None for p in products):
-        listed = "; ".join(f"{lv}: {', '.join(paths)}" for lv, paths in sorted(levels.items()))
-        raise DatasetFileError(
-            f"{what}: L1C (top-of-atmosphere) and L2A (surface reflectance) products are "
-            f"mixed ({listed}); give each level its own stack, or the offset of every "
-            "product (offsets: in the stack YAML) to mix them knowingly"
-        )
-    return {p.path: p.offset if user(p) is None else user(p) for p in products}  # type: ignore[misc]
-
-
-def safe_name(path: str) -> str | None:
-    """The name of the SAFE product a (band-file or template) path lies in, or ``None``."""
-    return next((part[: -len(".SAFE")] for part in path.split("/") if part.endswith(".SAFE")), None)
-
-
-def offset_shifts(
-    entries: Sequence[str | Sequence[str]], offset: float, file_offsets: dict[str, float] | None
-) -> list[float] | None:
-    """What to add to the values of each acquisition of ``entries`` (a file, or its
-    per-band files) to bring it to the modality's ``offset``: ``file offset - offset``
-    where ``file_offsets`` (``{SAFE product name: offset}``, the manifest's) names its
-    product, else 0; ``None`` without ``file_offsets``."""
-    if not file_offsets:
-        return None
-    out = []
-    for entry in entries:
-        first = entry if isinstance(entry, str) else entry[0]
-        name = safe_name(first)
-        out.append(float(file_offsets.get(name, offset)) - offset if name else 0.0)
-    return out
 
 
 def cloud_layer_files(root: str, glob: str, kind: str) -> list[str] | None:

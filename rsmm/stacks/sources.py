@@ -7,8 +7,10 @@ Sentinel-2 SAFE products (:mod:`rsmm.stacks.products`; a folder holding both pro
 and loose rasters is refused, naming the loose files), checks that every file opens
 and reads (:mod:`rsmm.stacks.files`), parses acquisition dates from the file names,
 tells which bands the files hold (never guessed: from the file names, the files' band
-descriptions, the spec, or a band count that fixes the order), the radiometric offset
-of each file and the modality's target GSD.
+descriptions, the spec, or a band count that fixes the order: :mod:`rsmm.stacks.band_names`),
+the radiometric offset of each file (:mod:`rsmm.stacks.offsets`; a subdataset of
+GDAL's SENTINEL2 driver takes its product's, :func:`~rsmm.stacks.products.read_subdataset`)
+and the modality's target GSD.
 :func:`make_raster_dataset` indexes the footprints in the stack's common CRS with a
 generic torchgeo ``RasterDataset`` subclass. Chips are read by
 :func:`rsmm.stacks.windows.read_window`.
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,14 @@ from rasterio.crs import CRS
 
 from rsmm.errors import ConfigError, DatasetFileError, DatasetNotFoundError
 from rsmm.sensors import get_sensor
+from rsmm.stacks.band_names import (
+    AUXILIARY_LAYERS,
+    DEFAULT_BANDS,
+    band_pattern,
+    described_bands,
+    example_bands,
+    shared_bands,
+)
 from rsmm.stacks.files import (
     BAND_PLACEHOLDER,
     GeoTiffInfo,
@@ -37,36 +46,17 @@ from rsmm.stacks.files import (
     parse_date,
     union_bounds,
 )
+from rsmm.stacks.offsets import OffsetTarget, file_key, resolve_offsets
 from rsmm.stacks.products import (
     Product,
     find_products,
-    product_offsets,
     read_product,
+    read_subdataset,
     refuse_loose_rasters,
 )
 from rsmm.stacks.spec import SKIP_BAND, ModalitySpec
 
 __all__ = ["BAND_PLACEHOLDER", "DEFAULT_BANDS", "ModalitySource", "RasterItem", "band_path"]
-
-#: Stored band order of multi-band files without band descriptions, where the band
-#: count fixes it: a sensor's full band set in its registry order (13 or, L2A without
-#: the cirrus band, 12 Sentinel-2 bands; VV, VH; NAIP's R, G, B, NIR). Other counts
-#: (four Sentinel-2 bands: B02, B03, B04, B08 or B04, B03, B02, B08?) are refused.
-DEFAULT_BANDS: dict[str, dict[int, tuple[str, ...]]] = {
-    "s1": {2: ("VV", "VH")},
-    "s2": {
-        13: get_sensor("s2").band_names,
-        12: tuple(b for b in get_sensor("s2").band_names if b != "B10"),
-    },
-    "naip": {4: ("R", "G", "B", "NIR"), 3: ("R", "G", "B")},
-    "rgb": {3: ("R", "G", "B")},
-}
-
-
-def _band_pattern(bands: Sequence[str]) -> re.Pattern[str]:
-    names = "|".join(sorted((re.escape(b) for b in bands), key=len, reverse=True))
-    return re.compile(rf"(?<![A-Za-z0-9])(?P<band>{names})(?![A-Za-z0-9])")
-
 
 @dataclass(frozen=True)
 class RasterItem:
@@ -102,6 +92,8 @@ class ModalitySource:
         self.ignored: list[tuple[str, str]] = []
         self.band_indexes: tuple[int, ...] | None = None
         self.products: list[Product] = []
+        #: the product of a subdataset of GDAL's SENTINEL2 driver given as the root
+        self.subdataset = read_subdataset(spec.root) if is_gdal_name(spec.root) else None
         if spec.glob is None and sensor.name == "s2" and not is_gdal_name(spec.root):
             self.products = [read_product(p) for p in find_products(spec.root)]
             if self.products:
@@ -112,7 +104,7 @@ class ModalitySource:
             files: list[str] = []
         else:
             files = list_files(spec.root, spec.glob, spec.key)
-            pattern = _band_pattern(sensor.band_names)
+            pattern = band_pattern(sensor.band_names)
             tokens = {f: pattern.findall(Path(f).name) for f in files}
             separate = spec.separate_files
             if separate is None:
@@ -128,7 +120,7 @@ class ModalitySource:
                 )
             self.items, self.bands = self._group_band_files(files, pattern, spec)
         elif files:
-            self.items = [RasterItem(f, parse_date(Path(f).name)) for f in files]
+            self.items = [RasterItem(f, self._date(f)) for f in files]
             self.bands = ()
         infos = check_geotiffs(
             [
@@ -169,7 +161,7 @@ class ModalitySource:
             )
         groups = {p.template: p.band_files for p in self.products}
         order = get_sensor("s2").band_names
-        bands = spec.named_bands or _shared_bands(groups, order)
+        bands = spec.named_bands or shared_bands(groups, order)
         items = []
         for p in self.products:
             missing = [b for b in bands if b not in p.band_files]
@@ -183,32 +175,52 @@ class ModalitySource:
             items.append(RasterItem(p.template, p.date))
         return items, tuple(bands)
 
+    def _date(self, path: str) -> datetime | None:
+        """A file's acquisition date: from its name, or a subdataset's product."""
+        date = parse_date(Path(path).name)
+        return date if date is not None or self.subdataset is None else self.subdataset.date
+
+    def _offset_targets(self) -> list[OffsetTarget]:
+        """The modality's files as :func:`~rsmm.stacks.offsets.resolve_offsets` sees
+        them: every SAFE product (kept or not), the subdataset's product, or each item
+        with the names of its files."""
+        products = self.products or ([self.subdataset] if self.subdataset else [])
+        if products:
+            keys = [p.template for p in self.products] or [self.items[0].path]
+            return [
+                OffsetTarget(k, (p.name, Path(p.path).name, p.path, k), p.level, p.offset, p.path)
+                for k, p in zip(keys, products, strict=True)
+            ]
+        targets = []
+        for item in self.items:
+            files = [item.band_path(b) for b in self.bands] if self.separate_files else [item.path]
+            names = tuple(Path(f).name for f in files) + tuple(files)
+            targets.append(OffsetTarget(item.path, names, label=item.path))
+        return targets
+
     def _resolve_offsets(self) -> None:
         """Set :attr:`file_offsets`, :attr:`offset` and :attr:`spec` (with the offset
-        and, for SAFE products, nodata 0 filled in).
+        and, for SAFE products and their subdatasets, nodata 0 filled in).
 
-        Files of one modality may declare different offsets (Sentinel-2 products of
-        baselines before and since 04.00). The modality's offset is the most common
-        one (a tie: the lowest, i.e. the newer baselines' -1000); a file whose offset
-        differs has its values shifted by ``file offset - modality offset`` when read
+        Files of one modality may have different offsets (Sentinel-2 products of
+        baselines before and since 04.00, the user's per-file offsets:
+        :mod:`rsmm.stacks.offsets`). The modality's offset is the most common one (a
+        tie: the lowest, i.e. the newer baselines' -1000); a file whose offset differs
+        has its values shifted by ``file offset - modality offset`` when read
         (:meth:`shift`), so that ``value + offset`` is the same quantity for every file.
         """
         spec = self.spec
-        if self.products:
-            by_product = product_offsets(
-                self.products, f"{spec.key} ({spec.root})", spec.offset, spec.offsets
-            )
-            kept = {i.path for i in self.items}
-            self.file_offsets = {
-                p.template: by_product[p.path] for p in self.products if p.template in kept
-            }
-        else:
-            self.file_offsets = {i.path: float(spec.offset or 0.0) for i in self.items}
+        offsets = resolve_offsets(
+            self._offset_targets(), spec.key, f"{spec.key} ({spec.root})", spec.offset,
+            spec.offsets,
+        )  # fmt: skip
+        self.file_offsets = {i.path: offsets[i.path] for i in self.items}
         counts = Counter(self.file_offsets.values())
         top = max(counts.values())
         #: the offset recorded for the modality (see :meth:`_resolve_offsets`)
         self.offset = float(min(o for o, n in counts.items() if n == top))
-        nodata = 0.0 if self.products and spec.nodata is None else spec.nodata
+        product = bool(self.products) or self.subdataset is not None
+        nodata = 0.0 if product and spec.nodata is None else spec.nodata
         self.spec = replace(spec, offset=self.offset, nodata=nodata)
 
     def shift(self, path: str) -> float:
@@ -217,18 +229,29 @@ class ModalitySource:
         return self.file_offsets.get(path, self.offset) - self.offset
 
     def product_meta(self) -> dict[str, object]:
-        """The manifest's extra modality entries: for SAFE products the processing
-        level(s) and, for the products whose offset differs from the modality's,
-        ``file_offsets`` (``{product name: offset}``; the reader applies them with
-        :func:`~rsmm.stacks.products.offset_shifts`)."""
-        if not self.products:
-            return {}
-        differ = {
-            p.name: self.file_offsets[p.template]
-            for p in self.products
-            if self.file_offsets.get(p.template, self.offset) != self.offset
-        }
-        return {"levels": sorted({p.level for p in self.products}), "file_offsets": differ or None}
+        """The manifest's extra modality entries: for SAFE products (and a SENTINEL2
+        subdataset) the processing level(s); ``file_offsets`` (``{product or file
+        name: offset}``, :func:`~rsmm.stacks.offsets.file_key`; the reader applies them
+        with :func:`~rsmm.stacks.offsets.offset_shifts`) for the files whose offset
+        differs from the modality's (for loose files, only when some differ).
+
+        Raises:
+            DatasetFileError: for two files of one name with different offsets (the
+                manifest names files by their names).
+        """
+        by_key: dict[str, float] = {}
+        for path, value in self.file_offsets.items():
+            key = file_key(path)
+            if by_key.setdefault(key, value) != value:
+                raise DatasetFileError(
+                    f"{self.spec.key}: two files named {key} under {self.spec.root} have "
+                    f"different offsets ({by_key[key]:g} and {value:g}); rename one"
+                )
+        differ = {k: v for k, v in by_key.items() if v != self.offset}
+        products = self.products or ([self.subdataset] if self.subdataset else [])
+        if not products:
+            return {"file_offsets": differ} if differ else {}
+        return {"levels": sorted({p.level for p in products}), "file_offsets": differ or None}
 
     @property
     def dated(self) -> bool:
@@ -253,7 +276,7 @@ class ModalitySource:
         if not groups:
             raise DatasetNotFoundError(f"{spec.key}: no per-band files under {spec.root}")
         sensor = get_sensor(spec.sensor or spec.key)
-        bands = spec.bands if spec.bands is not None else _shared_bands(groups, sensor.band_names)
+        bands = spec.bands if spec.bands is not None else shared_bands(groups, sensor.band_names)
         items = []
         for template, found in sorted(groups.items()):
             missing = [b for b in bands if b not in found]
@@ -290,7 +313,8 @@ class ModalitySource:
                 )
             return spec.bands
         first = self.items[0].path
-        described = _described_bands(first, get_sensor(sensor).band_names)
+        aux = AUXILIARY_LAYERS.get(sensor, ())
+        described = described_bands(first, get_sensor(sensor).band_names, aux)
         if described is not None:
             return described
         guess = DEFAULT_BANDS.get(sensor, {}).get(count)
@@ -303,7 +327,7 @@ class ModalitySource:
                 f"band(s) fix the {sensor} order; give the band names in file order with "
                 f"--{spec.key}-bands (or bands: in the stack YAML), {SKIP_BAND!r} for a band "
                 f"not to read (e.g. --{spec.key}-bands "
-                f"{','.join(_example_bands(sensor, count))})"
+                f"{','.join(example_bands(sensor, count))})"
             )
         return guess
 
@@ -320,51 +344,6 @@ class ModalitySource:
         return float(min(abs(res[0]), abs(res[1])))
 
 
-def _described_bands(path: str, names: Sequence[str]) -> tuple[str, ...] | None:
-    """The band names a file's band descriptions give, if every band has one naming a
-    band of the sensor (case-insensitive; ``"B2"`` is ``"B02"``; GDAL's SENTINEL2 driver
-    writes ``"B4, central wavelength 665 nm"``: the name before the comma), else ``None``."""
-    import rasterio
-
-    with rasterio.open(path) as src:
-        descriptions = src.descriptions
-    lookup = {_band_key(n): n for n in names}
-    found = [lookup.get(_band_key((d or "").split(",")[0])) for d in descriptions]
-    if not found or any(f is None for f in found) or len(set(found)) < len(found):
-        return None
-    return tuple(f for f in found if f is not None)
-
-
-def _band_key(name: str) -> str:
-    """``"B02"``, ``"b2"`` and ``"B2"`` alike."""
-    m = re.fullmatch(r"([A-Za-z]+)0*(\w*)", name.strip())
-    return (m.group(1) + m.group(2)).upper() if m else name.strip().upper()
-
-
-def _example_bands(sensor: str, count: int) -> list[str]:
-    """A band list of ``count`` names for a message's example (S2: 10 m bands first)."""
-    names = list(get_sensor(sensor).band_names)
-    if sensor == "s2":
-        names.sort(key=lambda b: get_sensor("s2").band(b).gsd or 60.0)
-    return (names + [SKIP_BAND] * count)[:count]
-
-
-def _shared_bands(groups: dict[str, dict[str, str]], order: Sequence[str]) -> tuple[str, ...]:
-    """The bands read from per-band file groups when none are given.
-
-    Every group's band set is a candidate; the one that keeps the most band files
-    (groups holding all its bands x its band count, ties: more bands) wins, so one VV
-    file without its VH drops that acquisition (reported) rather than VH everywhere.
-    """
-    candidates = {frozenset(g) for g in groups.values()}
-
-    def kept(c: frozenset[str]) -> tuple[int, int]:
-        return sum(c <= set(g) for g in groups.values()) * len(c), len(c)
-
-    best = max(sorted(candidates, key=sorted), key=kept)
-    return tuple(b for b in order if b in best)
-
-
 def make_raster_dataset(source: ModalitySource, crs: CRS, res: float | None = None):
     """A torchgeo ``RasterDataset`` over ``source``'s files, indexed in ``crs``.
 
@@ -376,12 +355,16 @@ def make_raster_dataset(source: ModalitySource, crs: CRS, res: float | None = No
 
     band_group = ""
     if source.separate_files:
-        band_group = _band_pattern(source.bands).pattern
+        band_group = band_pattern(source.bands).pattern
     # skipped bands get placeholder names, so torchgeo reads the named ones by position
     all_bands = tuple(
         b if b != SKIP_BAND else f"skipped_band_{i}" for i, b in enumerate(source.file_bands, 1)
     )
-    date_group = r"(?=.*?(?<!\d)(?P<date>(?:19|20)\d{6})(?!\d))" if source.dated else ""
+    first = source.bands[0] if source.separate_files else ""
+    paths = [item.band_path(first) for item in source.items]
+    # dates from the file names (a subdataset's date comes from its product instead)
+    named = source.dated and all(parse_date(Path(p).name) for p in paths)
+    date_group = r"(?=.*?(?<!\d)(?P<date>(?:19|20)\d{6})(?!\d))" if named else ""
     attrs = {
         "__doc__": f"Rasters of modality {source.spec.key!r} of a user stack.",
         "filename_glob": "*",
@@ -393,6 +376,4 @@ def make_raster_dataset(source: ModalitySource, crs: CRS, res: float | None = No
         "files": property(lambda ds: sorted(str(p) for p in ds.paths)),
     }
     cls = type(f"{source.spec.key.upper()}StackRaster", (RasterDataset,), attrs)
-    first = source.bands[0] if source.separate_files else ""
-    paths = [item.band_path(first) for item in source.items]
     return cls(paths=paths, crs=crs, res=res or source.gsd, bands=source.bands)

@@ -38,6 +38,7 @@ from typing import Any
 from rsmm.errors import ConfigError
 from rsmm.parsing import yaml_problem
 from rsmm.sensors import check_units, get_sensor
+from rsmm.stacks.offsets import check_offsets
 
 #: Units a SAR modality may be stored in.
 SAR_UNITS = ("db", "linear")
@@ -87,9 +88,12 @@ class ModalitySpec:
         units: ``db`` | ``linear`` | ``dn`` | ``reflectance_x1e4``.
         offset: added to stored values before the units apply (S2 baseline 04.00:
             -1000); ``None``: the products' own (SAFE metadata), else 0.
-        offsets: ``{SAFE product name: offset}`` overriding the products' own, per
-            product (L1C and L2A products mix in one modality only when every
-            product's offset is given here or by ``offset``).
+        offsets: ``{pattern: offset}`` per product or file, overriding ``offset`` and
+            the products' own: a pattern is a SAFE product's name or a glob matched
+            against product names, ``.SAFE`` / ``.zip`` and file names and paths
+            (``S2*_MSIL1C_*: 0``; :mod:`rsmm.stacks.offsets`); one matching no file is an
+            error. L1C and L2A products mix in one modality only when every product's
+            offset is given here or by ``offset``.
         gsd: target ground sample distance in metres (``None``: the sensor registry's
             finest band GSD, or the files' own for NAIP).
         nodata: value marking missing pixels (``None``: the files' own nodata; NaN
@@ -145,6 +149,8 @@ class ModalitySpec:
         object.__setattr__(self, "units", units)
         if self.gsd is not None and self.gsd <= 0:
             raise ConfigError(f"{self.key}: gsd must be > 0, got {self.gsd}")
+        if self.offsets is not None:
+            object.__setattr__(self, "offsets", check_offsets(self.offsets, self.key))
         if self.resampling not in RESAMPLING:
             raise ConfigError(
                 f"{self.key}: resampling must be one of {', '.join(RESAMPLING)}, "
