@@ -13,9 +13,13 @@ samples are) and NAIP chips of 240 m (4 bands, 240 x 240 at 1 m). Each set is re
 
 with batches of 32 and 0 (in the main process), 1 and 4 loader workers, after a
 warm-up epoch (the shards in the page cache; workers start at every epoch, as in
-training). The shard rows also
-give the raw record rate (no collation) and the memory bandwidth of this machine, which
-bound what collation (one copy of every byte into the batch) can reach.
+training). The epochs of the two layouts alternate, so that a change of the machine's
+load affects both alike; with 0 workers the samples per CPU second of the process are
+given too (steadier than samples/s on a loaded machine). The integer records are
+converted while collated (each value read once and written once into the float32
+batch, see rsmm.datamodules.collate). The shard rows also give the raw record rate
+(what the loader collates, without collation) and the memory bandwidth of this
+machine, which bound what collation (one copy of every byte into the batch) can reach.
 
     python benchmarks/shards.py [--extent 4800] [--stride 200] [--epochs 2] [--workers 0,1,4]
 """
@@ -33,15 +37,28 @@ from typing import Any
 import torch
 
 
-def _rate(loader: Any, epochs: int) -> float:
-    """Samples/s over ``epochs`` epochs after a warm-up epoch."""
-    for _ in loader:  # starts the workers, fills the page cache
-        pass
-    n, start = 0, time.perf_counter()
+def _rates(loaders: dict[str, Any], epochs: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Samples/s and samples per CPU second of this process of each loader (of batches
+    or of single samples) over ``epochs`` epochs after a warm-up epoch, the epochs of
+    the loaders alternating."""
+    for loader in loaders.values():  # starts the workers, fills the page cache
+        for _ in loader:
+            pass
+    n = dict.fromkeys(loaders, 0)
+    wall, cpu = dict.fromkeys(loaders, 0.0), dict.fromkeys(loaders, 0.0)
     for _ in range(epochs):
-        for batch in loader:
-            n += len(batch["label"])
-    return n / (time.perf_counter() - start)
+        for key, loader in loaders.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            for item in loader:
+                n[key] += len(item["label"]) if item["label"].ndim else 1
+            wall[key] += time.perf_counter() - start
+            cpu[key] += time.process_time() - start_cpu
+    return {k: n[k] / wall[k] for k in loaders}, {k: n[k] / cpu[k] for k in loaders}
+
+
+def _rate(loader: Any, epochs: int) -> float:
+    """Samples/s of one loader (see :func:`_rates`)."""
+    return _rates({"loader": loader}, epochs)[0]["loader"]
 
 
 def _bytes_per_sample(root: Path, samples: int) -> float:
@@ -52,6 +69,9 @@ def _bytes_per_sample(root: Path, samples: int) -> float:
 def _ratio(rates: dict[str, float], name: str, loader: str) -> float:
     """Samples/s of the files' dtypes shards over the float32 ones."""
     return rates[f"shards {name}, dtypes, {loader}"] / rates[f"shards {name}, float32, {loader}"]
+
+
+LAYOUTS = {"dtypes": "source", "float32": "float32"}  # name in the tables: --dtypes
 
 
 def _bandwidth_gb_s() -> float:
@@ -100,23 +120,34 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         for name, (dirs, chip, stride) in sets.items():
             spec = spec_from_dirs(dirs, chip_size=chip, stride=f"{stride:g}m", split=(1, 0, 0))
             stack = CoRegisteredStack(build_manifest(spec), split="train")
-            layouts = {"dtypes": "source", "float32": "float32"}
-            for layout, dtypes in layouts.items():
+            modules = {}
+            for layout, dtypes in LAYOUTS.items():
                 out = Path(tmp) / "shards" / layout / name.split()[0]
                 start = time.perf_counter()
                 write_shards(stack, out / "train", chunk_bytes="64MB", dtypes=dtypes)
                 rates[f"write {name}, {layout}"] = len(stack) / (time.perf_counter() - start)
                 sizes[f"{name}, {layout}"] = _bytes_per_sample(out / "train", len(stack))
-                dm = ShardDataModule(str(out), batch_size=a.batch_size)
-                dm.setup("fit")
-                records = dm.datasets["train"].streaming(shuffle=True, drop_last=True)
-                start = time.perf_counter()
-                n = sum(1 for _ in records)
-                key = f"shards {name}, {layout}"
-                rates[f"{key}, records, no collation"] = n / (time.perf_counter() - start)
-                for workers in worker_counts:
+                modules[layout] = ShardDataModule(str(out), batch_size=a.batch_size)
+                modules[layout].setup("fit")
+            # the records the training loader collates (integer ones not converted)
+            streams = {
+                f"shards {name}, {layout}, records, no collation": dm.datasets["train"].streaming(
+                    shuffle=True, drop_last=True, convert=False
+                )
+                for layout, dm in modules.items()
+            }
+            rates.update(_rates(streams, 1)[0])
+            for workers in worker_counts:
+                loaders = {}
+                for layout, dm in modules.items():
                     dm.num_workers = workers
-                    rates[f"{key}, {workers} workers"] = _rate(dm._loader("train", True), a.epochs)
+                    loaders[f"shards {name}, {layout}, {workers} workers"] = dm._loader(
+                        "train", True
+                    )
+                wall, cpu = _rates(loaders, a.epochs)
+                rates.update(wall)
+                if workers == 0:  # the work is in this process
+                    rates.update({f"{k}, per CPU second": v for k, v in cpu.items()})
             for workers in worker_counts:
                 tif = DataLoader(stack, batch_size=a.batch_size, shuffle=True, num_workers=workers)
                 rates[f"GeoTIFF windows {name}, {workers} workers"] = _rate(tif, 1)
@@ -155,6 +186,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         speed = ", ".join(
             f"{_ratio(rates, name, f'{n} workers'):.2f}x ({n} workers)" for n in worker_counts
         )
+        if 0 in worker_counts:
+            speed += f", {_ratio(rates, name, '0 workers, per CPU second'):.2f}x per CPU second"
         records = _ratio(rates, name, "records, no collation")
         print(
             f"{name}: files' dtypes / float32 shards: {size:.2f}x the bytes; samples/s "

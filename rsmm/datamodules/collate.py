@@ -12,6 +12,15 @@ losses read ``presence`` (see :class:`rsmm.models.views.SampleInfo`). The key
 (:attr:`rsmm.datasets.MultiModalDataset.may_lack_modalities`) and in no other, so
 full-modality code paths see exactly the batches ``default_collate`` makes.
 
+A modality entry may also be a *row writer* (:class:`RowWriter`: ``shape``, ``dtype``
+and ``copy_into(out)``), such as the integer shard records of
+:class:`rsmm.datasets.shard_records.StoredValues`: it writes its values into its row
+of the preallocated batch itself, converting them while copying, so a uint16 record
+becomes a float32 row in one pass without a float32 tensor per sample. The batch is
+the one of the tensors the entries stand for, bit for bit. In a loader worker the
+batch's modality tensors are allocated in shared memory, as ``default_collate`` does
+(sent to the main process without a copy).
+
 Everything else (``"label"``: int64 scalars or float32 multi-hot vectors, ``"meta"``:
 nested dicts of strings and tensors) is collated as ``default_collate`` does, except
 that a nested ``meta`` entry some samples lack (``meta["nodata"][m]`` of an absent
@@ -22,17 +31,62 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
-from torch.utils.data import default_collate
+from torch.utils.data import default_collate, get_worker_info
 
-__all__ = ["PRESENCE_KEY", "SampleCollate", "collate_samples"]
+__all__ = ["PRESENCE_KEY", "RowWriter", "SampleCollate", "collate_samples"]
 
 #: the batch key of the per-modality presence vectors
 PRESENCE_KEY = "presence"
 
 Shape = tuple[int, ...]
+
+
+@runtime_checkable
+class RowWriter(Protocol):
+    """A modality entry that writes its tensor into its row of the batch."""
+
+    @property
+    def shape(self) -> torch.Size: ...
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    def copy_into(self, out: torch.Tensor) -> None:
+        """Write the tensor into ``out`` (contiguous, of ``shape`` and ``dtype``)."""
+        ...
+
+
+def _is_modality(value: Any) -> bool:
+    return isinstance(value, torch.Tensor | RowWriter) and len(value.shape) >= 3
+
+
+def _batch_tensor(shape: Shape, dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised batch tensor; in shared memory in a loader worker."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = 1
+    for n in shape:
+        numel *= n
+    storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+
+
+def _stack_rows(entries: Sequence[Any], shape: Shape, dtype: torch.dtype) -> torch.Tensor:
+    """The batch of ``entries`` (tensors, row writers, ``None``: a zero row)."""
+    out = _batch_tensor((len(entries), *shape), dtype)
+    if all(isinstance(x, torch.Tensor) for x in entries):
+        return torch.stack(list(entries), out=out)
+    for row, x in zip(out, entries):
+        if x is None:
+            row.zero_()
+        elif isinstance(x, torch.Tensor):
+            row.copy_(x)
+        else:
+            x.copy_into(row)
+    return out
 
 
 def _blank(value: Any) -> Any:
@@ -97,8 +151,7 @@ def collate_samples(
         modalities = [
             k
             for k in dict.fromkeys(k for s in samples for k in s)
-            if isinstance(next(s[k] for s in samples if k in s), torch.Tensor)
-            and next(s[k] for s in samples if k in s).ndim >= 3
+            if _is_modality(next(s[k] for s in samples if k in s))
         ]
     shapes = shapes or {}
     batch: dict[str, Any] = {}
@@ -119,15 +172,20 @@ def collate_samples(
                         f"collate_samples: modality {m!r} has entries of shapes "
                         f"{tuple(example.shape)} and {tuple(x.shape)} in one batch"
                     )
-            zero = torch.zeros_like(example)
+            shape, dtype = tuple(example.shape), example.dtype
         elif m in shapes:
-            zero = torch.zeros(tuple(shapes[m]), dtype=torch.float32)
+            shape, dtype = tuple(shapes[m]), torch.float32
         else:
             raise ValueError(
                 f"collate_samples: no sample of the batch has modality {m!r} and its shape "
                 "is not given (shapes)"
             )
-        batch[m] = torch.stack([s[m] if m in s else zero for s in samples])
+        if all(isinstance(x, torch.Tensor) for x in present) and not bool(have.all()):
+            zero = torch.zeros(shape, dtype=dtype)  # torch.stack's fast path
+            entries = [s[m] if m in s else zero for s in samples]
+        else:
+            entries = [s.get(m) for s in samples]
+        batch[m] = _stack_rows(entries, shape, dtype)
         flags[m] = have
     for key in dict.fromkeys(k for s in samples for k in s):
         if key in batch or key == PRESENCE_KEY:

@@ -35,12 +35,13 @@ def collate_function(dataset: ShardDataset) -> SampleCollate:
     """The collate function of a shard dataset's loaders (rsmm's batch contract, see
     :mod:`rsmm.datamodules.collate`): batches carry ``"presence"`` when the dataset may
     lack modalities, a modality no sample of a batch has taking the shape the shards
-    recorded."""
+    recorded (with the dataset's number of bands)."""
     modalities = tuple(dataset.modalities)
     if not dataset.may_lack_modalities:
         return SampleCollate(modalities)
     shapes = dataset.info.get("shapes", {})
-    return SampleCollate(modalities, {m: tuple(shapes[m]) for m in modalities}, presence=True)
+    shapes = {m: (len(dataset.bands[m]), *shapes[m][1:]) for m in modalities}
+    return SampleCollate(modalities, shapes, presence=True)
 
 
 class ShardDataModule(MultiModalDataModule):
@@ -134,7 +135,9 @@ class ShardDataModule(MultiModalDataModule):
                 f"(--data.init_args.batch_size {self.batch_size}): every training epoch would "
                 "be empty; lower the batch size"
             )
-        stream = ds.streaming(shuffle=shuffle, drop_last=shuffle, seed=self.seed, indices=indices)
+        stream = ds.streaming(  # integer records are converted while collated
+            shuffle=shuffle, drop_last=shuffle, seed=self.seed, indices=indices, convert=False
+        )
         return StreamingDataLoader(
             stream,
             batch_size=self.batch_size if shuffle else self.eval_batch_size,

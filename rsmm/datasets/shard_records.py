@@ -12,6 +12,13 @@ integer tensor to float32 and puts those pixels back: the very float32 tensor th
 dataset returned. A record whose exceptions would take more bytes than float32 (a
 chip resampled bilinearly) holds the float32 tensor itself.
 
+A training loader need not make that float32 tensor at all: :class:`RecordDecoder`
+with ``convert=False`` leaves an integer modality as :class:`StoredValues`, which the
+collate function (:func:`rsmm.datamodules.collate.collate_samples`) converts while
+writing it into its row of the float32 batch. Each value is then read once (1 or 2
+bytes) and written once (4 bytes), where converting per sample and stacking reads and
+writes the float32 tensor twice more.
+
 LitData fixes the keys and each value's format from the first record it writes: a
 modality absent from the first sample would be dropped from every sample, and a 1-D
 placeholder would make later C x H x W tensors come back flat. So every record holds
@@ -86,10 +93,66 @@ def decode_values(
     """The float32 tensor :func:`encode_values` encoded."""
     if stored.dtype == torch.float32:
         return stored
-    x = stored.to(torch.float32)
-    if indexes.numel():
-        x.view(-1).index_copy_(0, indexes.long(), values)  # 2x faster than x[at] = v
-    return x
+    return StoredValues(stored, indexes, values).decode()
+
+
+class StoredValues:
+    """An integer modality of a record, not yet converted: the float32 tensor
+    ``decode()`` gives (``bands`` of it), written where it is needed by
+    :meth:`copy_into`.
+
+    The collate function of rsmm's loaders writes it straight into its row of the
+    float32 batch (see :mod:`rsmm.datamodules.collate`); ``shape`` and ``dtype`` are
+    those of the float32 tensor.
+
+    Args:
+        stored: the integer ``C x H x W`` tensor of the record.
+        indexes: int32 flat indexes (into ``stored``) of the pixels it does not hold.
+        values: their float32 values.
+        bands: the band indexes to keep (``None``: all, in order).
+    """
+
+    __slots__ = ("bands", "indexes", "shape", "stored", "values")
+    dtype = torch.float32
+
+    def __init__(
+        self,
+        stored: torch.Tensor,
+        indexes: torch.Tensor,
+        values: torch.Tensor,
+        bands: Sequence[int] | None = None,
+    ) -> None:
+        self.stored, self.indexes, self.values = stored, indexes, values
+        self.bands = None if bands is None else list(bands)
+        #: the shape of the float32 tensor
+        self.shape = stored.shape if bands is None else (len(bands), *stored.shape[1:])
+
+    def copy_into(self, out: torch.Tensor) -> None:
+        """Write the float32 tensor into ``out`` (contiguous, float32, :attr:`shape`):
+        every value converted while copied, then the pixels the dtype cannot hold."""
+        if self.bands is None:
+            out.copy_(self.stored)
+            if self.indexes.numel():  # index_copy_: 2x faster than x[at] = v
+                out.view(-1).index_copy_(0, self.indexes.long(), self.values)
+            return
+        for j, b in enumerate(self.bands):
+            out[j].copy_(self.stored[b])
+        if self.indexes.numel():
+            out.view(-1).index_copy_(0, *self._band_exceptions())
+
+    def _band_exceptions(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The exceptions in the kept bands, as flat indexes into ``out``."""
+        plane = self.stored[0].numel()
+        at = self.indexes.long()
+        kept = torch.tensor(self.bands, dtype=torch.long)
+        hit, row = (at[:, None] // plane == kept[None, :]).nonzero(as_tuple=True)
+        return row * plane + at[hit] % plane, self.values[hit]
+
+    def decode(self) -> torch.Tensor:
+        """The float32 tensor (a new one)."""
+        out = torch.empty(self.shape, dtype=torch.float32)
+        self.copy_into(out)
+        return out
 
 
 def encode_sample(
@@ -134,10 +197,16 @@ class RecordDecoder:
     Args:
         stored: the modalities of the records, in order.
         keep: ``{modality: band indexes or None for all}`` of the modalities to return.
+        convert: give integer modalities as float32 tensors (the sample dict); False:
+            as :class:`StoredValues`, for a collate function that converts them while
+            writing the batch.
     """
 
-    def __init__(self, stored: Sequence[str], keep: Mapping[str, list[int] | None]) -> None:
+    def __init__(
+        self, stored: Sequence[str], keep: Mapping[str, list[int] | None], convert: bool = True
+    ) -> None:
         self.slots = [(i, m, keep[m]) for i, m in enumerate(stored) if m in keep]
+        self.convert = convert
 
     def __call__(self, record: Mapping[str, Any]) -> Sample:
         counts = record["nodata"].tolist()
@@ -146,9 +215,11 @@ class RecordDecoder:
         for i, m, bands in self.slots:
             if counts[i] >= 0:
                 x = record[m]
-                if f"{m}.at" in record:
-                    x = decode_values(x, record[f"{m}.at"], record[f"{m}.values"])
-                sample[m] = x if bands is None else x[bands]
+                if x.dtype != torch.float32:  # an integer record, its exceptions beside it
+                    x = StoredValues(x, record[f"{m}.at"], record[f"{m}.values"], bands)
+                    sample[m] = x.decode() if self.convert else x
+                else:
+                    sample[m] = x if bands is None else x[bands]
                 nodata[m] = counts[i]
         sample["label"] = record["label"]
         meta = {"id": record["id"], "nodata": nodata, "lonlat": record["lonlat"]}

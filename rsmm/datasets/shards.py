@@ -15,11 +15,13 @@ fastest from a local disk or the page cache. With ``dtypes="source"`` (``rsmm ma
 shard --dtypes source``) each modality is stored in its source files' dtype when that is
 an integer one smaller than float32 (Sentinel-2 uint16, NAIP uint8; Sentinel-1 dB stays
 float32), with the pixels of the float32 sample it does not hold exactly beside it:
-0.57x (S1 + S2) and 0.26x (NAIP) the bytes, for object stores and full disks, at the
-cost of a conversion per sample (0.64-0.77x the samples/s from the page cache, see
-``benchmarks/shards.py``). The dtypes are recorded in :data:`SHARDS_INFO` (see :mod:`rsmm.datasets.shard_records`: the
-record layout, absent modalities). Shards written before dtypes were recorded (format
-1, float32 throughout) read as they did.
+0.57x (S1 + S2) and 0.26x (NAIP) the bytes, for object stores and full disks. Indexing
+converts them to the float32 sample; the training loaders' stream
+(``streaming(convert=False)``) leaves them to the collate function, which converts
+them while writing the batch (no per-sample float32 tensor, see
+``benchmarks/shards.py``). The dtypes are recorded in :data:`SHARDS_INFO` (see
+:mod:`rsmm.datasets.shard_records`: the record layout, absent modalities). Shards
+written before dtypes were recorded (format 1, float32 throughout) read as they did.
 """
 
 from __future__ import annotations
@@ -358,6 +360,7 @@ class ShardDataset(MultiModalDataset):
             chosen = self.bands[m]
             keep[m] = None if chosen == stored else [stored.index(b) for b in chosen]
         self.decoder = RecordDecoder(self.stored, keep)
+        self.batch_decoder = RecordDecoder(self.stored, keep, convert=False)
         self._reader: Any = None
 
     def _load_manifest(self) -> DatasetManifest:
@@ -392,12 +395,23 @@ class ShardDataset(MultiModalDataset):
         drop_last: bool = False,
         seed: int = 0,
         indices: Sequence[int] | None = None,
+        convert: bool = True,
     ) -> Any:
         """A ``litdata.StreamingDataset`` of the samples (only ``indices`` when given).
 
         Records are decoded one at a time (``batch_decode=0``): LitData's default
         ("auto") decoded whole windows of a shuffled chunk for each record here, 10x
         slower for rsmm's few large tensors per record.
+
+        Args:
+            shuffle: shuffle chunks and the samples within them.
+            drop_last: equal sample counts on every rank.
+            seed: the shuffling seed.
+            indices: the samples to stream (default: all).
+            convert: samples hold float32 modalities; False: integer records stay
+                :class:`~rsmm.datasets.shard_records.StoredValues`, for a collate
+                function that converts them into the batch
+                (:class:`~rsmm.datamodules.collate.SampleCollate` does).
         """
         from litdata import StreamingDataset
 
@@ -409,7 +423,7 @@ class ShardDataset(MultiModalDataset):
             drop_last=drop_last,
             seed=seed,
             storage_options=self.storage_options,
-            transform=self.decoder,
+            transform=self.decoder if convert else self.batch_decoder,
         )
         return ds if indices is None else ds.subset(list(indices))
 
