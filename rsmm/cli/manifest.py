@@ -295,7 +295,7 @@ def _add_shard_parser(sub: Any) -> None:
         default="float32",
         help="float32 (default: rsmm's samples, the fastest to read) or source (each "
         "modality in its files' dtype, S2 uint16 / NAIP uint8: 0.57x / 0.26x the bytes, "
-        "for object stores, a conversion per sample on read)",
+        "for object stores; converted to float32 while batches are collated)",
     )
 
 
