@@ -216,15 +216,22 @@ def dedupe(lonlat_geoms: Any, order: np.ndarray, groups: Sequence[Any]) -> np.nd
     geoms = np.asarray(lonlat_geoms)
     tree = shapely.STRtree(geoms)
     areas = shapely.area(geoms)
+    box = shapely.bounds(geoms)
     kept = np.zeros(len(geoms), dtype=bool)
     for i in np.argsort(order, kind="stable"):
         hits = tree.query(geoms[i], predicate="intersects")
         hits = hits[kept[hits]]
         if len(hits):
-            shared = shapely.area(shapely.intersection(geoms[hits], geoms[i])) / areas[i]
             same = np.array([groups[h] == groups[i] for h in hits])
             limit = np.where(same, 1 - OVERLAP_TOLERANCE, OVERLAP_TOLERANCE)
-            if (shared > limit).any():
+            # the overlap of two bounding boxes bounds the shared area from above:
+            # polygons are intersected only where it does not rule the limit out
+            # (neighbours of one grid, which only touch)
+            w = np.minimum(box[hits, 2], box[i, 2]) - np.maximum(box[hits, 0], box[i, 0])
+            h = np.minimum(box[hits, 3], box[i, 3]) - np.maximum(box[hits, 1], box[i, 1])
+            near = np.maximum(w, 0) * np.maximum(h, 0) / areas[i] > limit * (1 - 1e-9)
+            shared = shapely.area(shapely.intersection(geoms[hits[near]], geoms[i])) / areas[i]
+            if (shared > limit[near]).any():
                 continue
         kept[i] = True
     return kept
