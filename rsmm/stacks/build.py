@@ -19,9 +19,12 @@
    of pixels at every modality's target GSD; chip edges are whole reference pixels.
 5. :class:`~rsmm.stacks.chips.ChipReader`: per chip, one acquisition per modality
    (with ``max_days``, Sentinel-1/-2 acquisitions at most that many days apart), read
-   at each modality's GSD; nodata and cloud filters; the ``modalities`` covering it.
+   at each modality's GSD; nodata and cloud filters; the ``modalities`` covering it;
+   its label from a label raster or vector labels
+   (:class:`~rsmm.stacks.vector_labels.VectorLabels`); its band sums.
    With ``workers`` > 1 the chips are read in that many processes
-   (:mod:`rsmm.stacks.parallel`), in the same order.
+   (:mod:`rsmm.stacks.parallel`, contiguous runs of chips per process), in the same
+   order.
 6. :func:`~rsmm.stacks.labels.label_chips` (one class per chip, or multi-label; labels
    that label no chip are an error, a single class a warning),
    :func:`~rsmm.stacks.build_steps.split_chips` (spatial blocks with a guard band; a
@@ -116,7 +119,7 @@ def build_manifest(
     reads = reader.read_all(layout, progress, workers=workers)
     chips = gpd.GeoDataFrame(reads.rows, geometry="geometry", crs=crs.to_string())
     classes, label_source, label_warnings = label_chips(
-        chips, spec.labels, crs.to_string(), grid.reference
+        chips, spec.labels, crs.to_string(), grid.reference, labeller=reader.labeller
     )
     reads.warnings += label_warnings
     chips = split_chips(chips, reads, spec, grid, layout.origin, classes)

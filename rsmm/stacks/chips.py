@@ -9,7 +9,9 @@ optional, a cloudier chip is kept without it), or it is covered by fewer than
 ``min_modalities`` modalities. An optional modality
 covers the chip when it misses at most ``max_nodata``; the ``modalities`` column lists
 the modalities covering each chip. A label raster is read here too (its majority
-class per chip); the band sums of every kept chip feed the statistics.
+class per chip), and vector labels label every kept chip here
+(:class:`~rsmm.stacks.vector_labels.VectorLabels`: in the worker processes of a
+parallel build); the band sums of every kept chip feed the statistics.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from rsmm.stacks.parallel import read_chips
 from rsmm.stacks.sources import ModalitySource
 from rsmm.stacks.spec import StackSpec
 from rsmm.stacks.stats import band_sums
+from rsmm.stacks.vector_labels import VectorLabels
 from rsmm.stacks.windows import read_window
 
 
@@ -120,6 +123,11 @@ class ChipReader:
             lgsd = gsd_in_crs(spec.labels.path, crs)
             n = max(1, round(grid.chip_m / lgsd))
             self.label_raster = (spec.labels.path, n, spec.labels.min_cover)
+        #: vector labels (not per-patch label files), in ``crs``, labelling each kept chip
+        self.labeller: VectorLabels | None = None
+        lab = spec.labels
+        if lab is not None and not lab.is_raster and not lab.per_patch:
+            self.labeller = VectorLabels.load(lab, crs.to_string())
 
     def read_all(
         self,
@@ -206,6 +214,8 @@ class ChipReader:
             path, n, _ = self.label_raster
             v = read_window([path], chip.bounds, n, self.crs)[0]
             row.update(raster_labels(v, spec.labels))
+        elif self.labeller is not None:
+            row.update(self.labeller.chip_entries(chip, spec.labels))
         row["modalities"] = ",".join(covered)
         return row, sums
 

@@ -22,6 +22,7 @@ from rasterio.crs import CRS
 from rsmm.errors import ConfigError
 from rsmm.stacks.files import union_bounds
 from rsmm.stacks.spec import StackSpec
+from rsmm.stacks.zones import utm_epsg
 
 if TYPE_CHECKING:
     from rsmm.stacks.sources import ModalitySource
@@ -122,19 +123,15 @@ def crs_problem(crs: CRS, area: LonLatBox) -> str | None:
 
 
 def utm_crs(area: LonLatBox | Sequence[float]) -> CRS:
-    """The WGS 84 UTM zone holding the centre of ``area`` (degrees, west south east north)."""
-    from pyproj.aoi import AreaOfInterest
-    from pyproj.database import query_utm_crs_info
+    """The WGS 84 UTM zone holding the centre of ``area`` (degrees, west south east north).
 
+    The zone is :func:`rsmm.stacks.zones.utm_epsg`'s, the one rule of every build: the
+    6-degree bands with the Norway and Svalbard exceptions (an area centred at 5 E,
+    60 N is in zone 32, EPSG:32632, as Sentinel-2's 32V tiles are), so a one-CRS
+    build falls back on the zone a ``--crs auto`` build would put its chips in.
+    """
     lon, lat = (area[0] + area[2]) / 2, (area[1] + area[3]) / 2
-    info = query_utm_crs_info(
-        datum_name="WGS 84",
-        area_of_interest=AreaOfInterest(lon, lat, lon, lat),
-    )
-    if info:
-        return CRS.from_epsg(int(info[0].code))
-    zone = int(np.clip(np.floor((lon + 180) / 6) + 1, 1, 60))
-    return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+    return CRS.from_epsg(int(utm_epsg(lon, lat)))
 
 
 def gsd_in_crs(path: str | Path, crs: CRS) -> float:

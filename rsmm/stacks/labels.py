@@ -34,11 +34,21 @@ from typing import Any
 
 import numpy as np
 
-from rsmm.errors import ConfigError, DatasetFileError
+from rsmm.errors import DatasetFileError
 from rsmm.stacks.label_files import class_names, patch_labels
 from rsmm.stacks.spec import LabelSpec
+from rsmm.stacks.vector_labels import (
+    VectorLabels,
+    class_fractions,
+    is_points,
+    load_vector_labels,
+    present_classes,
+    vector_chip_labels,
+)
 
+# the vector label functions live in rsmm.stacks.vector_labels and are re-exported
 __all__ = [
+    "VectorLabels",
     "check_chip_labels",
     "check_chip_multilabels",
     "chip_labels",
@@ -54,124 +64,6 @@ __all__ = [
     "raster_majority",
     "vector_chip_labels",
 ]
-
-
-def load_vector_labels(spec: LabelSpec, crs: str):
-    """Read a labels vector file, check its class column and move it into ``crs``.
-
-    Returns:
-        A GeoDataFrame in ``crs`` with a string ``class`` column.
-
-    Raises:
-        FileNotFoundError: if the file does not exist.
-        DatasetFileError: unreadable file, missing class column, no CRS or a CRS that
-            cannot be transformed (the message names the file).
-    """
-    from pathlib import Path
-
-    import geopandas as gpd
-    from pyproj.exceptions import ProjError
-
-    path = Path(spec.path)
-    if not path.is_file():
-        raise FileNotFoundError(f"labels file not found: {path}")
-    if not spec.column:
-        raise ConfigError(f"labels file {path}: give the class column (--label-column)")
-    try:
-        gdf = gpd.read_file(path, layer=spec.layer)
-    except Exception as err:  # pyogrio raises its own DataSourceError / DataLayerError
-        raise DatasetFileError(f"cannot read labels file {path}: {err}") from err
-    if spec.column not in gdf.columns:
-        cols = [c for c in gdf.columns if c != gdf.geometry.name]
-        raise DatasetFileError(
-            f"labels file {path} has no column {spec.column!r}; columns: {', '.join(cols)}"
-        )
-    if gdf.crs is None:
-        raise DatasetFileError(f"labels file {path} has no CRS; set one (e.g. EPSG:4326)")
-    try:
-        out = gdf.to_crs(crs)
-    except (ProjError, ValueError) as err:
-        raise DatasetFileError(
-            f"labels file {path}: its CRS ({gdf.crs.name}) cannot be transformed to {crs}: {err}"
-        ) from err
-    bounds = out.total_bounds
-    if len(out) and not np.isfinite(bounds).all():
-        raise DatasetFileError(
-            f"labels file {path}: its CRS ({gdf.crs.name}) cannot be transformed to {crs}"
-        )
-    out = out[out.geometry.notna() & ~out.geometry.is_empty & out[spec.column].notna()]
-    return gpd.GeoDataFrame(
-        {"class": out[spec.column].astype(str).to_numpy()}, geometry=out.geometry.values, crs=crs
-    )
-
-
-def vector_chip_labels(chips, labels, classes: Sequence[str], min_cover: float = 0.5) -> np.ndarray:
-    """Label of each chip from point or polygon labels (see the module docstring).
-
-    Args:
-        chips: GeoSeries of chip polygons.
-        labels: GeoDataFrame from :func:`load_vector_labels` (same CRS).
-        classes: class names; ``labels["class"]`` values are looked up in it.
-        min_cover: polygons: least covered fraction of the chip for a label.
-
-    Returns:
-        int64 array, -1 for unlabelled chips.
-    """
-    out = np.full(len(chips), -1, dtype=np.int64)
-    if len(labels) == 0 or len(chips) == 0:
-        return out
-    if is_points(labels):
-        ids = np.array([classes.index(c) for c in labels["class"]], dtype=np.int64)
-        geoms = labels.geometry.values
-        chip_idx, lab_idx = labels.sindex.query(chips.values, predicate="intersects")
-        votes = np.zeros((len(chips), len(classes)))
-        inside = chips.values[chip_idx].contains(geoms[lab_idx])
-        np.add.at(votes, (chip_idx[inside], ids[lab_idx[inside]]), 1)
-        has = votes.sum(1) > 0
-        out[has] = votes[has].argmax(1)
-        return out
-    frac = class_fractions(chips, labels, classes)
-    best = frac.argmax(1)
-    ok = frac[np.arange(len(chips)), best] >= min_cover
-    out[ok] = best[ok]
-    return out
-
-
-def is_points(labels) -> bool:
-    """Whether vector labels are points (else polygons)."""
-    return set(labels.geometry.geom_type) <= {"Point", "MultiPoint"}
-
-
-def class_fractions(chips, labels, classes: Sequence[str]) -> np.ndarray:
-    """``(chips, classes)`` fraction of each chip covered by each class's polygons.
-
-    Args:
-        chips: GeoSeries of chip polygons.
-        labels: GeoDataFrame of polygons from :func:`load_vector_labels` (same CRS).
-        classes: class names; ``labels["class"]`` values are looked up in it.
-    """
-    out = np.zeros((len(chips), len(classes)))
-    if len(labels) == 0 or len(chips) == 0:
-        return out
-    ids = np.array([classes.index(c) for c in labels["class"]], dtype=np.int64)
-    chip_idx, lab_idx = labels.sindex.query(chips.values, predicate="intersects")
-    inter = chips.values[chip_idx].intersection(labels.geometry.values[lab_idx]).area
-    np.add.at(out, (chip_idx, ids[lab_idx]), inter)
-    return out / chips.area.to_numpy()[:, None]
-
-
-def present_classes(frac: np.ndarray, min_fraction: float) -> tuple[list[list[int]], np.ndarray]:
-    """Multi-labels from ``(chips, classes)`` cover fractions.
-
-    Returns:
-        Per chip the sorted ids of the classes covering at least ``min_fraction`` of
-        it, and its single label: the class covering the largest part, or -1 when no
-        class covers ``min_fraction``.
-    """
-    keep = (frac >= min_fraction) & (frac > 0)
-    lists = [np.flatnonzero(row).tolist() for row in keep]
-    primary = np.where(keep.any(1), frac.argmax(1) if frac.size else -1, -1)
-    return lists, primary.astype(np.int64)
 
 
 def raster_labels(values: np.ndarray, spec: LabelSpec) -> dict[str, Any]:
@@ -211,8 +103,20 @@ def raster_majority(values: np.ndarray, min_cover: float = 0.5, source: str = ""
     return best if counts[best] >= min_cover * values.size else -1
 
 
+def read_labels(
+    chips: Any, spec: LabelSpec, crs: str, labeller: VectorLabels | None
+) -> tuple[VectorLabels, list[dict[str, Any]] | None]:
+    """The vector labels of ``spec`` and, unless the reads labelled the chips with
+    ``labeller`` already (their ``label`` columns), every chip's entries
+    (:meth:`~rsmm.stacks.vector_labels.VectorLabels.chip_entries`)."""
+    if labeller is not None:
+        return labeller, None
+    labeller = VectorLabels.load(spec, crs)
+    return labeller, [labeller.chip_entries(c, spec) for c in np.asarray(chips.geometry.values)]
+
+
 def chip_labels(
-    chips: Any, spec: LabelSpec | None, crs: str
+    chips: Any, spec: LabelSpec | None, crs: str, labeller: VectorLabels | None = None
 ) -> tuple[np.ndarray, list[str], dict[str, Any] | None]:
     """Label id of every chip, the class names and the label source recorded.
 
@@ -221,6 +125,9 @@ def chip_labels(
             column holds the majority class read per chip (:func:`raster_majority`).
         spec: the labels, or ``None`` (every chip unlabelled, -1).
         crs: the chips' CRS (vector labels are moved into it).
+        labeller: the vector labels the chip reads labelled the chips with (their
+            ``label`` column; :class:`~rsmm.stacks.chips.ChipReader`); ``None``: vector
+            labels are loaded and applied here.
 
     Returns:
         int64 ids (-1: unlabelled), class names in id order, and the manifest's
@@ -232,16 +139,13 @@ def chip_labels(
     if spec is None:
         return np.full(len(chips), -1, dtype=np.int64), [], None
     if not spec.is_raster:
-        labels = load_vector_labels(spec, crs)
-        if len(labels) == 0:
-            layer = f" (layer {spec.layer})" if spec.layer else ""
-            raise DatasetFileError(
-                f"labels file {spec.path}{layer} holds no feature with a {spec.column!r} "
-                "value: every chip would be unlabelled"
-            )
-        classes = class_names(labels["class"].tolist(), spec.classes, spec.path)
-        ids = vector_chip_labels(chips.geometry, labels, classes, spec.min_cover)
-        return ids, classes, {"path": spec.path, "column": spec.column, "layer": spec.layer}
+        labeller, entries = read_labels(chips, spec, crs, labeller)
+        if entries is None:
+            ids = chips["label"].to_numpy(np.int64)
+        else:
+            ids = np.array([e["label"] for e in entries], dtype=np.int64)
+        source = {"path": spec.path, "column": spec.column, "layer": spec.layer}
+        return ids, labeller.classes, source
     found = chips["label"].to_numpy()
     top = int(found.max()) if (found >= 0).any() else -1
     classes = list(spec.classes) if spec.classes else [f"class_{v}" for v in range(top + 1)]
@@ -293,7 +197,11 @@ def check_chip_labels(ids: np.ndarray, classes: Sequence[str], spec: LabelSpec) 
 
 
 def chip_multilabels(
-    chips: Any, spec: LabelSpec, crs: str, reference_files: Sequence[Sequence[str]] = ()
+    chips: Any,
+    spec: LabelSpec,
+    crs: str,
+    reference_files: Sequence[Sequence[str]] = (),
+    labeller: VectorLabels | None = None,
 ) -> tuple[list[list[int]], np.ndarray, list[str], dict[str, Any]]:
     """Class ids of every chip for multi-label ``spec`` (see the module docstring).
 
@@ -305,6 +213,8 @@ def chip_multilabels(
         crs: the chips' CRS (vector labels are moved into it).
         reference_files: per chip, the reference modality's files read for it (for
             per-patch label files).
+        labeller: the vector labels the chip reads labelled the chips with (their
+            ``labels`` and ``label`` columns); ``None``: loaded and applied here.
 
     Returns:
         Sorted class ids per chip, the single label per chip (the largest class, or
@@ -332,17 +242,14 @@ def chip_multilabels(
                 "class names were given"
             )
         return lists, chips["label"].to_numpy(np.int64), classes, {**source, "raster": True}
-    labels = load_vector_labels(spec, crs)
-    if len(labels) and is_points(labels):
-        raise DatasetFileError(
-            f"labels file {spec.path}: multi-label chips need polygons (the area each class "
-            "covers), not points"
-        )
-    classes = class_names(labels["class"].tolist(), spec.classes, spec.path)
-    lists, primary = present_classes(
-        class_fractions(chips.geometry, labels, classes), spec.min_class_fraction
-    )
-    return lists, primary, classes, {**source, "column": spec.column, "layer": spec.layer}
+    labeller, entries = read_labels(chips, spec, crs, labeller)
+    if entries is None:
+        lists, primary = [list(v) for v in chips["labels"]], chips["label"].to_numpy(np.int64)
+    else:
+        lists = [e["labels"] for e in entries]
+        primary = np.array([e["label"] for e in entries], dtype=np.int64)
+    source.update(column=spec.column, layer=spec.layer)
+    return lists, primary, labeller.classes, source
 
 
 def check_chip_multilabels(
@@ -379,7 +286,12 @@ def check_chip_multilabels(
 
 
 def label_chips(
-    chips: Any, spec: LabelSpec | None, crs: str, reference: str, check: bool = True
+    chips: Any,
+    spec: LabelSpec | None,
+    crs: str,
+    reference: str,
+    check: bool = True,
+    labeller: VectorLabels | None = None,
 ) -> tuple[list[str], dict[str, Any] | None, list[str]]:
     """Add the label columns to the chips: ``label`` and ``class_name``, and with
     multi-label ``spec`` the ``labels`` column (a JSON list of class ids per chip).
@@ -392,6 +304,9 @@ def label_chips(
             per-patch label files).
         check: run :func:`label_warnings` (``False`` for chips labelled in parts, e.g.
             one UTM zone at a time, which are checked together afterwards).
+        labeller: with vector labels, those the chip reads labelled the chips with
+            (:class:`~rsmm.stacks.chips.ChipReader`, in the worker processes); ``None``:
+            loaded and applied here.
 
     Returns:
         The class names in id order, the manifest's ``label_source`` and the warnings.
@@ -403,11 +318,11 @@ def label_chips(
 
     if spec is not None and spec.multilabel:
         files = [json.loads(v) for v in chips[f"files_{reference}"]]
-        lists, primary, classes, source = chip_multilabels(chips, spec, crs, files)
+        lists, primary, classes, source = chip_multilabels(chips, spec, crs, files, labeller)
         chips["label"] = primary
         chips["labels"] = [json.dumps(sorted(int(c) for c in v)) for v in lists]
     else:
-        chips["label"], classes, source = chip_labels(chips, spec, crs)
+        chips["label"], classes, source = chip_labels(chips, spec, crs, labeller)
     chips["class_name"] = [classes[v] if v >= 0 else None for v in chips["label"]]
     return classes, source, label_warnings(chips, classes, spec) if check else []
 

@@ -2,14 +2,18 @@
 
 ``rsmm manifest build --workers N`` reads chips (the
 :meth:`~rsmm.stacks.chips.ChipReader.read` step: acquisitions, windowed reads, nodata
-and cloud checks, band sums) in ``N`` processes. :func:`read_chips` hands the chips to
-the workers in small batches and yields their results in chip order, so the manifest is
-the same, row for row, as with one worker; the statistics are merged from each chip's
-band *sums* (count, sum, sum of squares) in the same order, so they are bit-identical.
+and cloud checks, band sums, the chip's label) in ``N`` processes. :func:`read_chips`
+hands the workers contiguous runs of chips (:func:`chip_runs`: long runs first, so that
+a worker decodes a file block for the neighbouring chips it reads, shorter ones at the
+end, so that the workers finish together) and yields their results in chip order, so
+the manifest is the same, row for row, as with one worker; the statistics are merged
+from each chip's band *sums* (count, sum, sum of squares) in the same order, so they
+are bit-identical.
 
-Each worker receives the reader once (inherited with ``fork``, pickled with ``spawn``)
-and opens the GeoTIFFs itself (:func:`~rsmm.stacks.windows.open_cached` never shares a
-GDAL handle across processes). A worker holds one chip's pixels at a time, a GDAL
+Each worker receives the reader and the chips once (inherited with ``fork``, pickled
+with ``spawn``); a run is sent as two numbers. It opens the GeoTIFFs itself
+(:func:`~rsmm.stacks.windows.open_cached` never shares a GDAL handle across
+processes). A worker holds one chip's pixels at a time, a GDAL
 block cache of :data:`WORKER_GDAL_CACHE_MB` (unless ``GDAL_CACHEMAX`` is set) and
 returns only its manifest row and ``3 x bands`` sums per modality, so memory grows with
 the number of workers, not with the scene.
@@ -35,14 +39,19 @@ from rsmm.errors import ConfigError
 BAR_FORMAT = (
     "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_noinv_fmt}{postfix}]"
 )
-#: Most chips in one batch sent to a worker.
+#: Most chips in one of the short runs that end the chips (:func:`batch_size`).
 MAX_BATCH = 16
+#: Most chips in one run sent to a worker (the first runs; the progress callback
+#: hears of a run's chips once it is read).
+MAX_RUN = 64
 #: GDAL block cache of a worker, in MiB, unless ``GDAL_CACHEMAX`` is set (GDAL's
 #: default, 5 % of the RAM per process, would let each worker grow with the scene).
 WORKER_GDAL_CACHE_MB = 32
 
-#: The reader of this worker process (set by :func:`_init_worker`).
+#: The reader of this worker process and the ``(chip_id, box)`` of every chip (set by
+#: :func:`_init_worker`).
 _READER: Any = None
+_ITEMS: Sequence[tuple[str, Any]] = ()
 
 
 def available_cpus() -> int:
@@ -66,14 +75,32 @@ def check_workers(workers: int, option: str = "--workers") -> int:
 
 
 def batch_size(chips: int, workers: int) -> int:
-    """Chips per batch: about four batches per worker, at most :data:`MAX_BATCH`."""
+    """Chips in the shortest runs (:func:`chip_runs`): about a quarter of a worker's
+    share, at most :data:`MAX_BATCH`."""
     return max(1, min(MAX_BATCH, chips // (4 * workers)))
 
 
-def _init_worker(reader: Any) -> None:
-    """Keep ``reader`` for :func:`_read_one`; bound this worker's GDAL block cache."""
-    global _READER
-    _READER = reader
+def chip_runs(chips: int, workers: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` runs of chips handed to the workers, in chip order.
+
+    Guided scheduling: each run is a ``1 / (2 * workers)`` share of the chips not yet
+    handed out, at most :data:`MAX_RUN` and at least :func:`batch_size` chips. Long
+    contiguous runs first keep a worker on neighbouring chips (one decode of the file
+    blocks they share), the short runs at the end balance the workers.
+    """
+    least, runs, start = batch_size(chips, workers), [], 0
+    while start < chips:
+        n = max(least, min(MAX_RUN, -(-(chips - start) // (2 * workers))))
+        runs.append((start, min(chips, start + n)))
+        start += n
+    return runs
+
+
+def _init_worker(reader: Any, items: Sequence[tuple[str, Any]]) -> None:
+    """Keep ``reader`` and the chips for :func:`_read_run`; bound this worker's GDAL
+    block cache."""
+    global _READER, _ITEMS
+    _READER, _ITEMS = reader, items
     if "GDAL_CACHEMAX" not in os.environ:  # never raises: a failing initializer
         try:  # makes the pool start workers forever
             from rasterio.env import set_gdal_config
@@ -83,8 +110,8 @@ def _init_worker(reader: Any) -> None:
             pass
 
 
-def _read_one(item: tuple[str, Any]) -> Any:
-    return _READER.read(*item)
+def _read_run(start: int, stop: int) -> list[Any]:
+    return [_READER.read(*_ITEMS[i]) for i in range(start, stop)]
 
 
 def _context() -> Any:
@@ -125,26 +152,29 @@ def read_chips(
             if progress is not None:
                 progress(done, total)
         return
-    chunk = batch_size(total, workers)
     # concurrent.futures rather than multiprocessing.Pool: a worker that dies (killed
     # for memory, a crash in GDAL) breaks the executor with an error instead of leaving
     # the pool waiting for its results forever
-    with ProcessPoolExecutor(
-        workers, mp_context=_context(), initializer=_init_worker, initargs=(reader,)
-    ) as pool:
-        done = 0
-        try:
-            for result in pool.map(_read_one, items, chunksize=chunk):
+    pool = ProcessPoolExecutor(
+        workers, mp_context=_context(), initializer=_init_worker, initargs=(reader, items)
+    )
+    done = 0
+    try:
+        runs = [pool.submit(_read_run, a, b) for a, b in chip_runs(total, workers)]
+        for run in runs:
+            for result in run.result():
                 yield result
                 done += 1
                 if progress is not None:
                     progress(done, total)
-        except BrokenProcessPool as e:
-            raise RuntimeError(
-                "a chip-reading worker process died (killed, e.g. for memory, or crashed) "
-                f"after {done} of {total} chips; run again with fewer --workers, or with "
-                "--workers 1 to see the error in this process"
-            ) from e
+    except BrokenProcessPool as e:
+        raise RuntimeError(
+            "a chip-reading worker process died (killed, e.g. for memory, or crashed) "
+            f"after {done} of {total} chips; run again with fewer --workers, or with "
+            "--workers 1 to see the error in this process"
+        ) from e
+    finally:  # an error, or a caller that stops early: no run left to read
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class ProgressBar:

@@ -119,7 +119,7 @@ def build_zones(
         chips_z = gpd.GeoDataFrame(part.rows, geometry="geometry", crs=z)
         if by_zone:  # vector labels: class areas are measured in the chip's own zone
             classes, label_source, _ = label_chips(
-                chips_z, spec.labels, z, grid.reference, check=False
+                chips_z, spec.labels, z, grid.reference, check=False, labeller=reader.labeller
             )
         chips_z["crs"] = z
         chips_z = add_bounds(chips_z, chips_z.geometry.values)

@@ -214,20 +214,50 @@ def dedupe(lonlat_geoms: Any, order: np.ndarray, groups: Sequence[Any]) -> np.nd
     import shapely
 
     geoms = np.asarray(lonlat_geoms)
-    tree = shapely.STRtree(geoms)
     areas = shapely.area(geoms)
-    kept = np.zeros(len(geoms), dtype=bool)
-    for i in np.argsort(order, kind="stable"):
-        hits = tree.query(geoms[i], predicate="intersects")
-        hits = hits[kept[hits]]
-        if len(hits):
-            shared = shapely.area(shapely.intersection(geoms[hits], geoms[i])) / areas[i]
-            same = np.array([groups[h] == groups[i] for h in hits])
-            limit = np.where(same, 1 - OVERLAP_TOLERANCE, OVERLAP_TOLERANCE)
-            if (shared > limit).any():
-                continue
-        kept[i] = True
+    codes: dict[Any, int] = {}
+    group = np.array([codes.setdefault(g, len(codes)) for g in groups], dtype=np.int64)
+    rank = np.empty(len(geoms), dtype=np.int64)
+    rank[np.argsort(order, kind="stable")] = np.arange(len(geoms))
+    i, j, limit = _near_pairs(geoms, areas, group, rank)
+    kept = np.ones(len(geoms), dtype=bool)  # a chip near no chip taken before it
+    first = np.flatnonzero(np.r_[True, i[1:] != i[:-1]]) if len(i) else np.zeros(0, int)
+    for a, b in zip(first, np.r_[first[1:], len(i)]):  # by rank: earlier chips are final
+        c, mine = i[a], slice(a, b)
+        taken = kept[j[mine]]
+        shared = shapely.area(shapely.intersection(geoms[j[mine]][taken], geoms[c])) / areas[c]
+        kept[c] = not (shared > limit[mine][taken]).any()
     return kept
+
+
+#: Chips whose intersecting pairs :func:`dedupe` looks at in one go (bounds its memory).
+PAIR_BLOCK = 65536
+
+
+def _near_pairs(
+    geoms: np.ndarray, areas: np.ndarray, group: np.ndarray, rank: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(i, j, limit)`` of every chip ``i`` and chip ``j`` taken before it that
+    intersect with bounding boxes overlapping by more than the share of ``i`` they
+    may share (``limit``), ordered by ``rank[i]``. The overlap of two bounding boxes
+    bounds the shared area from above: the other pairs (neighbours of one grid,
+    which only touch) can drop no chip."""
+    import shapely
+
+    tree, box = shapely.STRtree(geoms), shapely.bounds(geoms)
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    for start in range(0, len(geoms), PAIR_BLOCK):
+        i, j = tree.query(geoms[start : start + PAIR_BLOCK], predicate="intersects")
+        i = i + start
+        limit = np.where(group[i] == group[j], 1 - OVERLAP_TOLERANCE, OVERLAP_TOLERANCE)
+        w = np.minimum(box[i, 2], box[j, 2]) - np.maximum(box[i, 0], box[j, 0])
+        h = np.minimum(box[i, 3], box[j, 3]) - np.maximum(box[i, 1], box[j, 1])
+        near = np.maximum(w, 0) * np.maximum(h, 0) / areas[i] > limit * (1 - 1e-9)
+        near &= rank[j] < rank[i]
+        out.append((i[near], j[near], limit[near]))
+    i, j, limit = (np.concatenate(v) for v in zip(*out)) if out else (np.zeros(0, int),) * 3
+    by = np.argsort(rank[i], kind="stable")
+    return i[by], j[by], limit[by]
 
 
 def equal_area(lonlat_geoms: Any) -> np.ndarray:
