@@ -385,9 +385,18 @@ def _ball_maps(d: Draw) -> list[Tensor]:
 _PROTOTYPES = F.normalize(torch.randn(4, 3, generator=torch.Generator().manual_seed(0)), dim=1)
 
 
+#: A 4-class cost matrix: two pairs of siblings (path length 2), cousins at 4.
+_COST = torch.tensor([[0.0, 2, 4, 4], [2, 0, 4, 4], [4, 4, 0, 2], [4, 4, 2, 0]])
+
+
+def _head_kwargs(name: str) -> dict:
+    if name in {"horospherical", "busemann"}:
+        return {"prototypes": _PROTOTYPES}
+    return {"cost": _COST} if name == "mgp" else {}
+
+
 def _head(name: str) -> nn.Module:
-    kwargs = {"prototypes": _PROTOTYPES} if name in {"horospherical", "busemann"} else {}
-    return hyp.HEADS[name](3, 4, **kwargs)
+    return hyp.HEADS[name](3, 4, **_head_kwargs(name))
 
 
 def _head_outputs(d: Draw, head: nn.Module, x: Tensor) -> list[Tensor]:
@@ -395,6 +404,8 @@ def _head_outputs(d: Draw, head: nn.Module, x: Tensor) -> list[Tensor]:
     out = [logits]
     if isinstance(head, hyp.BusemannClassifier):
         out.append(head.loss(logits, torch.tensor([0, 1, 2, 3, 0])))
+    if isinstance(head, hyp.MetricGuidedPrototypes):
+        out.append(head.regularisation())
     return out
 
 
@@ -403,6 +414,7 @@ def _head_outputs(d: Draw, head: nn.Module, x: Tensor) -> list[Tensor]:
     "rsmm.hyperbolic.BusemannClassifier",
     "rsmm.hyperbolic.GyroplaneClassifier",
     "rsmm.hyperbolic.EuclideanClassifier",
+    "rsmm.hyperbolic.MetricGuidedPrototypes",
 )
 def _heads(d: Draw) -> list[Tensor]:
     x = d.ball(5, 3)
@@ -416,9 +428,24 @@ def _build_head(d: Draw) -> list[Tensor]:
     torch.manual_seed(0)
     out = []
     for name in hyp.HEADS:
-        kwargs = {"prototypes": _PROTOTYPES} if name in {"horospherical", "busemann"} else {}
-        out.append(d.module(hyp.build_head(name, 3, 4, clip_r=2.0, **kwargs))(x))
+        out.append(d.module(hyp.build_head(name, 3, 4, clip_r=2.0, **_head_kwargs(name)))(x))
     return out
+
+
+@case(
+    "rsmm.hyperbolic.prototype_distances",
+    "rsmm.hyperbolic.optimal_scale",
+    "rsmm.hyperbolic.distortion_loss",
+)
+def _metric_prototypes(d: Draw) -> list[Tensor]:
+    p = d.emb(4, 3, unit=False)
+    distances = hyp.prototype_distances(p)
+    return [
+        distances,
+        hyp.optimal_scale(distances, _COST),
+        hyp.distortion_loss(p, _COST),
+        hyp.distortion_loss(p, _COST, scale_free=False),
+    ]
 
 
 @case("rsmm.hyperbolic.gaussian_uniformity")

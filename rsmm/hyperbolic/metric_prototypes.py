@@ -51,7 +51,9 @@ def prototype_distances(prototypes: Tensor) -> Tensor:
     """Pairwise Euclidean distances ``||pi_k - pi_l||`` of ``K x d`` prototypes (``K x K``,
     zero diagonal). Squared distances are floored at ``eps^2`` (machine epsilon) before the
     square root, whose slope is infinite at 0: the gradient stays finite, also for
-    coinciding prototypes."""
+    coinciding prototypes. Half-precision prototypes are computed in float32 (their
+    squared distances overflow float16)."""
+    prototypes = prototypes.to(_compute_dtype(prototypes))
     diff = prototypes.unsqueeze(1) - prototypes.unsqueeze(0)
     sq = diff.pow(2).sum(-1).clamp_min(torch.finfo(prototypes.dtype).eps ** 2)
     return sq.sqrt() * _off_diagonal(sq.shape[0], sq.device)
@@ -75,6 +77,7 @@ def optimal_scale(distances: Tensor, cost: Tensor) -> Tensor:
         distances: ``K x K`` prototype distances (:func:`prototype_distances`).
         cost: ``K x K`` cost matrix, positive off the diagonal.
     """
+    distances = distances.to(_compute_dtype(distances))
     return _scale(_ratios(distances, cost.to(distances)))
 
 
