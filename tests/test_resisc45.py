@@ -33,8 +33,13 @@ def root(torchgeo_fixtures: Path) -> Path:
 
 
 def published_classes() -> list[str]:
-    """The numbered class list of torchgeo's RESISC45 docstring (``35. sea_ice``)."""
-    found = re.findall(r"^\s+(\d+)\. (\w+)$", tgd.RESISC45.__doc__ or "", re.MULTILINE)
+    """The numbered class list of torchgeo's RESISC45 docstring (``35. sea_ice``).
+
+    Python >= 3.13 strips the docstring's indentation when compiling, so the lines may start
+    with the number itself (requiring indentation found only ``0.``, through the blank line
+    above it).
+    """
+    found = re.findall(r"^[ \t]*(\d+)\. (\w+)$", tgd.RESISC45.__doc__ or "", re.MULTILINE)
     assert [int(i) for i, _ in found] == list(range(45))
     return [name for _, name in found]
 
