@@ -68,6 +68,18 @@ def torchrun(tmp: Path, config: Path, saved: list[str], *args: str) -> None:
     assert TEARDOWN_ABORT in done.stderr and finished, done.stderr[-3000:]
 
 
+#: NT-Xent pre-training with lr 0 (the weights stay, so every step's loss can be checked)
+MODEL = {
+    "projector_bn": False,
+    "projection_dim": 8,
+    "hidden_dim": 16,
+    "loss": "ntxent",
+    "temperature": 0.5,
+    "lr": 0.0,
+    "weight_decay": 0.0,
+}
+
+
 def trainer_config(tmp: Path, strategy: str, callback: str) -> dict:
     """The trainer section: one epoch on ``WORLD`` CPU processes, steps recorded by
     ``callback`` (a class of this module) into ``tmp``."""
@@ -86,17 +98,7 @@ def trainer_config(tmp: Path, strategy: str, callback: str) -> dict:
 def config(tmp: Path, shards: Path) -> Path:
     """Tiny pre-training: lr 0 keeps the weights, so every step's loss can be checked."""
     cfg = {
-        "model": {
-            "backbone": "tiny_cnn",
-            "backbone_kwargs": {"batch_norm": False},
-            "projector_bn": False,
-            "projection_dim": 8,
-            "hidden_dim": 16,
-            "loss": "ntxent",
-            "temperature": 0.5,
-            "lr": 0.0,
-            "weight_decay": 0.0,
-        },
+        "model": {**MODEL, "backbone": "tiny_cnn", "backbone_kwargs": {"batch_norm": False}},
         "data": {
             "class_path": "rsmm.datamodules.streaming.ShardDataModule",
             "init_args": {"root": str(shards), "batch_size": 3, "views": 2, "augment": "eval"},
@@ -195,17 +197,7 @@ def fsdp_config(tmp: Path) -> Path:
     """Two steps per epoch of NT-Xent on 8 synthetic samples (2 per rank and step); lr 0
     keeps the weights, so every step's loss can be checked from the checkpoint."""
     cfg = {
-        "model": {
-            "backbone": "vit_tiny_patch16_224",
-            "backbone_kwargs": VIT,
-            "projector_bn": False,
-            "projection_dim": 8,
-            "hidden_dim": 16,
-            "loss": "ntxent",
-            "temperature": 0.5,
-            "lr": 0.0,
-            "weight_decay": 0.0,
-        },
+        "model": {**MODEL, "backbone": "vit_tiny_patch16_224", "backbone_kwargs": VIT},
         "data": {
             "class_path": "rsmm.datamodules.SyntheticDataModule",
             "init_args": {
