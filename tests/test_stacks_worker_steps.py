@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import shapely
 from rasterio.crs import CRS
+from test_stacks_multilabel import CRS as LABEL_CRS
+from test_stacks_multilabel import polygons
 
 from rsmm.stacks import build_manifest, spec_from_dirs
 from rsmm.stacks.crs import choose_crs, utm_crs
@@ -23,18 +25,11 @@ from rsmm.stacks.vector_labels import VectorLabels, class_fractions, vector_chip
 from rsmm.stacks.zones import OVERLAP_TOLERANCE, dedupe, utm_epsg
 
 SCENE = Path(__file__).parent / "data" / "stacks" / "scene"
-UTM = "EPSG:32618"
-
-
-def _labels(tmp: Path, rows: list[tuple[str, shapely.Geometry]]) -> str:
-    gdf = gpd.GeoDataFrame({"lc": [r[0] for r in rows]}, geometry=[r[1] for r in rows], crs=UTM)
-    path = tmp / "labels.gpkg"
-    gdf.to_file(path)
-    return str(path)
+UTM = LABEL_CRS  # EPSG:32618, the label polygons' CRS
 
 
 def test_one_chip_at_a_time_gives_the_label_rules(tmp_path: Path) -> None:
-    path = _labels(
+    path = polygons(
         tmp_path,
         [
             ("water", shapely.box(0, 0, 60, 100)),  # 60 % of chip 0
@@ -74,7 +69,7 @@ def vl_table(path: str) -> gpd.GeoDataFrame:
 def test_points_vote_and_ties_go_to_the_lowest_id(tmp_path: Path) -> None:
     pts = [("b", shapely.Point(10, 10)), ("a", shapely.Point(20, 20)), ("b", shapely.Point(30, 30))]
     pts += [("a", shapely.Point(150, 50)), ("b", shapely.Point(160, 50))]
-    spec = LabelSpec(_labels(tmp_path, pts), "lc")
+    spec = LabelSpec(polygons(tmp_path, pts), "lc")
     vl = VectorLabels.load(spec, UTM)
     assert vl.points and vl.classes == ["a", "b"]
     chips = [
@@ -90,7 +85,7 @@ def test_points_vote_and_ties_go_to_the_lowest_id(tmp_path: Path) -> None:
 def test_labels_the_reads_gave_are_the_labels_of_the_parent(tmp_path: Path) -> None:
     """label_chips with the reads' labeller keeps their columns; without it, it labels
     the chips itself: the same values."""
-    path = _labels(
+    path = polygons(
         tmp_path, [("water", shapely.box(0, 0, 150, 100)), ("crop", shapely.box(150, 0, 300, 100))]
     )
     boxes = [shapely.box(100 * i, 0, 100 * (i + 1), 100) for i in range(3)]
