@@ -25,7 +25,6 @@ from rsmm.export.card import method_description, model_card
 from rsmm.export.run import jsonable, last_logged_metrics, read_run_config, run_directory
 from rsmm.models.backbones import build_backbone
 from rsmm.models.timm_folder import write_timm_folder
-from rsmm.parsing import folder_checkpoint_message
 from rsmm.sensors import get_sensor
 
 FORMATS = ("safetensors", "torchgeo")
@@ -40,18 +39,6 @@ def _native_gsd(sensor: str, bands: Sequence[str] | None) -> list[float | None] 
         return [s.band(b).gsd for b in bands]
     except KeyError:
         return None
-
-
-def refuse_sharded_checkpoint(checkpoint: str | Path) -> None:
-    """Refuse a checkpoint folder (e.g. a distributed checkpoint: one shard per rank) in
-    one line, with how to merge it into a file.
-
-    Raises:
-        ExportError: ``checkpoint`` is a folder.
-    """
-    path = Path(checkpoint)
-    if path.is_dir():
-        raise ExportError(folder_checkpoint_message(path))
 
 
 def _check_target(out_dir: Path, overwrite: bool) -> None:
@@ -150,7 +137,6 @@ def export_encoders(
         raise ExportError(f"format: unknown {format!r}; use {' or '.join(FORMATS)}")
     out_dir = Path(out_dir)
     _check_target(out_dir, overwrite)
-    refuse_sharded_checkpoint(checkpoint)
     ckpt = load_checkpoint(checkpoint)
     record = CheckpointRecord.from_checkpoint(checkpoint, ckpt)
     mods = list(modalities or record.modalities)
