@@ -30,29 +30,29 @@ def chips_gdf(n: int = 2, files: list[list[str]] | None = None) -> gpd.GeoDataFr
     """``n`` chips of 100 x 100 m side by side, with a ``files_s2`` column."""
     boxes = [shapely.box(100 * i, 0, 100 * (i + 1), 100) for i in range(n)]
     files = files if files is not None else [[] for _ in range(n)]
-    return gpd.GeoDataFrame(
-        {"files_s2": [json.dumps(f) for f in files]}, geometry=boxes, crs=CRS
-    )
+    return gpd.GeoDataFrame({"files_s2": [json.dumps(f) for f in files]}, geometry=boxes, crs=CRS)
 
 
 def polygons(tmp: Path, rows: list[tuple[str, shapely.Geometry]]) -> str:
-    gdf = gpd.GeoDataFrame(
-        {"lc": [r[0] for r in rows]}, geometry=[r[1] for r in rows], crs=CRS
-    )
+    gdf = gpd.GeoDataFrame({"lc": [r[0] for r in rows]}, geometry=[r[1] for r in rows], crs=CRS)
     path = tmp / "labels.gpkg"
     gdf.to_file(path)
     return str(path)
 
 
+#: Polygons over two 100 m chips side by side (x 0-100 and 100-200 m)
+TWO_CHIPS = [
+    ("water", shapely.box(0, 0, 60, 100)),  # 60 % of chip 0
+    ("forest", shapely.box(60, 0, 95, 100)),  # 35 % of chip 0
+    ("urban", shapely.box(95, 0, 104, 100)),  # 5 % of chip 0, 4 % of chip 1
+    ("forest", shapely.box(104, 0, 200, 100)),  # 96 % of chip 1
+]
+
+
 def test_polygons_give_every_class_over_the_min_fraction(tmp_path: Path) -> None:
     path = polygons(
         tmp_path,
-        [
-            ("water", shapely.box(0, 0, 60, 100)),  # 60 % of chip 0
-            ("forest", shapely.box(60, 0, 95, 100)),  # 35 % of chip 0
-            ("urban", shapely.box(95, 0, 104, 100)),  # 5 % of chip 0, 4 % of chip 1
-            ("forest", shapely.box(104, 0, 200, 100)),  # 96 % of chip 1
-        ],
+        TWO_CHIPS,
     )
     chips = chips_gdf()
     spec = LabelSpec(path, "lc", multilabel=True, min_class_fraction=0.05)

@@ -14,7 +14,7 @@ import pytest
 import shapely
 from rasterio.crs import CRS
 from test_stacks_multilabel import CRS as LABEL_CRS
-from test_stacks_multilabel import polygons
+from test_stacks_multilabel import TWO_CHIPS, polygons
 
 from rsmm.stacks import build_manifest, spec_from_dirs
 from rsmm.stacks.crs import choose_crs, utm_crs
@@ -31,12 +31,7 @@ UTM = LABEL_CRS  # EPSG:32618, the label polygons' CRS
 def test_one_chip_at_a_time_gives_the_label_rules(tmp_path: Path) -> None:
     path = polygons(
         tmp_path,
-        [
-            ("water", shapely.box(0, 0, 60, 100)),  # 60 % of chip 0
-            ("forest", shapely.box(60, 0, 95, 100)),  # 35 % of chip 0
-            ("urban", shapely.box(95, 0, 104, 100)),  # 5 % of chip 0, 4 % of chip 1
-            ("forest", shapely.box(104, 0, 200, 100)),  # 96 % of chip 1
-        ],
+        TWO_CHIPS,
     )
     chips = [
         shapely.box(0, 0, 100, 100),
